@@ -1,0 +1,51 @@
+"""Materialize the data topics into the cache table, and close in-flight fetches.
+
+Data topics are keyed by cache key, like ``internal.requests``; partition P of both
+belongs to one worker, so the entry lands where admission and reads look for it.
+A data record that does not validate (the topics are public) is dead-lettered.
+"""
+
+from __future__ import annotations
+
+import json
+
+import faust
+
+from quotacache.runtime import Runtime
+from quotacache.streams.records import BadMessage, DataRecord, FetchOutcome, parse_message
+from quotacache.tables.freshness import CacheEntry
+
+
+def register(rt: Runtime) -> None:
+    topics = rt.topics
+    outcomes = topics.outcomes.get_topic_name()
+    channel = rt.app.topic(*(t.get_topic_name() for t in topics.data.values()), outcomes,
+                           key_serializer="raw", value_serializer="raw")
+
+    @rt.app.agent(channel, name="materialize")
+    async def materialize(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            message = event.message
+            try:
+                if message.topic == outcomes:
+                    outcome = parse_message(FetchOutcome, event.value)
+                    _, key = rt.resolve_message(outcome.service, outcome.endpoint,
+                                                outcome.symbol)
+                    rt.inflight.release(key)
+                    continue
+                record = parse_message(DataRecord, event.value)
+                _, key = rt.resolve_message(record.service, record.endpoint, record.symbol)
+                if message.topic != topics.data[(record.service, record.endpoint)].get_topic_name():
+                    raise BadMessage(f"record for {key} on the wrong data topic")
+                if event.key != json.dumps(key).encode():
+                    raise BadMessage(f"record for {key} must be keyed by {json.dumps(key)}")
+            except BadMessage as exc:
+                rt.stats.count("dead_letters", "-")
+                await topics.send_dead_letter(str(exc), event.value, topic=message.topic,
+                                              partition=message.partition,
+                                              offset=message.offset)
+                continue
+            current = rt.cache.get(key)
+            if current is None or current.fetched_at <= record.fetched_at:
+                rt.cache.put(key, CacheEntry(record.data, record.fetched_at, record.ttl))
+            rt.inflight.release(key)

@@ -1,0 +1,80 @@
+"""Admission of refresh requests: validate, skip what is fresh or in flight, order a fetch.
+
+One agent reads both ``refresh`` (public, keyed any way) and ``internal.requests`` (keyed
+by cache key). A refresh message already keyed by its cache key in JSON sits on the
+partition that owns the key and is admitted in place; any other is re-keyed once through
+``internal.requests``. Admission reads the cache table and the in-flight marks of the
+key's own partition, so one worker decides for each key and duplicates cost no call.
+Sweep requests (tombstones for entries past ``max_staleness``) also arrive here, because
+table deletes must happen inside stream iteration on the owning partition.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import faust
+
+from quotacache.runtime import Runtime
+from quotacache.streams.records import BadMessage, FetchOrder, RefreshRequest, parse_message
+from quotacache.tables.freshness import Freshness, classify
+
+log = logging.getLogger(__name__)
+
+
+def register(rt: Runtime) -> None:
+    topics = rt.topics
+    refresh_topic = topics.refresh.get_topic_name()
+    channel = rt.app.topic(refresh_topic, topics.requests.get_topic_name(),
+                           key_serializer="raw", value_serializer="raw")
+
+    @rt.app.agent(channel, name="admit")
+    async def admit(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            message = event.message
+            try:
+                request = parse_message(RefreshRequest, event.value)
+                symbol, key = rt.resolve_message(request.service, request.endpoint,
+                                                 request.symbol)
+            except BadMessage as exc:
+                rt.stats.count("dead_letters", "-")
+                await topics.send_dead_letter(str(exc), event.value, topic=message.topic,
+                                              partition=message.partition,
+                                              offset=message.offset)
+                continue
+            if message.topic == refresh_topic and event.key != json.dumps(key).encode():
+                await topics.send(topics.requests, key, request.model_copy(
+                    update={"symbol": symbol}))
+                continue
+            try:
+                await admit_request(rt, request, symbol, key)
+            except Exception as exc:  # one bad request must not stop the agent
+                log.exception("admission of %s failed", key)
+                await topics.send_dead_letter(f"admission failed: {type(exc).__name__}",
+                                              event.value, topic=message.topic,
+                                              partition=message.partition,
+                                              offset=message.offset)
+
+
+async def admit_request(rt: Runtime, request: RefreshRequest, symbol: str, key: str) -> None:
+    """Decide one request on the partition that owns ``key`` (inside stream iteration)."""
+    now = rt.clock()
+    config = rt.settings.service(request.service)
+    endpoint_name = f"{request.service}/{request.endpoint}"
+    entry = rt.cache.get(key)
+    if request.reason == "sweep":
+        if entry is not None and entry.is_expired(now, config.max_staleness):
+            rt.cache.delete(key)
+        return
+    if not request.force and classify(entry, now, config.max_staleness) is Freshness.HIT:
+        rt.stats.count("calls_saved", endpoint_name)
+        return
+    if not rt.inflight.claim(key, now):
+        rt.stats.count("calls_saved", endpoint_name)
+        return
+    spec = config.endpoints[request.endpoint]
+    order = FetchOrder(service=request.service, endpoint=request.endpoint, symbol=symbol,
+                       priority=request.priority or spec.priority, reason=request.reason,
+                       requested_at=now)
+    await rt.topics.send(rt.topics.fetch, request.service, order)

@@ -1,0 +1,33 @@
+"""Tombstones for entries far past their TTL, so the cache changelog does not grow forever.
+
+The timer only finds candidates (it may not write tables); each becomes a sweep request
+on ``internal.requests``, and admission deletes the entry on its owning partition if it
+is still expired, which writes a tombstone to the changelog.
+"""
+
+from __future__ import annotations
+
+from quotacache.runtime import Runtime
+from quotacache.streams.records import RefreshRequest
+
+
+def register(rt: Runtime) -> None:
+    @rt.app.timer(rt.settings.cache.sweep_interval, name="sweep-expired")
+    async def sweep_expired() -> None:
+        await sweep_once(rt)
+
+
+async def sweep_once(rt: Runtime) -> int:
+    now = rt.clock()
+    swept = 0
+    for key, entry in rt.cache.items():
+        service, endpoint, symbol = key.split("/", 2)
+        config = rt.settings.services.get(service)
+        if config is None or endpoint not in config.endpoints:
+            continue  # left by an older configuration: harmless, and not ours to judge
+        if entry.is_expired(now, config.max_staleness):
+            request = RefreshRequest(service=service, endpoint=endpoint, symbol=symbol,
+                                     reason="sweep")
+            await rt.topics.send(rt.topics.requests, key, request)
+            swept += 1
+    return swept

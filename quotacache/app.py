@@ -1,0 +1,77 @@
+"""Builds the Faust app of quotacache from settings: topics, tables, agents and views.
+
+``build_app`` is the one way to get an app; ``quotacache worker`` calls it with the
+settings from the config file. Consumer-group timings are short because the embedded
+broker waits a full rebalance timeout on every join (BROKER-NOTES.md); exactly-once is
+never enabled (the embedded broker has no idempotent producer).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import faust
+import httpx
+
+from quotacache.streams.topics import Topics
+from quotacache.tables.cache import CacheTable
+from quotacache.tables.inflight import InFlight
+from quotacache.tables.ratelimit import RateLimiter
+
+from .runtime import Clock, Runtime
+from .settings import Settings
+from .upstream import UpstreamClient
+
+log = logging.getLogger(__name__)
+
+
+def faust_app(settings: Settings) -> faust.App:
+    return faust.App(
+        settings.app_id,
+        broker=settings.broker.kafka_url(),
+        store="rocksdb://",
+        datadir=str(settings.data_dir),
+        autodiscover=False,
+        web_host=settings.web.host,
+        web_bind=settings.web.host,
+        web_port=settings.web.port,
+        topic_partitions=settings.broker.partitions,
+        topic_replication_factor=1,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        broker_rebalance_timeout=6.0,
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        broker_commit_every=100,
+        broker_commit_interval=1.0,
+        table_cleanup_interval=5.0,
+        producer_linger_ms=1,
+        key_serializer="json",
+        value_serializer="raw",
+        web_cors_options=None,
+    )
+
+
+def build_app(settings: Settings, *, clock: Clock = time.time,
+              transports: dict[str, httpx.AsyncBaseTransport] | None = None) -> Runtime:
+    """Create the app and wire every agent, timer and view to one Runtime."""
+    from quotacache.agents import fetch, materialize, refresh, sweeper
+    from quotacache.tables import views
+
+    app = faust_app(settings)
+    transports = transports or {}
+    rt = Runtime(
+        settings=settings,
+        app=app,
+        topics=Topics(app, settings),
+        cache=CacheTable(app, settings.broker.partitions),
+        limiter=RateLimiter(app, settings),
+        upstreams={name: UpstreamClient(name, cfg, transports.get(name))
+                   for name, cfg in settings.services.items()},
+        inflight=InFlight(settings.cache.inflight_timeout),
+        clock=clock,
+    )
+    for module in (refresh, fetch, materialize, sweeper, views):
+        module.register(rt)
+    return rt

@@ -1,0 +1,171 @@
+"""The ``quotacache`` command line: worker, demo, upstream-sim, request, get, stats."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from typing import Any
+
+from .errors import ConfigError, QuotacacheError
+from .settings import Priority, Settings, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config)
+
+
+def _latency(text: str) -> tuple[float, float]:
+    low, _, high = text.partition("-")
+    try:
+        bounds = (float(low), float(high or low))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: use SECONDS or LOW-HIGH, e.g. 0.2-0.5")
+    if not 0 <= bounds[0] <= bounds[1]:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= LOW <= HIGH")
+    return bounds
+
+
+def cmd_worker(args: argparse.Namespace, extra: list[str]) -> int:
+    from . import worker
+
+    logging.basicConfig(level=logging.INFO)
+    return worker.run(_settings(args), extra)
+
+
+def cmd_upstream_sim(args: argparse.Namespace, extra: list[str]) -> int:
+    from . import simulator
+
+    print(f"upstream simulator on http://{args.host}:{args.port} "
+          f"(latency {args.latency[0]:g}-{args.latency[1]:g}s)", flush=True)
+    simulator.run(args.host, args.port, args.latency, args.seed)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
+    from . import demo
+
+    return demo.run(duration=args.duration, web_port=args.web_port, sim_port=args.sim_port,
+                    broker_port=args.broker_port, symbols=args.symbols.split(","),
+                    rate=args.rate)
+
+
+def _print(data: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(data, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=False)
+    for key, value in data.items():
+        if key != "endpoints":
+            table.add_row(str(key), json.dumps(value, default=str)[:120])
+    Console().print(table)
+
+
+def cmd_request(args: argparse.Namespace, extra: list[str]) -> int:
+    from .client import Client
+
+    async def go() -> None:
+        async with Client(_settings(args)) as client:
+            await client.request_refresh(args.service, args.endpoint, args.symbol,
+                                         priority=args.priority, force=args.force)
+
+    asyncio.run(go())
+    print(f"refresh requested: {args.service}/{args.endpoint}/{args.symbol}")
+    return 0
+
+
+def cmd_get(args: argparse.Namespace, extra: list[str]) -> int:
+    from .client import Client
+
+    async def go() -> dict[str, Any]:
+        async with Client(_settings(args), base_url=args.url) as client:
+            return await client.get(args.service, args.endpoint, args.symbol)
+
+    entry = asyncio.run(go())
+    _print(entry, args.json)
+    return {"HIT": 0, "STALE": 0, "MISS": 3}.get(entry.get("status", ""), 1)
+
+
+def cmd_stats(args: argparse.Namespace, extra: list[str]) -> int:
+    from .client import Client
+
+    async def go() -> dict[str, Any]:
+        async with Client(_settings(args), base_url=args.url) as client:
+            return await client.stats()
+
+    _print(asyncio.run(go()), args.json)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="TOML config file (default: $QUOTACACHE_CONFIG)")
+    root = argparse.ArgumentParser(prog="quotacache", description=__doc__)
+    sub = root.add_subparsers(dest="command", required=True)
+
+    def add(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kwargs)
+
+    p = add("worker", help="run a worker (Faust's worker command and its options)",
+                       add_help=False)
+    p.set_defaults(func=cmd_worker, passthrough=True)
+
+    p = add("upstream-sim", help="run the upstream simulator")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=28080)
+    p.add_argument("--latency", type=_latency, default=(0.2, 0.5),
+                   help="seconds, or LOW-HIGH (default 0.2-0.5)")
+    p.add_argument("--seed", type=int, default=None)
+    p.set_defaults(func=cmd_upstream_sim)
+
+    p = add("demo", help="broker + simulator + worker + load, with live stats")
+    p.add_argument("--duration", type=float, default=None,
+                   help="stop after this many seconds (default: run until Ctrl-C)")
+    p.add_argument("--web-port", type=int, default=6066)
+    p.add_argument("--sim-port", type=int, default=28080)
+    p.add_argument("--broker-port", type=int, default=19092)
+    p.add_argument("--symbols", default="BTC,ETH,SOL,XRP,DOGE,ADA,AVAX,LINK")
+    p.add_argument("--rate", type=float, default=50.0, help="reads + requests per second")
+    p.set_defaults(func=cmd_demo)
+
+    for name, func, helptext in (("request", cmd_request, "publish a refresh request"),
+                                 ("get", cmd_get, "read one cache entry")):
+        p = add(name, help=helptext)
+        p.add_argument("service")
+        p.add_argument("endpoint")
+        p.add_argument("symbol", nargs="?", default="*")
+        p.set_defaults(func=func)
+        if name == "request":
+            p.add_argument("--force", action="store_true")
+            p.add_argument("--priority", choices=[x.value for x in Priority])
+        else:
+            p.add_argument("--url", help="worker URL (default from [web])")
+            p.add_argument("--json", action="store_true")
+
+    p = add("stats", help="show cache statistics")
+    p.add_argument("--url", help="worker URL (default from [web])")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_stats)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, extra = parser().parse_known_args(argv)
+    if extra and not getattr(args, "passthrough", False):
+        parser().error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return int(args.func(args, extra) or 0)
+    except ConfigError as exc:
+        print(f"quotacache: {exc}", file=sys.stderr)
+        return 2
+    except QuotacacheError as exc:
+        print(f"quotacache: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

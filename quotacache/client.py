@@ -1,0 +1,76 @@
+"""The Python client: publish refresh requests to the topics, read the cache over HTTP.
+
+Producers key each refresh request by its cache key in JSON, so the worker that owns the
+key admits it without re-keying it first.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from .settings import Priority, Settings
+from .streams.records import RefreshRequest, cache_key
+
+
+class Client:
+    """Talks to one quotacache deployment: its broker for requests, a worker for reads."""
+
+    def __init__(self, settings: Settings, base_url: str | None = None):
+        self.settings = settings
+        self.base_url = base_url or f"http://{settings.web.host}:{settings.web.port}"
+        self._producer: AIOKafkaProducer | None = None
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=10.0)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _started_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            self._producer = AIOKafkaProducer(
+                bootstrap_servers=self.settings.broker.bootstrap_servers(), linger_ms=5)
+            await self._producer.start()
+        return self._producer
+
+    async def request_refresh(self, service: str, endpoint: str, symbol: str = "*", *,
+                              priority: Priority | None = None, force: bool = False) -> None:
+        """Publish one refresh request (validated here first)."""
+        await self.request_many([RefreshRequest(service=service, endpoint=endpoint,
+                                                symbol=symbol, priority=priority, force=force)])
+
+    async def request_many(self, requests: Iterable[RefreshRequest]) -> int:
+        producer = await self._started_producer()
+        topic = self.settings.topic_prefix + "refresh"
+        sent = 0
+        for request in requests:
+            key = cache_key(request.service, request.endpoint, request.symbol)
+            await producer.send(topic, value=request.to_json(), key=json.dumps(key).encode())
+            sent += 1
+        await producer.flush()
+        return sent
+
+    async def get(self, service: str, endpoint: str, symbol: str = "*") -> dict[str, Any]:
+        """The cache entry as the HTTP API answers it (status HIT, STALE or MISS)."""
+        response = await self._http.get(f"/cache/{service}/{endpoint}/{symbol}")
+        if response.status_code >= 400:
+            raise httpx.HTTPStatusError(response.json().get("error", response.text),
+                                        request=response.request, response=response)
+        return dict(response.json())
+
+    async def stats(self) -> dict[str, Any]:
+        response = await self._http.get("/stats")
+        response.raise_for_status()
+        return dict(response.json())
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+        await self._http.aclose()

@@ -1,0 +1,32 @@
+"""The one exception hierarchy of quotacache: every error a user can meet derives from here."""
+
+from __future__ import annotations
+
+
+class QuotacacheError(Exception):
+    """Base of every quotacache error."""
+
+
+class ConfigError(QuotacacheError):
+    """The configuration file or environment is invalid; the message names the key."""
+
+
+class UnknownTarget(QuotacacheError):
+    """A service or endpoint that the configuration does not declare."""
+
+
+class InvalidSymbol(QuotacacheError):
+    """A symbol that cannot be sent upstream (wrong characters or length)."""
+
+
+class UpstreamError(QuotacacheError):
+    """The upstream answered with something that is not data (error status, garbage, refusal)."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class BrokerError(QuotacacheError):
+    """The embedded broker could not be started or reached."""

@@ -1,0 +1,68 @@
+"""The running parts of one quotacache app, shared by its agents and views.
+
+Built once by ``quotacache.app.build_app``; agents and views receive it instead of
+importing globals, so tests and the demo can build apps with their own settings.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import faust
+
+from quotacache.settings import Settings
+from quotacache.streams.records import BadMessage, normalize_symbol
+from quotacache.streams.topics import Topics
+from quotacache.tables.cache import CacheTable
+from quotacache.tables.inflight import InFlight
+from quotacache.tables.ratelimit import RateLimiter
+from quotacache.tables.stats import Stats
+from quotacache.upstream import UpstreamClient
+
+from .errors import InvalidSymbol, UnknownTarget
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    app: faust.App
+    topics: Topics
+    cache: CacheTable
+    limiter: RateLimiter
+    upstreams: dict[str, UpstreamClient]
+    stats: Stats = field(default_factory=Stats)
+    inflight: InFlight = field(default_factory=lambda: InFlight(30.0))
+    clock: Clock = time.time
+
+    def resolve(self, service: str, endpoint: str, symbol: str) -> tuple[str, str]:
+        """Check a (service, endpoint, symbol) against the config; return (symbol, cache key).
+
+        Endpoints that take no symbol are cached under ``*`` whatever symbol is asked.
+        Raises UnknownTarget or InvalidSymbol with a message naming the bad part.
+        """
+        config = self.settings.services.get(service)
+        if config is None:
+            raise UnknownTarget(f"unknown service {service!r}")
+        spec = config.endpoints.get(endpoint)
+        if spec is None:
+            raise UnknownTarget(f"unknown endpoint {endpoint!r} of service {service!r}")
+        try:
+            symbol = normalize_symbol(symbol)
+        except ValueError as exc:
+            raise InvalidSymbol(f"{symbol!r}: {exc}") from None
+        if not spec.takes_symbol:
+            symbol = "*"
+        elif symbol == "*":
+            raise InvalidSymbol(f"endpoint {service}/{endpoint} needs a symbol")
+        return symbol, f"{service}/{endpoint}/{symbol}"
+
+    def resolve_message(self, service: str, endpoint: str, symbol: str) -> tuple[str, str]:
+        """``resolve`` for topic messages: errors become BadMessage (dead-letter reasons)."""
+        try:
+            return self.resolve(service, endpoint, symbol)
+        except (UnknownTarget, InvalidSymbol) as exc:
+            raise BadMessage(str(exc)) from None

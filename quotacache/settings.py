@@ -1,0 +1,328 @@
+"""Settings: the TOML contract of DESIGN.md, validated by pydantic, with env overrides.
+
+A file is named by ``--config PATH`` or ``QUOTACACHE_CONFIG``; any setting can also be
+overridden from the environment as ``QUOTACACHE_<SECTION>__<KEY>`` (e.g.
+``QUOTACACHE_WEB__PORT=7000``). Built-in service profiles are merged under the
+``[services.*]`` tables of the file, so a file only states what differs.
+API keys are never read from the file: ``auth.env`` names the environment variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import ConfigError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|hr|d)?\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {None: 1.0, "ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0,
+                 "h": 3600.0, "hr": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``90``, ``"30s"``, ``"2m"``, ``"1h"``, ``"6h"``, ``"1d"``."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like '2m'")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 2m, 1h)")
+        unit = match.group(2).lower() if match.group(2) else None
+        seconds = float(match.group(1)) * _UNIT_SECONDS[unit]
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+class Priority(str, Enum):
+    """How much an endpoint's freshness matters when the budget is short."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """0 for critical up to 3 for low: lower ranks are served first."""
+        return list(Priority).index(self)
+
+
+class RateLimit(BaseModel):
+    """At most ``calls`` upstream calls in any window of ``seconds`` seconds."""
+
+    model_config = ConfigDict(frozen=True)
+
+    calls: int = Field(gt=0)
+    seconds: float = Field(gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*", value)
+            if not match:
+                raise ValueError(f"{value!r} is not a limit (use calls/seconds, e.g. '100/60')")
+            return {"calls": int(match.group(1)), "seconds": float(match.group(2))}
+        return value
+
+    def __str__(self) -> str:
+        return f"{self.calls}/{self.seconds:g}"
+
+
+Duration = float
+
+
+class AuthConfig(BaseModel):
+    """Where the API key goes (a query parameter or a header) and which env var holds it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str | None = None
+    header: str | None = None
+    env: str
+
+    @model_validator(mode="after")
+    def _one_place(self) -> AuthConfig:
+        if bool(self.query) == bool(self.header):
+            raise ValueError("auth needs exactly one of 'query' or 'header'")
+        return self
+
+    def secret(self) -> str | None:
+        """The key from the environment, or None when unset."""
+        return os.environ.get(self.env) or None
+
+
+class EndpointConfig(BaseModel):
+    """One upstream endpoint: its path, how the symbol is sent, its TTL and priority."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    ttl: Duration
+    priority: Priority = Priority.MEDIUM
+    params: dict[str, str] = Field(default_factory=dict)
+    symbol_param: str | None = "symbol"
+    symbol_format: str = "{symbol}"
+    limits: list[RateLimit] | None = None
+
+    @field_validator("ttl", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or "://" in value or ".." in value:
+            raise ValueError("path must start with '/' and stay on the service's host")
+        return value
+
+    @field_validator("symbol_format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        try:
+            value.format(symbol="BTC", symbol_lower="btc")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"symbol_format may use {{symbol}} and {{symbol_lower}}: {exc}")
+        return value
+
+    @property
+    def takes_symbol(self) -> bool:
+        return self.symbol_param is not None
+
+
+class ServiceConfig(BaseModel):
+    """One upstream API: where it lives, how to authenticate, its limits and endpoints."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str
+    auth: AuthConfig | None = None
+    limits: list[RateLimit] = Field(default_factory=list)
+    endpoint_limits: list[RateLimit] = Field(default_factory=list)
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration = 10.0
+    envelope: Literal["json", "cryptometer"] = "json"
+    max_staleness: Duration = 24 * 3600.0
+    max_in_flight: int = Field(default=8, gt=0)
+    endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
+
+    @field_validator("timeout", "max_staleness", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/?#]+", value):
+            raise ValueError("base_url must be an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("endpoints")
+    @classmethod
+    def _names(cls, value: dict[str, EndpointConfig]) -> dict[str, EndpointConfig]:
+        for name in value:
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", name):
+                raise ValueError(f"endpoint name {name!r} must be lower-case letters, digits, _")
+        return value
+
+    def limits_for(self, endpoint: str) -> list[RateLimit]:
+        """The endpoint's own limits (its override, or the service's default)."""
+        own = self.endpoints[endpoint].limits
+        return list(own if own is not None else self.endpoint_limits)
+
+
+class BrokerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = "embedded"
+    embedded_port: int = Field(default=19092, gt=0, lt=65536)
+    partitions: int = Field(default=4, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value != "embedded" and not value.startswith("kafka://"):
+            raise ValueError("broker.url is 'embedded' or 'kafka://host:port'")
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        return self.url == "embedded"
+
+    def kafka_url(self) -> str:
+        if self.embedded:
+            return f"kafka://127.0.0.1:{self.embedded_port}"
+        return self.url
+
+    def bootstrap_servers(self) -> str:
+        return self.kafka_url().removeprefix("kafka://")
+
+
+class WebConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=6066, gt=0, lt=65536)
+
+
+class CacheConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: How often the sweeper looks for entries past ``max_staleness`` to tombstone.
+    sweep_interval: Duration = 60.0
+    #: How long a request waits for a fetch already in flight before another may start.
+    inflight_timeout: Duration = 30.0
+
+    @field_validator("sweep_interval", "inflight_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
+class Settings(BaseSettings):
+    """Everything quotacache needs to run; see the module docstring for sources."""
+
+    model_config = SettingsConfigDict(env_prefix="QUOTACACHE_", env_nested_delimiter="__",
+                                      extra="forbid")
+
+    app_id: str = "quotacache"
+    topic_prefix: str = "quotacache."
+    data_dir: Path = Path("quotacache-data")
+    profiles: list[str] = Field(default_factory=lambda: ["cryptometer", "kingfisher"])
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    services: dict[str, ServiceConfig] = Field(default_factory=dict)
+
+    @field_validator("app_id", "topic_prefix")
+    @classmethod
+    def _kafka_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", value):
+            raise ValueError("use letters, digits, '.', '_' and '-' only")
+        return value
+
+    @field_validator("services")
+    @classmethod
+    def _service_names(cls, value: dict[str, ServiceConfig]) -> dict[str, ServiceConfig]:
+        for name in value:
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", name):
+                raise ValueError(f"service name {name!r} must be lower-case letters, digits, _")
+        return value
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Env overrides the file; the file's values arrive as init kwargs (see load_settings).
+        return (env_settings, init_settings)
+
+    def service(self, name: str) -> ServiceConfig:
+        return self.services[name]
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _format_error(exc: ValidationError, origin: str) -> str:
+    lines = [f"invalid configuration ({origin}):"]
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        lines.append(f"  {key}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Read the TOML file (or ``QUOTACACHE_CONFIG``), merge built-in profiles, validate.
+
+    Raises ConfigError with every bad key named.
+    """
+    from .services import PROFILES
+
+    path = path or os.environ.get("QUOTACACHE_CONFIG")
+    raw: dict[str, Any] = {}
+    origin = "defaults"
+    if path:
+        origin = str(path)
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    raw = _merge(raw, overrides)
+    profiles = raw.get("profiles", ["cryptometer", "kingfisher"])
+    if not isinstance(profiles, list):
+        raise ConfigError(f"invalid configuration ({origin}):\n  profiles: must be a list")
+    services: dict[str, Any] = {}
+    for profile in profiles:
+        if profile not in PROFILES:
+            raise ConfigError(f"invalid configuration ({origin}):\n  profiles: unknown profile "
+                              f"{profile!r} (known: {', '.join(sorted(PROFILES))})")
+        services = _merge(services, PROFILES[profile])
+    raw["services"] = _merge(services, raw.get("services", {}))
+    try:
+        return Settings(**raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, origin)) from None

@@ -1,0 +1,158 @@
+"""What flows on the topics: pydantic models for every message, validated on arrival.
+
+Source topics carry raw bytes and are parsed here, so a malformed message becomes a
+dead-letter record with the validation message instead of an exception in an agent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from quotacache.settings import Priority
+
+#: Symbols are tickers such as BTC, 1000PEPE or ETH2; '*' names a whole-market entry.
+SYMBOL_PATTERN = re.compile(r"^(\*|[A-Za-z0-9][A-Za-z0-9_-]{0,29})$")
+#: Service and endpoint names as the configuration allows them.
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+#: Payloads beyond this are refused before parsing.
+MAX_MESSAGE_BYTES = 64 * 1024
+
+Reason = Literal["request", "read", "schedule", "batch", "force", "sweep"]
+
+
+class BadMessage(ValueError):
+    """A topic message that cannot be processed; the text is the dead-letter reason."""
+
+
+def _name(value: str) -> str:
+    if not isinstance(value, str) or not NAME_PATTERN.match(value):
+        raise ValueError("must be lower-case letters, digits and '_' (at most 64)")
+    return value
+
+
+def normalize_symbol(value: str) -> str:
+    """Upper-case ticker, or raise ValueError naming what is wrong with it."""
+    if not isinstance(value, str) or not SYMBOL_PATTERN.match(value):
+        raise ValueError("symbol must be 1-30 letters, digits, '_' or '-' (or '*')")
+    return value.upper()
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class RefreshRequest(Record):
+    """Ask for one key to be refreshed: published on ``<prefix>refresh``."""
+
+    service: str
+    endpoint: str
+    symbol: str = "*"
+    priority: Priority | None = None
+    force: bool = False
+    reason: Reason = "request"
+
+    _service = field_validator("service", "endpoint")(classmethod(lambda cls, v: _name(v)))
+    _symbol = field_validator("symbol")(classmethod(lambda cls, v: normalize_symbol(v)))
+
+
+class VolatilitySignal(Record):
+    """Market volatility for one symbol (or ``*``), 0..1; read by the scheduler."""
+
+    symbol: str
+    score: float = Field(ge=0.0, le=1.0)
+
+    _symbol = field_validator("symbol")(classmethod(lambda cls, v: normalize_symbol(v)))
+
+
+class FetchOrder(Record):
+    """An admitted refresh, keyed by service so one partition owns the service's limits."""
+
+    service: str
+    endpoint: str
+    symbol: str
+    priority: Priority
+    reason: Reason
+    requested_at: float
+
+
+class DataRecord(Record):
+    """A fetched result on ``<prefix>data.<service>.<endpoint>``, keyed by its cache key."""
+
+    service: str
+    endpoint: str
+    symbol: str
+    data: Any
+    fetched_at: float
+    ttl: float
+
+    @property
+    def key(self) -> str:
+        return cache_key(self.service, self.endpoint, self.symbol)
+
+
+class FetchOutcome(Record):
+    """Why a fetch ended without data (blocked, upstream error): clears the in-flight mark."""
+
+    service: str
+    endpoint: str
+    symbol: str
+    outcome: Literal["blocked", "error"]
+    detail: str
+    at: float
+
+
+class DeadLetter(Record):
+    """A message that could not be processed, with the reason and a bounded copy of it."""
+
+    topic: str
+    partition: int | None = None
+    offset: int | None = None
+    reason: str
+    payload: str
+    at: float
+
+
+def cache_key(service: str, endpoint: str, symbol: str) -> str:
+    return f"{service}/{endpoint}/{symbol}"
+
+
+def parse_message(model: type[Record], raw: bytes | str | Any) -> Any:
+    """Validate a raw topic value into ``model`` or raise BadMessage with a readable reason."""
+    if isinstance(raw, (bytes, bytearray)):
+        if len(raw) > MAX_MESSAGE_BYTES:
+            raise BadMessage(f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}")
+        try:
+            raw = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BadMessage(f"not JSON: {exc}") from None
+    elif isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise BadMessage(f"not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise BadMessage(f"expected a JSON object, got {type(raw).__name__}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'message'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise BadMessage(problems) from None
+
+
+def preview(raw: Any, limit: int = 2048) -> str:
+    """A bounded, printable copy of a payload for a dead-letter record."""
+    if isinstance(raw, (bytes, bytearray)):
+        text = bytes(raw[:limit]).decode("utf-8", errors="replace")
+    else:
+        text = str(raw)[:limit]
+    return text

@@ -1,0 +1,83 @@
+"""The rate limiter's decision: a pure function of (limits, recent calls, now).
+
+Every limit is "at most N calls in any window of S seconds". Calls are counted in
+one-second buckets (the Faust windowed table stores them; see ``ratelimit.py``). To decide
+whether one more call is allowed, each limit sums its buckets from ``floor(now - S - skew)``
+to ``floor(now)``: that covers at least the last ``S + skew`` seconds, so the count can only
+over-estimate the calls in any real S-second window, never under-estimate it. ``skew``
+absorbs the jitter between our decision and the upstream's arrival time.
+
+A call is allowed only if every limit of every scope (the service's and the endpoint's) has
+room, and it is then counted in all of them at once: the caller records it before it is
+sent. ``headroom`` (a fraction) keeps a margin below each limit for counts lost in a crash.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from quotacache.settings import RateLimit
+
+#: (scope, bucket second) -> calls recorded in that second.
+BucketCounts = Callable[[str, int], int]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A named set of limits that share one count (a service, or one of its endpoints)."""
+
+    name: str
+    limits: tuple[RateLimit, ...]
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    #: Seconds until the tightest blocking limit has room again (0 when allowed).
+    wait: float = 0.0
+    #: The first limit that said no, as "scope calls/seconds".
+    blocked_by: str | None = None
+
+
+def allowance(limit: RateLimit, headroom: float) -> int:
+    """How many calls we let ourselves make in one window of ``limit``."""
+    return max(1, math.floor(limit.calls * (1.0 - headroom)))
+
+
+def buckets(limit: RateLimit, now: float, skew: float) -> range:
+    """The bucket seconds whose counts are summed for ``limit`` at ``now``."""
+    return range(math.floor(now - limit.seconds - skew), math.floor(now) + 1)
+
+
+def used(scope: str, limit: RateLimit, counts: BucketCounts, now: float, skew: float) -> int:
+    """Calls counted against ``limit`` in ``scope`` at ``now``."""
+    return sum(counts(scope, second) for second in buckets(limit, now, skew))
+
+
+def _wait_until_room(scope: str, limit: RateLimit, counts: BucketCounts, now: float,
+                     skew: float, room_needed: int) -> float:
+    # The oldest buckets leave the window first: bucket b stops counting once
+    # floor(t - S - skew) > b, i.e. at t = b + 1 + S + skew.
+    freed = 0
+    for second in buckets(limit, now, skew):
+        freed += counts(scope, second)
+        if freed >= room_needed:
+            return max(0.0, second + 1 + limit.seconds + skew - now)
+    return limit.seconds + skew
+
+
+def decide(scopes: Sequence[Scope], counts: BucketCounts, now: float, *,
+           headroom: float = 0.1, skew: float = 0.25) -> Decision:
+    """Allow one call only if every limit of every scope has room for it."""
+    worst: Decision | None = None
+    for scope in scopes:
+        for limit in scope.limits:
+            cap = allowance(limit, headroom)
+            count = used(scope.name, limit, counts, now, skew)
+            if count + 1 > cap:
+                wait = _wait_until_room(scope.name, limit, counts, now, skew, count + 1 - cap)
+                if worst is None or wait > worst.wait:
+                    worst = Decision(False, wait, f"{scope.name} {limit}")
+    return worst or Decision(True)

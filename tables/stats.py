@@ -1,0 +1,35 @@
+"""Counters of what the cache did, per endpoint (``service/endpoint``), kept by each worker."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+FIELDS = ("hits", "misses", "stale_served", "upstream_calls", "calls_saved",
+          "rate_limit_blocks", "errors", "dead_letters")
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.by_endpoint: dict[str, Counter[str]] = defaultdict(Counter)
+
+    def count(self, field: str, endpoint: str, n: int = 1) -> None:
+        self.by_endpoint[endpoint][field] += n
+
+    def totals(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for counts in self.by_endpoint.values():
+            total.update(counts)
+        return total
+
+    def snapshot(self) -> dict[str, Any]:
+        """The figures of /stats: totals, hit rate, and every endpoint's counts."""
+        total = self.totals()
+        reads = total["hits"] + total["misses"] + total["stale_served"]
+        return {
+            **{f: total[f] for f in FIELDS},
+            "reads": reads,
+            "hit_rate": round(total["hits"] / reads, 4) if reads else None,
+            "endpoints": {name: {f: c[f] for f in FIELDS}
+                          for name, c in sorted(self.by_endpoint.items())},
+        }

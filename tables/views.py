@@ -1,0 +1,109 @@
+"""HTTP views (Faust web): cache reads routed to the worker that owns the key, and stats.
+
+``GET /cache/{service}/{endpoint}/{symbol}`` answers HIT (fresh), STALE (past its TTL,
+served with its age) or MISS (202, a refresh has been requested); a stale or missing
+entry triggers a refresh request. Unknown names and invalid symbols get a 4xx JSON error.
+No answer depends on the upstream: reads never wait on it, so they never fail with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from faust import web
+from faust.exceptions import SameNode
+
+from quotacache.errors import InvalidSymbol, UnknownTarget
+from quotacache.runtime import Runtime
+from quotacache.streams.records import RefreshRequest
+from quotacache.tables.freshness import Freshness, classify
+
+log = logging.getLogger(__name__)
+
+
+def error(view: web.View, status: int, message: str) -> web.Response:
+    return view.json({"error": message, "status": status}, status=status)
+
+
+def register(rt: Runtime) -> None:
+    app = rt.app
+
+    @app.page("/cache/{service}/{endpoint}/{symbol}")
+    class CacheView(web.View):
+        async def get(self, request: web.Request, service: str, endpoint: str,
+                      symbol: str) -> web.Response:
+            try:
+                symbol, key = rt.resolve(service, endpoint, symbol)
+            except UnknownTarget as exc:
+                return error(self, 404, str(exc))
+            except InvalidSymbol as exc:
+                return error(self, 400, str(exc))
+            try:
+                return await app.router.route_req(rt.cache.name, key, self.web, request)
+            except SameNode:
+                pass
+            except KeyError:
+                return error(self, 503, "the worker is not ready yet (partitions unassigned)")
+            return await read_entry(self, rt, service, endpoint, symbol, key)
+
+    @app.page("/health")
+    class HealthView(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            ready = is_ready(rt)
+            return self.json({"ready": ready}, status=200 if ready else 503)
+
+    @app.page("/stats")
+    class StatsView(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            return self.json(rt.stats.snapshot())
+
+    @app.page("/status")
+    class StatusView(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            now = rt.clock()
+            return self.json({
+                "strategy": "NORMAL",
+                "in_flight": len(rt.inflight),
+                "services": {name: {"limits": rt.limiter.usage(name, now)}
+                             for name in rt.settings.services},
+            })
+
+
+def is_ready(rt: Runtime) -> bool:
+    """Partitions assigned and every table recovered: reads are answered from full state."""
+    app = rt.app
+    recovery = app.tables.recovery
+    return (bool(app.assignor.assigned_actives()) and recovery.completed.is_set()
+            and not getattr(app, "rebalancing", False))
+
+
+async def read_entry(view: web.View, rt: Runtime, service: str, endpoint: str, symbol: str,
+                     key: str) -> web.Response:
+    """Answer a read on the owning worker, and ask for a refresh if it is not fresh."""
+    now = rt.clock()
+    config = rt.settings.service(service)
+    entry = rt.cache.get(key)
+    state = classify(entry, now, config.max_staleness)
+    name = f"{service}/{endpoint}"
+    rt.stats.count({Freshness.HIT: "hits", Freshness.STALE: "stale_served",
+                    Freshness.MISS: "misses"}[state], name)
+    if state is not Freshness.HIT:
+        try:
+            await rt.topics.send(rt.topics.requests, key, RefreshRequest(
+                service=service, endpoint=endpoint, symbol=symbol, reason="read"))
+        except Exception:  # the read is still answered
+            log.exception("could not request a refresh of %s", key)
+    body: dict[str, Any] = {"service": service, "endpoint": endpoint, "symbol": symbol,
+                            "status": state.value, "fresh": state is Freshness.HIT}
+    headers = {"X-Cache": state.value}
+    if state is Freshness.MISS or entry is None:
+        body.update(data=None, fetched_at=None, age=None, ttl=config.endpoints[endpoint].ttl,
+                    refresh_requested=True)
+        return view.json(body, status=202, headers=headers)
+    age = entry.age(now)
+    body.update(data=entry.data, fetched_at=entry.fetched_at, age=round(age, 3), ttl=entry.ttl,
+                refresh_requested=state is Freshness.STALE)
+    headers["Age"] = str(math.floor(age))
+    return view.json(body, headers=headers)
