@@ -19,6 +19,7 @@ from quotacache.tables.cache import CacheTable
 from quotacache.tables.inflight import InFlight
 from quotacache.tables.ratelimit import RateLimiter
 
+from . import redact
 from .runtime import Clock, Runtime
 from .settings import Settings
 from .upstream import UpstreamClient
@@ -46,7 +47,7 @@ def faust_app(settings: Settings) -> faust.App:
         broker_commit_every=100,
         broker_commit_interval=1.0,
         table_cleanup_interval=5.0,
-        producer_linger_ms=1,
+        producer_linger_ms=10,
         key_serializer="json",
         value_serializer="raw",
         web_cors_options=None,
@@ -59,6 +60,7 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
     from quotacache.agents import fetch, materialize, refresh, sweeper
     from quotacache.tables import views
 
+    redact.install(cfg.auth.secret() for cfg in settings.services.values() if cfg.auth)
     app = faust_app(settings)
     transports = transports or {}
     rt = Runtime(

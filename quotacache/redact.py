@@ -1,0 +1,49 @@
+"""Keeps API keys out of every log line, whichever library writes it.
+
+httpx logs request URLs (with a query-parameter key in them) at INFO; any library may
+echo a header. A log-record factory replaces each configured secret in the rendered
+message before any handler (Faust's included) sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+MASK = "***"
+_secrets: set[str] = set()
+
+
+def redact(text: str) -> str:
+    for secret in _secrets:
+        text = text.replace(secret, MASK)
+    return text
+
+
+def install(secrets: Iterable[str | None]) -> None:
+    """Redact these secrets from all log records of this process (idempotent)."""
+    new = {s for s in secrets if s and len(s) >= 4}
+    if not new - _secrets:
+        return
+    first = not _secrets
+    _secrets.update(new)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if not first:
+        return
+    make_record = logging.getLogRecordFactory()
+
+    def redacting_factory(*args, **kwargs):  # type: ignore[no-untyped-def]
+        record = make_record(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string is logging's problem, not ours
+            return record
+        cleaned = redact(message)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return record
+
+    logging.setLogRecordFactory(redacting_factory)

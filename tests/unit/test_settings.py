@@ -1,0 +1,118 @@
+import pytest
+
+from quotacache.errors import ConfigError
+from quotacache.services import kingfisher_level
+from quotacache.settings import Priority, RateLimit, load_settings, parse_duration
+
+
+def write(tmp_path, text):
+    path = tmp_path / "quotacache.toml"
+    path.write_text(text)
+    return path
+
+
+def test_durations_accept_the_units_of_the_seed():
+    assert parse_duration("2m") == 120
+    assert parse_duration("6h") == 6 * 3600
+    assert parse_duration(90) == 90
+    assert parse_duration("1.5s") == 1.5
+    with pytest.raises(ValueError):
+        parse_duration("soon")
+
+
+def test_limits_parse_calls_per_seconds():
+    assert RateLimit.model_validate("100/60") == RateLimit(calls=100, seconds=60)
+    with pytest.raises(ValueError):
+        RateLimit.model_validate("100 per minute")
+
+
+def test_cryptometer_profile_ships_all_endpoints_with_seed_ttls_and_limits():
+    settings = load_settings()
+    crypto = settings.services["cryptometer"]
+    assert len(crypto.endpoints) == 21
+    assert crypto.endpoints["ticker"].ttl == 120
+    assert crypto.endpoints["ticker"].priority is Priority.CRITICAL
+    assert crypto.endpoints["coinlist"].ttl == 6 * 3600
+    assert crypto.endpoints["forex_rates"].priority is Priority.LOW
+    assert [str(lim) for lim in crypto.limits] == ["100/60", "20/10", "10/5"]
+    assert [str(lim) for lim in crypto.endpoint_limits] == ["10/60"]
+    assert crypto.auth.query == "api_key" and crypto.auth.env == "CRYPTOMETER_API_KEY"
+
+
+def test_kingfisher_profile_has_levels_and_its_three_upstreams():
+    settings = load_settings()
+    kf = settings.services["kingfisher"]
+    assert kf.endpoints["liquidation_map"].ttl == 300
+    assert kf.endpoints["rsi_heatmap"].ttl == 900
+    assert kf.endpoints["support_resistance"].ttl == 3600
+    assert kf.endpoints["professional_report"].ttl == 6 * 3600
+    assert [str(lim) for lim in kf.limits] == ["10/60"]
+    assert [str(lim) for lim in settings.services["kingfisher_airtable"].limits] == ["5/10"]
+    assert [str(lim) for lim in settings.services["kingfisher_telegram"].limits] == ["30/60"]
+    assert kingfisher_level("some_new_type") == "WARM"
+
+
+def test_a_user_service_is_added_without_code(tmp_path):
+    settings = load_settings(write(tmp_path, """
+profiles = []
+[services.example]
+base_url = "http://127.0.0.1:28080"
+auth = { query = "api_key", env = "EXAMPLE_API_KEY" }
+limits = ["100/60", "20/10"]
+endpoint_limits = ["10/60"]
+[services.example.endpoints.ticker]
+path = "/api/ticker"
+ttl = "2m"
+priority = "critical"
+"""))
+    example = settings.services["example"]
+    assert list(settings.services) == ["example"]
+    assert example.endpoints["ticker"].ttl == 120
+    assert example.limits_for("ticker") == [RateLimit(calls=10, seconds=60)]
+
+
+def test_file_values_merge_over_a_profile(tmp_path):
+    settings = load_settings(write(tmp_path, """
+[services.cryptometer]
+base_url = "http://127.0.0.1:9999"
+[services.cryptometer.endpoints.ticker]
+ttl = "30s"
+"""))
+    crypto = settings.services["cryptometer"]
+    assert crypto.base_url == "http://127.0.0.1:9999"
+    assert crypto.endpoints["ticker"].ttl == 30
+    assert crypto.endpoints["ticker"].path == "/ticker/"
+
+
+@pytest.mark.parametrize("text, key", [
+    ('[services.example]\nbase_url = "ftp://x"\n', "services.example.base_url"),
+    ('[services.cryptometer]\nlimits = ["lots"]\n', "services.cryptometer.limits.0"),
+    ('[web]\nport = 99999\n', "web.port"),
+    ('[services.cryptometer.endpoints.ticker]\nttl = "soon"\n',
+     "services.cryptometer.endpoints.ticker.ttl"),
+    ('[broker]\nurl = "redis://x"\n', "broker.url"),
+    ('[services.cryptometer]\napi_key = "abc"\n', "services.cryptometer.api_key"),
+])
+def test_a_bad_file_fails_with_the_key_named(tmp_path, text, key):
+    with pytest.raises(ConfigError) as raised:
+        load_settings(write(tmp_path, text))
+    assert key in str(raised.value)
+
+
+def test_bad_toml_and_missing_file_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(write(tmp_path, "[web\n"))
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_environment_overrides_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("QUOTACACHE_WEB__PORT", "7123")
+    settings = load_settings(write(tmp_path, "[web]\nport = 7000\n"))
+    assert settings.web.port == 7123
+
+
+def test_defaults_bind_to_loopback():
+    settings = load_settings()
+    assert settings.web.host == "127.0.0.1"
+    assert settings.broker.url == "embedded"

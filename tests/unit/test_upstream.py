@@ -1,0 +1,94 @@
+"""The upstream client through httpx.MockTransport: URLs from config only, keys kept secret."""
+
+from email.utils import formatdate
+
+import httpx
+import pytest
+
+from quotacache.errors import UpstreamError
+from quotacache.settings import load_settings
+from quotacache.upstream import UpstreamClient, parse_retry_after
+
+KEY = "sk-test-4f8a9c"
+
+
+@pytest.fixture
+def cryptometer(monkeypatch):
+    monkeypatch.setenv("CRYPTOMETER_API_KEY", KEY)
+    return load_settings().services["cryptometer"]
+
+
+def client_answering(config, handler):
+    return UpstreamClient("cryptometer", config, transport=httpx.MockTransport(handler))
+
+
+async def test_symbol_and_fixed_params_go_where_the_profile_says(cryptometer):
+    seen = []
+
+    def handler(request):
+        seen.append(request.url)
+        return httpx.Response(200, json={"success": "true", "error": "false", "data": [1]})
+
+    client = client_answering(cryptometer, handler)
+    answer = await client.fetch("ticker", "BTC", now=0)
+    await client.fetch("liquidation_data_v2", "ETH", now=0)
+    await client.fetch("rapid_movements", "*", now=0)
+    assert answer.data == [1]
+    assert seen[0].path == "/ticker/"
+    assert dict(seen[0].params) == {"e": "binance", "market_pair": "BTC-USDT", "api_key": KEY}
+    assert dict(seen[1].params)["symbol"] == "eth"
+    assert dict(seen[2].params) == {"api_key": KEY}
+    assert all(url.host == "api.cryptometer.io" for url in seen)
+
+
+@pytest.mark.parametrize("response, message", [
+    (httpx.Response(500, text="boom"), "HTTP 500"),
+    (httpx.Response(200, text="<html>"), "not JSON"),
+    (httpx.Response(200, json={"success": "false", "error": "No updates!"}), "No updates!"),
+    (httpx.Response(200, json=[1, 2]), "not a JSON object"),
+])
+async def test_failures_are_upstream_errors_without_the_key(cryptometer, response, message):
+    client = client_answering(cryptometer, lambda request: response)
+    with pytest.raises(UpstreamError, match=message) as raised:
+        await client.fetch("ticker", "BTC", now=0)
+    assert KEY not in str(raised.value)
+
+
+async def test_connection_errors_do_not_leak_the_url(cryptometer):
+    def handler(request):
+        raise httpx.ConnectError(f"cannot reach {request.url}", request=request)
+
+    client = client_answering(cryptometer, handler)
+    with pytest.raises(UpstreamError) as raised:
+        await client.fetch("ticker", "BTC", now=0)
+    assert KEY not in str(raised.value) and "ConnectError" in str(raised.value)
+
+
+async def test_429_carries_retry_after(cryptometer):
+    client = client_answering(cryptometer,
+                              lambda r: httpx.Response(429, headers={"Retry-After": "7"}))
+    with pytest.raises(UpstreamError) as raised:
+        await client.fetch("ticker", "BTC", now=0)
+    assert raised.value.status == 429 and raised.value.retry_after == 7
+
+
+def test_retry_after_as_seconds_or_http_date():
+    assert parse_retry_after("12", now=0) == 12
+    assert parse_retry_after(formatdate(1_000_030, usegmt=True), now=1_000_000) == 30
+    assert parse_retry_after("garbage", now=0) is None
+    assert parse_retry_after(None, now=0) is None
+
+
+async def test_header_auth_puts_the_key_in_the_header(monkeypatch):
+    monkeypatch.setenv("KINGFISHER_API_KEY", KEY)
+    config = load_settings().services["kingfisher"]
+    seen = []
+
+    def handler(request):
+        seen.append(request)
+        return httpx.Response(200, json={"levels": [1]})
+
+    client = UpstreamClient("kingfisher", config, transport=httpx.MockTransport(handler))
+    answer = await client.fetch("liquidation_map", "BTC", now=0)
+    assert answer.data == {"levels": [1]}
+    assert seen[0].headers["X-API-Key"] == KEY and KEY not in str(seen[0].url)
