@@ -116,3 +116,17 @@ def test_defaults_bind_to_loopback():
     settings = load_settings()
     assert settings.web.host == "127.0.0.1"
     assert settings.broker.url == "embedded"
+
+
+def test_a_data_dir_from_another_broker_is_discarded(tmp_path):
+    from quotacache.broker import discard_stale_data_dir
+
+    data = tmp_path / "data"
+    assert not discard_stale_data_dir(data, "cluster-a")  # new: nothing to discard
+    (data / "tables").mkdir()
+    (data / "tables" / "cache.db").write_text("state")
+    assert not discard_stale_data_dir(data, "cluster-a")  # same broker: kept
+    assert (data / "tables" / "cache.db").exists()
+    assert discard_stale_data_dir(data, "cluster-b")  # broker restarted: wiped
+    assert not (data / "tables").exists()
+    assert (data / "broker-cluster-id").read_text() == "cluster-b"
