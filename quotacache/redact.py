@@ -39,11 +39,12 @@ def install(secrets: Iterable[str | None]) -> None:
         except Exception:  # a broken format string is logging's problem, not ours
             return record
         cleaned = redact(message)
-        if cleaned != message or record.args:
-            record.msg, record.args = cleaned, None
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
         if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
-            record.exc_info = None
+            trace = logging.Formatter().formatException(record.exc_info)
+            if redact(trace) != trace:
+                record.exc_text, record.exc_info = redact(trace), None
         return record
 
     logging.setLogRecordFactory(redacting_factory)
