@@ -1,98 +1,281 @@
 """Upstream fetches under the rate limiter, on the partition that owns the service.
 
-The agent decides each order with the limiter and counts an allowed call in every
-limit's window before the call is sent (inside stream iteration, as Faust requires for
-table writes). The HTTP call itself runs in a task, bounded per service by
-``max_in_flight``, so a slow upstream does not stall the stream; its result goes to the
-endpoint's data topic, or an outcome record explains why there is none. No call is ever
-made without a decision from the limiter.
+The ``internal.fetch`` topic is keyed by service, so one worker at a time handles all of
+a service's orders, call feedback and ticks. Each event is processed inside stream
+iteration, which is the only place Faust lets us write tables; so every event ends with
+a *drain*: the service's queue is served in priority order for as long as the service's
+health (pauses, hints, breaker) and every rate limit allow, each call counted in every
+limit's window before it is sent. Work that must wait stays queued, and a timer sends
+ticks while any queue is non-empty, so the drain runs again when budget returns.
+
+The HTTP call runs in a task (bounded by ``max_in_flight``) so a slow upstream does not
+stall the stream. Its result goes to the endpoint's data topic; how it ended goes back
+to the service's partition as feedback (health is a table, written only here). Failed
+calls are retried by sending the order again after a backoff (exponential, full jitter,
+from the ``backoff`` library): a retry is a new order and passes the limiter like any
+other. No call is ever made without the limiter's yes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
+from typing import Any
 
+import backoff
 import faust
-
-from quotacache.errors import UpstreamError
-from quotacache.runtime import Runtime
 from quotacache.streams.records import (
     BadMessage,
     DataRecord,
     FetchOrder,
     FetchOutcome,
-    cache_key,
-    parse_message,
+    ServiceFeedback,
+    Tick,
+    parse_fetch_message,
 )
+from quotacache.tables.health import ServiceHealth
+from quotacache.tables.queue import FetchQueue
+
+from quotacache.errors import UpstreamError
+from quotacache.runtime import Runtime
+from quotacache.upstream import UpstreamAnswer
 
 log = logging.getLogger(__name__)
 
+#: How often a worker wakes the fetch agent of each service with queued work.
+TICK_INTERVAL = 0.25
 
-def register(rt: Runtime) -> None:
-    semaphores = {name: asyncio.Semaphore(cfg.max_in_flight)
-                  for name, cfg in rt.settings.services.items()}
-    tasks: set[asyncio.Task[None]] = set()
+
+def retry_delay(attempt: int, base: float, cap: float) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
+    return float(backoff.full_jitter(min(cap, base * 2 ** attempt)))
+
+
+def rate_hint(answer_headers: Any, now: float) -> tuple[int, float] | None:
+    """(remaining, reset time) from X-RateLimit-Remaining / -Reset, when both are usable."""
+    remaining = answer_headers.get("X-RateLimit-Remaining")
+    reset = answer_headers.get("X-RateLimit-Reset")
+    if remaining is None or reset is None:
+        return None
+    try:
+        left, at = int(remaining), float(reset)
+    except ValueError:
+        return None
+    return left, (at if at > 1e9 else now + at)  # epoch seconds, or seconds from now
+
+
+class FetchDispatcher:
+    """Queues, health and in-flight calls of the services this worker owns."""
+
+    def __init__(self, rt: Runtime, health_table: Any):
+        self.rt = rt
+        self.health_table = health_table
+        self.queues: dict[str, FetchQueue] = defaultdict(self._new_queue)
+        self.semaphores = {name: asyncio.Semaphore(cfg.max_in_flight)
+                           for name, cfg in rt.settings.services.items()}
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def _new_queue(self) -> FetchQueue:
+        return FetchQueue()
+
+    def health(self, service: str) -> ServiceHealth:
+        return ServiceHealth.from_dict(self.health_table.get(service))
+
+    # -- inside stream iteration -------------------------------------------------------
+    async def on_order(self, order: FetchOrder) -> None:
+        queue = self.queues[order.service]
+        queue.limit = self.rt.settings.service(order.service).queue_limit
+        pushed_out = queue.add(order.key, order)
+        if pushed_out is not None:
+            await self.finish(pushed_out, "dropped", "queue full")
+
+    def on_feedback(self, feedback: ServiceFeedback) -> None:
+        config = self.rt.settings.service(feedback.service)
+        health = self.health(feedback.service)
+        if feedback.outcome == "success":
+            health.on_success()
+        elif feedback.outcome == "failure":
+            health.on_failure(feedback.at, config.breaker_failures)
+        else:
+            health.on_rate_limited(feedback.at, feedback.retry_after, config.default_retry_after)
+        if feedback.remaining is not None and feedback.reset_at is not None:
+            health.on_hint(feedback.remaining, feedback.reset_at)
+        self.health_table[feedback.service] = health.to_dict()
+
+    async def drain(self, service: str) -> None:
+        """Serve the queue in priority order while health, limits and concurrency allow."""
+        rt = self.rt
+        config = rt.settings.service(service)
+        queue = self.queues[service]
+        now = rt.clock()
+        ttl_of = {name: spec.ttl for name, spec in config.endpoints.items()}
+        for order in queue.drop_expired(now, ttl_of):
+            rt.stats.count("dropped_stale", f"{service}/{order.endpoint}")
+            await self.finish(order, "dropped", "would be stale before it could be fetched")
+        if not queue:
+            return
+        health = self.health(service)
+        service_scope = rt.limiter.service_scope(service)
+        blocked_endpoints: set[str] = set()
+        semaphore = self.semaphores[service]
+        for queued in queue.in_order():
+            admitted, _ = health.admits(now, config.breaker_cooldown)
+            if not admitted or semaphore.locked():
+                self._count_blocked(queue, service)
+                break
+            order = queued.order
+            if order.endpoint in blocked_endpoints:
+                continue
+            scopes = [service_scope, rt.limiter.endpoint_scope(service, order.endpoint)]
+            decision = rt.limiter.check(service, scopes, now)
+            if not decision.allowed:
+                if decision.blocked_by and decision.blocked_by.startswith(service + " "):
+                    self._count_blocked(queue, service)
+                    break
+                blocked_endpoints.add(order.endpoint)
+                continue
+            rt.limiter.record(scopes, now)
+            health.on_call(now, config.breaker_cooldown)
+            self.health_table[service] = health.to_dict()
+            queue.remove(queued.key)
+            await semaphore.acquire()
+            self._launch(order, semaphore)
+        for queued in queue.in_order():
+            if queued.order.endpoint in blocked_endpoints:
+                self._mark_blocked(queued, service)
+
+    def _count_blocked(self, queue: FetchQueue, service: str) -> None:
+        for queued in queue.in_order():
+            self._mark_blocked(queued, service)
+
+    def _mark_blocked(self, queued: Any, service: str) -> None:
+        if not queued.blocked_counted:
+            queued.blocked_counted = True
+            self.rt.stats.count("rate_limit_blocks", f"{service}/{queued.order.endpoint}")
+
+    def _launch(self, order: FetchOrder, semaphore: asyncio.Semaphore) -> None:
+        task = asyncio.ensure_future(self.call(order, semaphore))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    # -- outside stream iteration (tasks) ------------------------------------------------
+    async def call(self, order: FetchOrder, semaphore: asyncio.Semaphore) -> None:
+        """Make the one call the limiter allowed; publish its data, or retry, or give up."""
+        rt = self.rt
+        name = f"{order.service}/{order.endpoint}"
+        rt.stats.count("upstream_calls", name)
+        try:
+            answer = await rt.upstreams[order.service].fetch(order.endpoint, order.symbol,
+                                                             rt.clock())
+        except UpstreamError as exc:
+            semaphore.release()
+            await self.failed(order, exc)
+            return
+        except Exception as exc:  # a bug must not lose the order silently
+            semaphore.release()
+            log.exception("fetch of %s failed", name)
+            await self.failed(order, UpstreamError(f"{name}: {type(exc).__name__}"))
+            return
+        semaphore.release()
+        await self.succeeded(order, answer)
+
+    async def succeeded(self, order: FetchOrder, answer: UpstreamAnswer) -> None:
+        rt = self.rt
+        now = rt.clock()
+        spec = rt.settings.service(order.service).endpoints[order.endpoint]
+        record = DataRecord(service=order.service, endpoint=order.endpoint, symbol=order.symbol,
+                            data=answer.data, fetched_at=now, ttl=spec.ttl)
+        await rt.topics.send(rt.topics.data[(order.service, order.endpoint)], record.key, record)
+        hint = rate_hint(answer.headers, now)
+        await self.feedback(order, "success", remaining=hint[0] if hint else None,
+                            reset_at=hint[1] if hint else None)
+
+    async def failed(self, order: FetchOrder, exc: UpstreamError) -> None:
+        rt = self.rt
+        name = f"{order.service}/{order.endpoint}"
+        config = rt.settings.service(order.service)
+        rt.stats.count("errors", name)
+        log.warning("upstream call failed: %s", exc)
+        if exc.status == 429:
+            rt.stats.count("rate_limited", name)
+            await self.feedback(order, "rate_limited", retry_after=exc.retry_after)
+            await rt.topics.send(rt.topics.fetch, order.service, order)  # waits out the pause
+            return
+        await self.feedback(order, "failure")
+        now = rt.clock()
+        delay = retry_delay(order.attempt, config.retry_base, config.retry_cap)
+        if (order.attempt < config.retry_attempts
+                and now + delay - order.requested_at <= config.retry_deadline):
+            rt.stats.count("retries", name)
+            retry = order.model_copy(update={"attempt": order.attempt + 1})
+            asyncio.get_running_loop().call_later(
+                delay, lambda: asyncio.ensure_future(
+                    rt.topics.send(rt.topics.fetch, order.service, retry)))
+            return
+        await self.finish(order, "error", str(exc))
+
+    async def feedback(self, order: FetchOrder, outcome: str, **details: Any) -> None:
+        record = ServiceFeedback(service=order.service, endpoint=order.endpoint,
+                                 outcome=outcome, at=self.rt.clock(), **details)
+        await self.rt.topics.send(self.rt.topics.fetch, order.service, record)
+
+    async def finish(self, order: FetchOrder, outcome: str, detail: str) -> None:
+        """Tell the key's partition that this fetch ended without data (clears in-flight)."""
+        record = FetchOutcome(service=order.service, endpoint=order.endpoint,
+                              symbol=order.symbol, outcome=outcome, detail=detail,
+                              at=self.rt.clock())
+        await self.rt.topics.send(self.rt.topics.outcomes, order.key, record)
+
+    def status(self, service: str) -> dict[str, Any]:
+        config = self.rt.settings.service(service)
+        now = self.rt.clock()
+        health = self.health(service)
+        return {
+            "limits": self.rt.limiter.usage(service, now),
+            "paused_until": health.paused_until if health.paused_until > now else None,
+            "pause_reason": health.pause_reason if health.paused_until > now else None,
+            "breaker": health.breaker_state(now, config.breaker_cooldown).value,
+            "consecutive_failures": health.consecutive_failures,
+            "upstream_remaining_hint": health.hint_remaining if health.hint_reset > now else None,
+            "queue": self.queues[service].by_priority() if service in self.queues else {},
+            "in_flight_calls": config.max_in_flight - self.semaphores[service]._value,
+        }
+
+
+def register(rt: Runtime) -> FetchDispatcher:
+    health_table = rt.app.Table("service-health", partitions=rt.settings.broker.partitions,
+                                help="pauses, hints and breaker state per service")
+    dispatcher = FetchDispatcher(rt, health_table)
 
     @rt.app.agent(rt.topics.fetch, name="fetch")
     async def fetch(stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message
             try:
-                order = parse_message(FetchOrder, event.value)
-                rt.resolve_message(order.service, order.endpoint, order.symbol)
+                item = parse_fetch_message(event.value)
+                if item.service not in rt.settings.services:
+                    raise BadMessage(f"unknown service {item.service!r}")
+                if isinstance(item, FetchOrder):
+                    rt.resolve_message(item.service, item.endpoint, item.symbol)
             except BadMessage as exc:
                 await rt.topics.send_dead_letter(str(exc), event.value, topic=message.topic,
                                                  partition=message.partition,
                                                  offset=message.offset)
                 continue
-            semaphore = semaphores[order.service]
-            await semaphore.acquire()
             try:
-                decision = rt.limiter.try_acquire(order.service, order.endpoint, rt.clock())
-            except Exception:
-                semaphore.release()
-                raise
-            if not decision.allowed:
-                semaphore.release()
-                await blocked(rt, order, decision.blocked_by or "limit")
-                continue
-            task = asyncio.ensure_future(call_upstream(rt, order, semaphore))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+                if isinstance(item, FetchOrder):
+                    await dispatcher.on_order(item)
+                elif isinstance(item, ServiceFeedback):
+                    dispatcher.on_feedback(item)
+                await dispatcher.drain(item.service)
+            except Exception:  # keep the agent alive; the order may come again
+                log.exception("fetch agent failed on %s", item)
 
+    @rt.app.timer(TICK_INTERVAL, name="fetch-ticks")
+    async def ticks() -> None:
+        for service, queue in list(dispatcher.queues.items()):
+            if queue:
+                await rt.topics.send(rt.topics.fetch, service, Tick(service=service))
 
-async def blocked(rt: Runtime, order: FetchOrder, blocked_by: str) -> None:
-    rt.stats.count("rate_limit_blocks", f"{order.service}/{order.endpoint}")
-    await send_outcome(rt, order, "blocked", f"rate limit {blocked_by}")
-
-
-async def send_outcome(rt: Runtime, order: FetchOrder, outcome: str, detail: str) -> None:
-    key = cache_key(order.service, order.endpoint, order.symbol)
-    record = FetchOutcome(service=order.service, endpoint=order.endpoint, symbol=order.symbol,
-                          outcome=outcome, detail=detail, at=rt.clock())
-    await rt.topics.send(rt.topics.outcomes, key, record)
-
-
-async def call_upstream(rt: Runtime, order: FetchOrder, semaphore: asyncio.Semaphore) -> None:
-    """Make the one call the limiter allowed; publish its data or why there is none."""
-    endpoint_name = f"{order.service}/{order.endpoint}"
-    rt.stats.count("upstream_calls", endpoint_name)
-    try:
-        try:
-            answer = await rt.upstreams[order.service].fetch(order.endpoint, order.symbol,
-                                                             rt.clock())
-        finally:
-            semaphore.release()
-        spec = rt.settings.service(order.service).endpoints[order.endpoint]
-        record = DataRecord(service=order.service, endpoint=order.endpoint, symbol=order.symbol,
-                            data=answer.data, fetched_at=rt.clock(), ttl=spec.ttl)
-        await rt.topics.send(rt.topics.data[(order.service, order.endpoint)], record.key, record)
-    except UpstreamError as exc:
-        rt.stats.count("errors", endpoint_name)
-        log.warning("upstream call failed: %s", exc)
-        await send_outcome(rt, order, "error", str(exc))
-    except Exception as exc:
-        rt.stats.count("errors", endpoint_name)
-        log.exception("fetch of %s failed", endpoint_name)
-        await send_outcome(rt, order, "error", type(exc).__name__)
+    return dispatcher

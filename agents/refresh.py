@@ -15,10 +15,11 @@ import json
 import logging
 
 import faust
+from quotacache.streams.records import BadMessage, FetchOrder, RefreshRequest, parse_message
+from quotacache.tables.freshness import CacheEntry
 
 from quotacache.runtime import Runtime
-from quotacache.streams.records import BadMessage, FetchOrder, RefreshRequest, parse_message
-from quotacache.tables.freshness import Freshness, classify
+from quotacache.settings import ServiceConfig
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,11 @@ def register(rt: Runtime) -> None:
                                               offset=message.offset)
 
 
+def needs_refresh(entry: CacheEntry, now: float, config: ServiceConfig) -> bool:
+    """Past ``refresh_ahead`` of its TTL: refresh now, while readers still get a HIT."""
+    return entry.age(now) >= entry.ttl * config.refresh_ahead
+
+
 async def admit_request(rt: Runtime, request: RefreshRequest, symbol: str, key: str) -> None:
     """Decide one request on the partition that owns ``key`` (inside stream iteration)."""
     now = rt.clock()
@@ -67,7 +73,7 @@ async def admit_request(rt: Runtime, request: RefreshRequest, symbol: str, key: 
         if entry is not None and entry.is_expired(now, config.max_staleness):
             rt.cache.delete(key)
         return
-    if not request.force and classify(entry, now, config.max_staleness) is Freshness.HIT:
+    if not request.force and entry is not None and not needs_refresh(entry, now, config):
         rt.stats.count("calls_saved", endpoint_name)
         return
     if not rt.inflight.claim(key, now):

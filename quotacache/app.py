@@ -13,7 +13,6 @@ import time
 
 import faust
 import httpx
-
 from quotacache.streams.topics import Topics
 from quotacache.tables.cache import CacheTable
 from quotacache.tables.inflight import InFlight
@@ -74,6 +73,7 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
         inflight=InFlight(settings.cache.inflight_timeout),
         clock=clock,
     )
-    for module in (refresh, fetch, materialize, sweeper, views):
+    rt.dispatcher = fetch.register(rt)
+    for module in (refresh, materialize, sweeper, views):
         module.register(rt)
     return rt

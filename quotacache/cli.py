@@ -22,7 +22,8 @@ def _latency(text: str) -> tuple[float, float]:
     try:
         bounds = (float(low), float(high or low))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: use SECONDS or LOW-HIGH, e.g. 0.2-0.5")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: use SECONDS or LOW-HIGH, e.g. 0.2-0.5") from None
     if not 0 <= bounds[0] <= bounds[1]:
         raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= LOW <= HIGH")
     return bounds

@@ -22,7 +22,8 @@ class InvalidSymbol(QuotacacheError):
 class UpstreamError(QuotacacheError):
     """The upstream answered with something that is not data (error status, garbage, refusal)."""
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
+    def __init__(self, message: str, *, status: int | None = None,
+                 retry_after: float | None = None):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after

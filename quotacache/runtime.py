@@ -9,16 +9,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import faust
-
-from quotacache.settings import Settings
 from quotacache.streams.records import BadMessage, normalize_symbol
 from quotacache.streams.topics import Topics
 from quotacache.tables.cache import CacheTable
 from quotacache.tables.inflight import InFlight
 from quotacache.tables.ratelimit import RateLimiter
 from quotacache.tables.stats import Stats
+
+from quotacache.settings import Settings
 from quotacache.upstream import UpstreamClient
 
 from .errors import InvalidSymbol, UnknownTarget
@@ -37,6 +38,8 @@ class Runtime:
     stats: Stats = field(default_factory=Stats)
     inflight: InFlight = field(default_factory=lambda: InFlight(30.0))
     clock: Clock = time.time
+    #: The fetch agent's queues and service health (agents.fetch.FetchDispatcher).
+    dispatcher: Any = None
 
     def resolve(self, service: str, endpoint: str, symbol: str) -> tuple[str, str]:
         """Check a (service, endpoint, symbol) against the config; return (symbol, cache key).

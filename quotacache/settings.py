@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,7 +43,7 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
-class Priority(str, Enum):
+class Priority(StrEnum):
     """How much an endpoint's freshness matters when the budget is short."""
 
     CRITICAL = "critical"
@@ -133,7 +133,8 @@ class EndpointConfig(BaseModel):
         try:
             value.format(symbol="BTC", symbol_lower="btc")
         except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"symbol_format may use {{symbol}} and {{symbol_lower}}: {exc}")
+            raise ValueError(
+                f"symbol_format may use {{symbol}} and {{symbol_lower}}: {exc}") from None
         return value
 
     @property
@@ -155,9 +156,27 @@ class ServiceConfig(BaseModel):
     envelope: Literal["json", "cryptometer"] = "json"
     max_staleness: Duration = 24 * 3600.0
     max_in_flight: int = Field(default=8, gt=0)
+    #: Fraction kept free below every limit, for counts lost in a crash.
+    headroom: float = Field(default=0.1, ge=0.0, lt=1.0)
+    #: A request refreshes a key once this fraction of its TTL has passed.
+    refresh_ahead: float = Field(default=0.8, gt=0.0, le=1.0)
+    #: Retries of failed calls (not 429s): attempts after the first, with exponential
+    #: backoff and full jitter from retry_base up to retry_cap, within retry_deadline.
+    retry_attempts: int = Field(default=3, ge=0)
+    retry_base: Duration = 0.5
+    retry_cap: Duration = 10.0
+    retry_deadline: Duration = 30.0
+    #: Consecutive failures that open the circuit breaker, and how long it stays open.
+    breaker_failures: int = Field(default=5, gt=0)
+    breaker_cooldown: Duration = 30.0
+    #: Pause after a 429 that carries no usable Retry-After.
+    default_retry_after: Duration = 60.0
+    #: Fetches waiting for budget; beyond it the lowest priority, newest is dropped.
+    queue_limit: int = Field(default=10_000, gt=0)
     endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
 
-    @field_validator("timeout", "max_staleness", mode="before")
+    @field_validator("timeout", "max_staleness", "retry_base", "retry_cap", "retry_deadline",
+                     "breaker_cooldown", "default_retry_after", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)

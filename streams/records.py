@@ -74,12 +74,38 @@ class VolatilitySignal(Record):
 class FetchOrder(Record):
     """An admitted refresh, keyed by service so one partition owns the service's limits."""
 
+    kind: Literal["order"] = "order"
     service: str
     endpoint: str
     symbol: str
     priority: Priority
     reason: Reason
     requested_at: float
+    attempt: int = 0
+
+    @property
+    def key(self) -> str:
+        return cache_key(self.service, self.endpoint, self.symbol)
+
+
+class ServiceFeedback(Record):
+    """How an upstream call ended, sent back to the service's partition to update its health."""
+
+    kind: Literal["feedback"] = "feedback"
+    service: str
+    endpoint: str
+    outcome: Literal["success", "failure", "rate_limited"]
+    retry_after: float | None = None
+    remaining: int | None = None
+    reset_at: float | None = None
+    at: float
+
+
+class Tick(Record):
+    """Wakes the fetch agent of a service with queued work (table writes need an event)."""
+
+    kind: Literal["tick"] = "tick"
+    service: str
 
 
 class DataRecord(Record):
@@ -103,7 +129,7 @@ class FetchOutcome(Record):
     service: str
     endpoint: str
     symbol: str
-    outcome: Literal["blocked", "error"]
+    outcome: Literal["blocked", "error", "dropped"]
     detail: str
     at: float
 
@@ -147,6 +173,22 @@ def parse_message(model: type[Record], raw: bytes | str | Any) -> Any:
             for err in exc.errors()
         )
         raise BadMessage(problems) from None
+
+
+FETCH_KINDS: dict[str, type[Record]] = {"order": FetchOrder, "feedback": ServiceFeedback,
+                                        "tick": Tick}
+
+
+def parse_fetch_message(raw: bytes) -> FetchOrder | ServiceFeedback | Tick:
+    """A message of ``internal.fetch``: an order, feedback from a call, or a tick."""
+    try:
+        kind = json.loads(raw).get("kind", "order")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        kind = "order"  # let parse_message produce the precise reason
+    model = FETCH_KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise BadMessage(f"unknown kind {kind!r} on the fetch topic")
+    return parse_message(model, raw)
 
 
 def preview(raw: Any, limit: int = 2048) -> str:

@@ -8,11 +8,11 @@ expired (answered as a miss, then tombstoned by the sweeper).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Freshness(str, Enum):
+class Freshness(StrEnum):
     HIT = "HIT"
     STALE = "STALE"
     MISS = "MISS"

@@ -12,6 +12,7 @@ Reads and writes must happen inside stream iteration (Faust's rule for table wri
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -21,54 +22,69 @@ from quotacache.settings import Settings
 
 from .limiter import Decision, Scope, allowance, decide, used
 
+#: Seconds of arrival jitter each limit's count allows for (see limiter.py).
+SKEW = 0.25
+
 
 class RateLimiter:
-    def __init__(self, app: faust.App, settings: Settings, *, headroom: float = 0.1,
-                 skew: float = 0.25):
+    def __init__(self, app: faust.App, settings: Settings):
         self.settings = settings
-        self.headroom = headroom
-        self.skew = skew
         longest = max((lim.seconds for svc in settings.services.values()
                        for lim in [*svc.limits, *svc.endpoint_limits,
-                                   *(l for ep in svc.endpoints.values() for l in ep.limits or [])]),
+                                   *(x for ep in svc.endpoints.values() for x in ep.limits or [])]),
                       default=60.0)
         self.windows = app.Table(
             "ratelimit", default=int, partitions=settings.broker.partitions,
             help="upstream calls per scope per second",
-        ).tumbling(1.0, expires=timedelta(seconds=math.ceil(longest + skew) + 5))
-        self._counts_table = self.windows.table
+        ).tumbling(1.0, expires=timedelta(seconds=math.ceil(longest + SKEW) + 5))
+        self._counts = self.windows.table
 
-    def scopes(self, service: str, endpoint: str) -> list[Scope]:
-        """The service-wide scope and the endpoint's scope, each with its limits."""
-        config = self.settings.service(service)
-        return [Scope(service, tuple(config.limits)),
-                Scope(f"{service}/{endpoint}", tuple(config.limits_for(endpoint)))]
+    @property
+    def name(self) -> str:
+        return self._counts.name
+
+    def service_scope(self, service: str) -> Scope:
+        return Scope(service, tuple(self.settings.service(service).limits))
+
+    def endpoint_scope(self, service: str, endpoint: str) -> Scope:
+        return Scope(f"{service}/{endpoint}",
+                     tuple(self.settings.service(service).limits_for(endpoint)))
 
     def _bucket(self, scope: str, second: int) -> int:
-        window = self._counts_table.window.current(second + 0.5)
-        return int(self._counts_table.get((scope, window)) or 0)
+        window = self._counts.window.current(second + 0.5)
+        return int(self._counts.get((scope, window)) or 0)
+
+    def check(self, service: str, scopes: Sequence[Scope], now: float) -> Decision:
+        """May one more call be made in every one of ``scopes``?"""
+        headroom = self.settings.service(service).headroom
+        return decide(scopes, self._bucket, now, headroom=headroom, skew=SKEW)
+
+    def record(self, scopes: Sequence[Scope], now: float) -> None:
+        """Count one call in every scope (before it is sent)."""
+        window = self._counts.window.current(now)
+        for scope in scopes:
+            key = (scope.name, window)
+            self._counts[key] = int(self._counts.get(key) or 0) + 1
 
     def try_acquire(self, service: str, endpoint: str, now: float) -> Decision:
-        """Decide one call and, if allowed, count it in every scope before it is made."""
-        scopes = self.scopes(service, endpoint)
-        decision = decide(scopes, self._bucket, now, headroom=self.headroom, skew=self.skew)
+        """Decide one call and, if allowed, count it in every scope at once."""
+        scopes = [self.service_scope(service), self.endpoint_scope(service, endpoint)]
+        decision = self.check(service, scopes, now)
         if decision.allowed:
-            window = self._counts_table.window.current(now)
-            for scope in scopes:
-                key = (scope.name, window)
-                self._counts_table[key] = int(self._counts_table.get(key) or 0) + 1
+            self.record(scopes, now)
         return decision
 
     def usage(self, service: str, now: float) -> list[dict[str, Any]]:
-        """Calls used and allowed in each of the service's (and its endpoints') limits."""
+        """Calls used and allowed in each of the service's (and its busy endpoints') limits."""
         config = self.settings.service(service)
-        scopes = [Scope(service, tuple(config.limits))] + [
-            Scope(f"{service}/{ep}", tuple(config.limits_for(ep))) for ep in config.endpoints]
+        scopes = [self.service_scope(service)] + [
+            self.endpoint_scope(service, ep) for ep in config.endpoints]
         rows = []
         for scope in scopes:
             for limit in scope.limits:
-                count = used(scope.name, limit, self._bucket, now, self.skew)
+                count = used(scope.name, limit, self._bucket, now, SKEW)
                 if scope.name == service or count:
+                    cap = allowance(limit, config.headroom)
                     rows.append({"scope": scope.name, "limit": str(limit), "used": count,
-                                 "allowance": allowance(limit, self.headroom)})
+                                 "allowance": cap, "left": max(0, cap - count)})
         return rows

@@ -6,7 +6,8 @@ from collections import Counter, defaultdict
 from typing import Any
 
 FIELDS = ("hits", "misses", "stale_served", "upstream_calls", "calls_saved",
-          "rate_limit_blocks", "errors", "dead_letters")
+          "rate_limit_blocks", "rate_limited", "retries", "dropped_stale", "errors",
+          "dead_letters")
 
 
 class Stats:

@@ -14,11 +14,12 @@ from typing import Any
 
 from faust import web
 from faust.exceptions import SameNode
+from quotacache.agents.refresh import needs_refresh
+from quotacache.streams.records import RefreshRequest
+from quotacache.tables.freshness import Freshness, classify
 
 from quotacache.errors import InvalidSymbol, UnknownTarget
 from quotacache.runtime import Runtime
-from quotacache.streams.records import RefreshRequest
-from quotacache.tables.freshness import Freshness, classify
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,9 @@ def register(rt: Runtime) -> None:
                 pass
             except KeyError:
                 return error(self, 503, "the worker is not ready yet (partitions unassigned)")
+            except Exception as exc:  # the owner is down: answer from our standby copy
+                log.warning("owner of %s unreachable (%s): answering locally", key,
+                            type(exc).__name__)
             return await read_entry(self, rt, service, endpoint, symbol, key)
 
     @app.page("/health")
@@ -62,13 +66,35 @@ def register(rt: Runtime) -> None:
     @app.page("/status")
     class StatusView(web.View):
         async def get(self, request: web.Request) -> web.Response:
-            now = rt.clock()
-            return self.json({
-                "strategy": "NORMAL",
-                "in_flight": len(rt.inflight),
-                "services": {name: {"limits": rt.limiter.usage(name, now)}
-                             for name in rt.settings.services},
-            })
+            services = {}
+            for name in rt.settings.services:
+                services[name] = await service_status(self, rt, name)
+            return self.json({"strategy": "NORMAL", "in_flight_keys": len(rt.inflight),
+                              "services": services})
+
+    @app.page("/status/{service}")
+    class ServiceStatusView(web.View):
+        async def get(self, request: web.Request, service: str) -> web.Response:
+            if service not in rt.settings.services:
+                return error(self, 404, f"unknown service {service!r}")
+            return self.json(await service_status(self, rt, service))
+
+
+async def service_status(view: web.View, rt: Runtime, service: str) -> dict[str, Any]:
+    """The service's status from the worker that owns it (this one, or asked over HTTP)."""
+    app = rt.app
+    try:
+        owner = app.router.key_store(rt.dispatcher.health_table.name, service)
+    except KeyError:
+        return {"error": "partitions not assigned yet"}
+    if str(owner).rstrip("/") == str(app.conf.canonical_url).rstrip("/"):
+        return dict(rt.dispatcher.status(service))
+    try:
+        async with app.http_client.get(f"{str(owner).rstrip('/')}/status/{service}",
+                                       timeout=5) as response:
+            return dict(await response.json())
+    except Exception as exc:  # the owner is down or rebalancing: say so, do not fail
+        return {"error": f"owner {owner} unavailable: {type(exc).__name__}"}
 
 
 def is_ready(rt: Runtime) -> bool:
@@ -89,7 +115,7 @@ async def read_entry(view: web.View, rt: Runtime, service: str, endpoint: str, s
     name = f"{service}/{endpoint}"
     rt.stats.count({Freshness.HIT: "hits", Freshness.STALE: "stale_served",
                     Freshness.MISS: "misses"}[state], name)
-    if state is not Freshness.HIT:
+    if state is not Freshness.HIT or (entry is not None and needs_refresh(entry, now, config)):
         try:
             await rt.topics.send(rt.topics.requests, key, RefreshRequest(
                 service=service, endpoint=endpoint, symbol=symbol, reason="read"))

@@ -11,7 +11,6 @@ import time
 
 import httpx
 import pytest
-
 from quotacache.streams.records import DataRecord
 
 from .conftest import json_key, poll

@@ -4,9 +4,9 @@ from collections import defaultdict
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from quotacache.tables.limiter import Scope, allowance, decide
 
 from quotacache.settings import RateLimit
-from quotacache.tables.limiter import Scope, allowance, decide
 
 SERVICE = ("svc", (RateLimit(calls=100, seconds=60), RateLimit(calls=20, seconds=10),
                    RateLimit(calls=10, seconds=5)))

@@ -1,7 +1,6 @@
 import json
 
 import pytest
-
 from quotacache.streams.records import (
     MAX_MESSAGE_BYTES,
     BadMessage,

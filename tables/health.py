@@ -1,0 +1,99 @@
+"""What the upstream has told us about a service: pauses, its own rate hints, and failures.
+
+``ServiceHealth`` is pure state with transitions driven by call outcomes and a clock; the
+fetch agent keeps one per service in the ``service-health`` table (on the partition that
+owns the service, so a worker taking over after a crash inherits pauses and breaker state).
+
+* A 429 pauses the whole service until its Retry-After has passed (or
+  ``default_retry_after`` when the upstream does not say).
+* ``X-RateLimit-Remaining`` / ``-Reset`` style hints lower the allowance: once the
+  upstream says none remain, no call is made until its reset time.
+* Consecutive failures (5xx, timeouts, connection errors, garbage) open the circuit
+  breaker for ``cooldown`` seconds; then one trial call is let through (half-open): its
+  success closes the breaker, its failure opens it again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class Breaker(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass
+class ServiceHealth:
+    paused_until: float = 0.0
+    pause_reason: str = ""
+    hint_remaining: int | None = None
+    hint_reset: float = 0.0
+    breaker: str = Breaker.CLOSED.value
+    consecutive_failures: int = 0
+    opened_at: float = 0.0
+    trial_in_flight: bool = False
+
+    # -- decisions -------------------------------------------------------------------
+    def admits(self, now: float, cooldown: float) -> tuple[bool, str]:
+        """May a call be made now? (False, why) when paused, hinted out, or open."""
+        if now < self.paused_until:
+            return False, f"paused until {self.paused_until:.0f} ({self.pause_reason})"
+        if self.hint_remaining is not None and self.hint_remaining <= 0 and now < self.hint_reset:
+            return False, "upstream reports no calls remaining"
+        state = self.breaker_state(now, cooldown)
+        if state is Breaker.OPEN:
+            return False, "circuit breaker open"
+        if state is Breaker.HALF_OPEN and self.trial_in_flight:
+            return False, "circuit breaker half-open: trial call in flight"
+        return True, ""
+
+    def breaker_state(self, now: float, cooldown: float) -> Breaker:
+        if self.breaker == Breaker.OPEN.value and now >= self.opened_at + cooldown:
+            return Breaker.HALF_OPEN
+        return Breaker(self.breaker)
+
+    # -- transitions -------------------------------------------------------------------
+    def on_call(self, now: float, cooldown: float) -> None:
+        """A call is being made: in half-open state it is the single trial."""
+        if self.breaker_state(now, cooldown) is Breaker.HALF_OPEN:
+            self.breaker = Breaker.HALF_OPEN.value
+            self.trial_in_flight = True
+        if self.hint_remaining is not None:
+            self.hint_remaining -= 1
+
+    def on_success(self) -> None:
+        self.consecutive_failures = 0
+        self.breaker = Breaker.CLOSED.value
+        self.trial_in_flight = False
+
+    def on_failure(self, now: float, threshold: int) -> None:
+        self.consecutive_failures += 1
+        self.trial_in_flight = False
+        if self.breaker != Breaker.CLOSED.value or self.consecutive_failures >= threshold:
+            self.breaker = Breaker.OPEN.value
+            self.opened_at = now
+
+    def on_rate_limited(self, now: float, retry_after: float | None, default: float) -> None:
+        wait = retry_after if retry_after is not None else default
+        self.paused_until = max(self.paused_until, now + wait)
+        self.pause_reason = "429 from upstream"
+        self.trial_in_flight = False
+
+    def on_hint(self, remaining: int, reset_at: float) -> None:
+        self.hint_remaining = remaining
+        self.hint_reset = reset_at
+
+    # -- storage -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any] | None) -> ServiceHealth:
+        if not value:
+            return cls()
+        known = {k: v for k, v in value.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
