@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 import backoff
@@ -34,8 +34,11 @@ from quotacache.streams.records import (
     Tick,
     parse_fetch_message,
 )
+from quotacache.tables.dispatch import select_calls
 from quotacache.tables.health import ServiceHealth
+from quotacache.tables.limiter import Decision
 from quotacache.tables.queue import FetchQueue
+from quotacache.tables.ratelimit import RateLimiter
 
 from quotacache.errors import UpstreamError
 from quotacache.runtime import Runtime
@@ -65,6 +68,24 @@ def rate_hint(answer_headers: Any, now: float) -> tuple[int, float] | None:
     return left, (at if at > 1e9 else now + at)  # epoch seconds, or seconds from now
 
 
+class ServiceBudget:
+    """The rate limiter seen from one service: the service's scope plus an endpoint's."""
+
+    def __init__(self, limiter: RateLimiter, service: str):
+        self.limiter = limiter
+        self.service = service
+        self.service_scope = limiter.service_scope(service)
+
+    def _scopes(self, endpoint: str) -> list:
+        return [self.service_scope, self.limiter.endpoint_scope(self.service, endpoint)]
+
+    def check(self, endpoint: str, now: float) -> Decision:
+        return self.limiter.check(self.service, self._scopes(endpoint), now)
+
+    def record(self, endpoint: str, now: float) -> None:
+        self.limiter.record(self._scopes(endpoint), now)
+
+
 class FetchDispatcher:
     """Queues, health and in-flight calls of the services this worker owns."""
 
@@ -72,8 +93,8 @@ class FetchDispatcher:
         self.rt = rt
         self.health_table = health_table
         self.queues: dict[str, FetchQueue] = defaultdict(self._new_queue)
-        self.semaphores = {name: asyncio.Semaphore(cfg.max_in_flight)
-                           for name, cfg in rt.settings.services.items()}
+        #: Upstream calls under way per service (at most its max_in_flight).
+        self.calls_in_flight: Counter[str] = Counter()
         self.tasks: set[asyncio.Task[None]] = set()
 
     def _new_queue(self) -> FetchQueue:
@@ -116,51 +137,28 @@ class FetchDispatcher:
         if not queue:
             return
         health = self.health(service)
-        service_scope = rt.limiter.service_scope(service)
-        blocked_endpoints: set[str] = set()
-        semaphore = self.semaphores[service]
-        for queued in queue.in_order():
-            admitted, _ = health.admits(now, config.breaker_cooldown)
-            if not admitted or semaphore.locked():
-                self._count_blocked(queue, service)
-                break
-            order = queued.order
-            if order.endpoint in blocked_endpoints:
-                continue
-            scopes = [service_scope, rt.limiter.endpoint_scope(service, order.endpoint)]
-            decision = rt.limiter.check(service, scopes, now)
-            if not decision.allowed:
-                if decision.blocked_by and decision.blocked_by.startswith(service + " "):
-                    self._count_blocked(queue, service)
-                    break
-                blocked_endpoints.add(order.endpoint)
-                continue
-            rt.limiter.record(scopes, now)
-            health.on_call(now, config.breaker_cooldown)
+        free_slots = config.max_in_flight - self.calls_in_flight[service]
+        selection = select_calls(queue, health, ServiceBudget(rt.limiter, service), now,
+                                 service=service, cooldown=config.breaker_cooldown,
+                                 free_slots=free_slots)
+        if selection.calls:
             self.health_table[service] = health.to_dict()
+        for queued in selection.calls:
             queue.remove(queued.key)
-            await semaphore.acquire()
-            self._launch(order, semaphore)
-        for queued in queue.in_order():
-            if queued.order.endpoint in blocked_endpoints:
-                self._mark_blocked(queued, service)
+            self._launch(queued.order)
+        for queued in selection.waiting:
+            if not queued.blocked_counted:
+                queued.blocked_counted = True
+                rt.stats.count("rate_limit_blocks", f"{service}/{queued.order.endpoint}")
 
-    def _count_blocked(self, queue: FetchQueue, service: str) -> None:
-        for queued in queue.in_order():
-            self._mark_blocked(queued, service)
-
-    def _mark_blocked(self, queued: Any, service: str) -> None:
-        if not queued.blocked_counted:
-            queued.blocked_counted = True
-            self.rt.stats.count("rate_limit_blocks", f"{service}/{queued.order.endpoint}")
-
-    def _launch(self, order: FetchOrder, semaphore: asyncio.Semaphore) -> None:
-        task = asyncio.ensure_future(self.call(order, semaphore))
+    def _launch(self, order: FetchOrder) -> None:
+        self.calls_in_flight[order.service] += 1
+        task = asyncio.ensure_future(self.call(order))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
     # -- outside stream iteration (tasks) ------------------------------------------------
-    async def call(self, order: FetchOrder, semaphore: asyncio.Semaphore) -> None:
+    async def call(self, order: FetchOrder) -> None:
         """Make the one call the limiter allowed; publish its data, or retry, or give up."""
         rt = self.rt
         name = f"{order.service}/{order.endpoint}"
@@ -169,16 +167,18 @@ class FetchDispatcher:
             answer = await rt.upstreams[order.service].fetch(order.endpoint, order.symbol,
                                                              rt.clock())
         except UpstreamError as exc:
-            semaphore.release()
-            await self.failed(order, exc)
-            return
+            failure: UpstreamError | None = exc
         except Exception as exc:  # a bug must not lose the order silently
-            semaphore.release()
             log.exception("fetch of %s failed", name)
-            await self.failed(order, UpstreamError(f"{name}: {type(exc).__name__}"))
-            return
-        semaphore.release()
-        await self.succeeded(order, answer)
+            failure = UpstreamError(f"{name}: {type(exc).__name__}")
+        else:
+            failure = None
+        finally:
+            self.calls_in_flight[order.service] -= 1
+        if failure is not None:
+            await self.failed(order, failure)
+        else:
+            await self.succeeded(order, answer)
 
     async def succeeded(self, order: FetchOrder, answer: UpstreamAnswer) -> None:
         rt = self.rt
@@ -239,7 +239,7 @@ class FetchDispatcher:
             "consecutive_failures": health.consecutive_failures,
             "upstream_remaining_hint": health.hint_remaining if health.hint_reset > now else None,
             "queue": self.queues[service].by_priority() if service in self.queues else {},
-            "in_flight_calls": config.max_in_flight - self.semaphores[service]._value,
+            "in_flight_calls": self.calls_in_flight[service],
         }
 
 

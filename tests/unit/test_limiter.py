@@ -8,23 +8,11 @@ from quotacache.tables.limiter import Scope, allowance, decide
 
 from quotacache.settings import RateLimit
 
+from .limits_model import Buckets, max_in_any_window
+
 SERVICE = ("svc", (RateLimit(calls=100, seconds=60), RateLimit(calls=20, seconds=10),
                    RateLimit(calls=10, seconds=5)))
 ENDPOINT_LIMITS = (RateLimit(calls=10, seconds=60),)
-
-
-class Buckets:
-    """Calls per (scope, second), as the windowed table keeps them."""
-
-    def __init__(self):
-        self.counts = defaultdict(int)
-
-    def __call__(self, scope, second):
-        return self.counts[(scope, second)]
-
-    def record(self, scopes, now):
-        for scope in scopes:
-            self.counts[(scope.name, int(now // 1))] += 1
 
 
 def scopes_for(endpoint):
@@ -37,16 +25,6 @@ def attempt(buckets, endpoint, now, headroom=0.0, skew=0.25):
     if decision.allowed:
         buckets.record(scopes, now)
     return decision
-
-
-def max_in_any_window(times, seconds):
-    times = sorted(times)
-    best, start = 0, 0
-    for end, t in enumerate(times):
-        while times[start] <= t - seconds:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def test_first_calls_are_allowed_up_to_the_tightest_limit():
