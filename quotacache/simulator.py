@@ -15,6 +15,7 @@ import random
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from typing import Any
 
 from aiohttp import web
@@ -22,7 +23,7 @@ from aiohttp import web
 from .services import CRYPTOMETER, KINGFISHER, KINGFISHER_AIRTABLE, KINGFISHER_TELEGRAM
 from .settings import RateLimit
 
-FAIL_MODES = ("500", "garbage", "timeout", "error_envelope", "429")
+FAIL_MODES = ("500", "garbage", "timeout", "error_envelope", "429", "429date")
 
 
 @dataclass
@@ -85,6 +86,8 @@ class Simulator:
         self.rejected: dict[str, int] = defaultdict(int)
         self.failed: dict[str, int] = defaultdict(int)
         self.call_log: list[tuple[float, str]] = []
+        #: Retry-After (seconds) of the 429 failure modes.
+        self.fail_retry_after = 30
 
     def app(self) -> web.Application:
         application = web.Application()
@@ -155,7 +158,11 @@ class Simulator:
             await asyncio.sleep(3600)
         if service.fail == "429":
             return web.json_response({"error": "slow down"}, status=429,
-                                     headers={"Retry-After": "30"})
+                                     headers={"Retry-After": str(self.fail_retry_after)})
+        if service.fail == "429date":
+            when = formatdate(time.time() + self.fail_retry_after, usegmt=True)
+            return web.json_response({"error": "slow down"}, status=429,
+                                     headers={"Retry-After": when})
         return web.json_response({"success": "false", "error": "No updates!"})
 
     def _data(self, service: SimService, endpoint: str, query: dict[str, str]) -> Any:
@@ -198,6 +205,8 @@ class Simulator:
                 self.services[name].limits = _limits(values)
             for name, values in (body.get("endpoint_limits") or {}).items():
                 self.services[name].endpoint_limits = _limits(values)
+            if "fail_retry_after" in body:
+                self.fail_retry_after = int(body["fail_retry_after"])
             for name, mode in (body.get("fail") or {}).items():
                 if mode is not None and mode not in FAIL_MODES:
                     raise ValueError(f"fail mode {mode!r} is not one of {FAIL_MODES}")

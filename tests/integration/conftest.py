@@ -90,7 +90,7 @@ class Deployment:
         self.config_path = tmp_path / "quotacache.toml"
         self.configure()
 
-    def configure(self, extra: str = "") -> Settings:
+    def configure(self, extra: str = "", base_url: str | None = None) -> Settings:
         host, port = self.bootstrap.rsplit(":", 1)
         broker = (f'url = "embedded"\nembedded_port = {port}' if host == "127.0.0.1"
                   and not os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
@@ -105,7 +105,7 @@ partitions = 4
 [cache]
 sweep_interval = "1s"
 [services.cryptometer]
-base_url = "{self.simulator.url}"
+base_url = "{base_url or self.simulator.url}"
 {extra}
 """)
         self.settings = load_settings(self.config_path)

@@ -1,0 +1,100 @@
+"""Each kind of upstream failure: the service pauses, backs off or opens its breaker, and
+reads keep being answered STALE with their age, never with a 5xx."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from quotacache.broker import free_port
+from quotacache.streams.records import DataRecord
+
+from .conftest import apoll, json_key
+
+pytestmark = pytest.mark.integration
+
+FAST_RECOVERY = """
+retry_base = "0.1s"
+retry_cap = "0.3s"
+retry_attempts = 2
+breaker_failures = 3
+breaker_cooldown = "3s"
+timeout = "0.5s"
+"""
+
+
+async def seed_stale(deployment, symbols=("BTC",)):
+    records = [DataRecord(service="cryptometer", endpoint="ticker", symbol=s, data={"old": s},
+                          fetched_at=time.time() - 600, ttl=120) for s in symbols]
+    await deployment.produce(deployment.topic("data.cryptometer.ticker"),
+                             [(json_key(r.key), r.to_json()) for r in records])
+
+
+def status(worker):
+    return worker.get("/status").json()["services"]["cryptometer"]
+
+
+def read_stale(worker, symbol="BTC"):
+    response = worker.get(f"/cache/cryptometer/ticker/{symbol}")
+    assert response.status_code == 200, response.text
+    assert response.headers["X-Cache"] == "STALE" and int(response.headers["Age"]) >= 600
+    return response
+
+
+@pytest.mark.parametrize("mode", ["429", "429date"])
+async def test_429_pauses_the_service_until_retry_after_and_reads_stay_stale(deployment,
+                                                                             mode):
+    deployment.configure(FAST_RECOVERY)
+    worker = deployment.start_worker()
+    await seed_stale(deployment, ["BTC", "ETH", "SOL"])
+    deployment.simulator.configure(fail={"cryptometer": mode}, fail_retry_after=6)
+    await apoll(lambda: worker.get("/cache/cryptometer/ticker/BTC").headers["X-Cache"]
+                == "STALE")
+    state = await apoll(lambda: (s := status(worker))["paused_until"] and s,
+                        message="service paused")
+    assert state["pause_reason"] == "429 from upstream"
+    assert 3 <= state["paused_until"] - time.time() <= 7
+    read_stale(worker, "ETH")
+    read_stale(worker, "SOL")  # these reads ask for refreshes, which must wait
+    calls = deployment.simulator.stats()["accepted"]
+    assert calls == 1
+    paused_until = state["paused_until"]
+    while time.time() < paused_until - 0.5:
+        read_stale(worker, "BTC")
+        assert deployment.simulator.stats()["accepted"] == calls  # nothing sent while paused
+        time.sleep(0.3)
+    deployment.simulator.configure(fail={"cryptometer": None})
+    await apoll(lambda: worker.get("/cache/cryptometer/ticker/ETH").headers["X-Cache"] == "HIT",
+                timeout=20, message="refreshed after the pause")
+    assert worker.stats()["rate_limited"] >= 1
+
+
+@pytest.mark.parametrize("mode", ["500", "garbage", "timeout", "error_envelope"])
+async def test_failures_back_off_open_the_breaker_and_recover(deployment, mode):
+    deployment.configure(FAST_RECOVERY)
+    worker = deployment.start_worker()
+    await seed_stale(deployment)
+    deployment.simulator.configure(fail={"cryptometer": mode})
+    read_stale(worker)
+    await apoll(lambda: status(worker)["breaker"] == "open", timeout=20,
+                message="breaker open")
+    stats = worker.stats()
+    assert stats["retries"] >= 1 and stats["errors"] >= 3
+    calls = deployment.simulator.stats()["accepted"]
+    read_stale(worker)
+    assert deployment.simulator.stats()["accepted"] == calls  # open: no call
+    deployment.simulator.configure(fail={"cryptometer": None})
+    await apoll(lambda: worker.get("/cache/cryptometer/ticker/BTC").headers["X-Cache"] == "HIT",
+                timeout=20, message="recovered through a half-open trial")
+    assert status(worker)["breaker"] == "closed"
+
+
+async def test_connection_refused_is_a_failure_like_any_other(deployment):
+    deployment.configure(FAST_RECOVERY, base_url=f"http://127.0.0.1:{free_port()}")
+    worker = deployment.start_worker()
+    await seed_stale(deployment)
+    read_stale(worker)
+    await apoll(lambda: status(worker)["breaker"] == "open", timeout=20)
+    read_stale(worker)
+    assert worker.stats()["errors"] >= 3
