@@ -42,6 +42,7 @@ from quotacache.tables.ratelimit import RateLimiter
 
 from quotacache.errors import UpstreamError
 from quotacache.runtime import Runtime
+from quotacache.settings import Priority
 from quotacache.upstream import UpstreamAnswer
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,8 @@ class ServiceBudget:
     def _scopes(self, endpoint: str) -> list:
         return [self.service_scope, self.limiter.endpoint_scope(self.service, endpoint)]
 
-    def check(self, endpoint: str, now: float) -> Decision:
-        return self.limiter.check(self.service, self._scopes(endpoint), now)
+    def check(self, endpoint: str, now: float, priority: Priority) -> Decision:
+        return self.limiter.check(self.service, self._scopes(endpoint), now, priority)
 
     def record(self, endpoint: str, now: float) -> None:
         self.limiter.record(self._scopes(endpoint), now)

@@ -158,6 +158,9 @@ class ServiceConfig(BaseModel):
     max_in_flight: int = Field(default=8, gt=0)
     #: Fraction kept free below every limit, for counts lost in a crash.
     headroom: float = Field(default=0.1, ge=0.0, lt=1.0)
+    #: The part of every limit each priority may use; the rest is kept for higher ones.
+    priority_shares: dict[str, float] = Field(default_factory=lambda: {
+        "critical": 1.0, "high": 0.9, "medium": 0.75, "low": 0.5})
     #: A request refreshes a key once this fraction of its TTL has passed.
     refresh_ahead: float = Field(default=0.8, gt=0.0, le=1.0)
     #: Retries of failed calls (not 429s): attempts after the first, with exponential
@@ -180,6 +183,17 @@ class ServiceConfig(BaseModel):
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
+
+    @field_validator("priority_shares")
+    @classmethod
+    def _shares(cls, value: dict[str, float]) -> dict[str, float]:
+        shares = {p.value: 1.0 for p in Priority} | value
+        unknown = set(shares) - {p.value for p in Priority}
+        if unknown:
+            raise ValueError(f"unknown priorities {sorted(unknown)}")
+        if not all(0.0 < share <= 1.0 for share in shares.values()):
+            raise ValueError("each share must be in (0, 1]")
+        return shares
 
     @field_validator("base_url")
     @classmethod

@@ -12,13 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from quotacache.settings import Priority
+
 from .health import ServiceHealth
 from .limiter import Decision
 from .queue import FetchQueue, Queued
 
 
 class Budget(Protocol):
-    def check(self, endpoint: str, now: float) -> Decision: ...
+    def check(self, endpoint: str, now: float, priority: Priority) -> Decision: ...
 
     def record(self, endpoint: str, now: float) -> None: ...
 
@@ -34,7 +36,7 @@ class Selection:
 def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: float, *,
                  service: str, cooldown: float, free_slots: int) -> Selection:
     selection = Selection()
-    blocked_endpoints: set[str] = set()
+    blocked_endpoints: set[tuple[str, int]] = set()
     for queued in queue.in_order():
         if selection.stopped_by:
             selection.waiting.append(queued)
@@ -45,16 +47,16 @@ def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: 
             selection.waiting.append(queued)
             continue
         endpoint = queued.order.endpoint
-        if endpoint in blocked_endpoints:
+        if (endpoint, queued.rank) in blocked_endpoints:
             selection.waiting.append(queued)
             continue
-        decision = budget.check(endpoint, now)
+        decision = budget.check(endpoint, now, queued.order.priority)
         if not decision.allowed:
             selection.waiting.append(queued)
             if decision.blocked_by and decision.blocked_by.startswith(service + " "):
                 selection.stopped_by = decision.blocked_by
             else:
-                blocked_endpoints.add(endpoint)
+                blocked_endpoints.add((endpoint, queued.rank))
             continue
         budget.record(endpoint, now)
         health.on_call(now, cooldown)

@@ -41,9 +41,13 @@ class Decision:
     blocked_by: str | None = None
 
 
-def allowance(limit: RateLimit, headroom: float) -> int:
-    """How many calls we let ourselves make in one window of ``limit``."""
-    return max(1, math.floor(limit.calls * (1.0 - headroom)))
+def allowance(limit: RateLimit, headroom: float, share: float = 1.0) -> int:
+    """How many calls we let ourselves make in one window of ``limit``.
+
+    ``share`` (0..1) is the part of it a priority may use: low priorities stop early and
+    leave the rest of the window to the critical ones.
+    """
+    return max(1, math.floor(limit.calls * (1.0 - headroom) * share))
 
 
 def buckets(limit: RateLimit, now: float, skew: float) -> range:
@@ -69,12 +73,12 @@ def _wait_until_room(scope: str, limit: RateLimit, counts: BucketCounts, now: fl
 
 
 def decide(scopes: Sequence[Scope], counts: BucketCounts, now: float, *,
-           headroom: float = 0.1, skew: float = 0.25) -> Decision:
+           headroom: float = 0.1, skew: float = 0.25, share: float = 1.0) -> Decision:
     """Allow one call only if every limit of every scope has room for it."""
     worst: Decision | None = None
     for scope in scopes:
         for limit in scope.limits:
-            cap = allowance(limit, headroom)
+            cap = allowance(limit, headroom, share)
             count = used(scope.name, limit, counts, now, skew)
             if count + 1 > cap:
                 wait = _wait_until_room(scope.name, limit, counts, now, skew, count + 1 - cap)

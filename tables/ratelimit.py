@@ -18,7 +18,7 @@ from typing import Any
 
 import faust
 
-from quotacache.settings import Settings
+from quotacache.settings import Priority, Settings
 
 from .limiter import Decision, Scope, allowance, decide, used
 
@@ -54,10 +54,12 @@ class RateLimiter:
         window = self._counts.window.current(second + 0.5)
         return int(self._counts.get((scope, window)) or 0)
 
-    def check(self, service: str, scopes: Sequence[Scope], now: float) -> Decision:
-        """May one more call be made in every one of ``scopes``?"""
-        headroom = self.settings.service(service).headroom
-        return decide(scopes, self._bucket, now, headroom=headroom, skew=SKEW)
+    def check(self, service: str, scopes: Sequence[Scope], now: float,
+              priority: Priority = Priority.CRITICAL) -> Decision:
+        """May one more call of ``priority`` be made in every one of ``scopes``?"""
+        config = self.settings.service(service)
+        return decide(scopes, self._bucket, now, headroom=config.headroom, skew=SKEW,
+                      share=config.priority_shares[priority.value])
 
     def record(self, scopes: Sequence[Scope], now: float) -> None:
         """Count one call in every scope (before it is sent)."""

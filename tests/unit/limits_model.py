@@ -22,17 +22,19 @@ class Buckets:
 class MemoryBudget:
     """The dispatch Budget over Buckets: a service scope plus one scope per endpoint."""
 
-    def __init__(self, service, service_limits, endpoint_limits, headroom=0.1):
+    def __init__(self, service, service_limits, endpoint_limits, headroom=0.1, shares=None):
         self.buckets = Buckets()
         self.service = Scope(service, tuple(service_limits))
         self.endpoint_limits = tuple(endpoint_limits)
         self.headroom = headroom
+        self.shares = shares or {}
 
     def scopes(self, endpoint):
         return [self.service, Scope(f"{self.service.name}/{endpoint}", self.endpoint_limits)]
 
-    def check(self, endpoint, now):
-        return decide(self.scopes(endpoint), self.buckets, now, headroom=self.headroom)
+    def check(self, endpoint, now, priority):
+        return decide(self.scopes(endpoint), self.buckets, now, headroom=self.headroom,
+                      share=self.shares.get(priority.value, 1.0))
 
     def record(self, endpoint, now):
         self.buckets.record(self.scopes(endpoint), now)

@@ -188,3 +188,20 @@ def test_full_queue_is_served_at_the_budget_rate_not_beyond():
         now += 0.1
     assert max_in_any_window(times, 5) <= 10 and max_in_any_window(times, 10) <= 20
     assert len(times) >= 85  # 18 per ~11 s (10 % headroom, whole-second buckets)
+
+
+def test_low_priorities_leave_the_rest_of_each_window_to_critical_ones():
+    shares = {"critical": 1.0, "high": 0.9, "medium": 0.75, "low": 0.5}
+    budget = MemoryBudget("svc", [RateLimit(calls=10, seconds=60)],
+                          [RateLimit(calls=100, seconds=60)], headroom=0, shares=shares)
+    queue, health = FetchQueue(), ServiceHealth()
+    for i in range(20):
+        enqueue(queue, order("coinlist", f"L{i}", at=0))
+    low = select(queue, health, budget, now=0, free_slots=100).calls
+    assert len(low) == 5  # half of the window
+    for queued in low:
+        queue.remove(queued.key)
+    for i in range(10):
+        enqueue(queue, order("ticker", f"C{i}", at=1))
+    critical = select(queue, health, budget, now=1, free_slots=100).calls
+    assert [q.order.endpoint for q in critical] == ["ticker"] * 5  # the reserved half
