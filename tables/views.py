@@ -45,9 +45,7 @@ def register(rt: Runtime) -> None:
                 return await app.router.route_req(rt.cache.name, key, self.web, request)
             except SameNode:
                 pass
-            except KeyError:
-                return error(self, 503, "the worker is not ready yet (partitions unassigned)")
-            except Exception as exc:  # the owner is down: answer from our standby copy
+            except Exception as exc:  # owner down or rebalancing: answer from what we have
                 log.warning("owner of %s unreachable (%s): answering locally", key,
                             type(exc).__name__)
             return await read_entry(self, rt, service, endpoint, symbol, key)
@@ -88,7 +86,7 @@ async def service_status(view: web.View, rt: Runtime, service: str) -> dict[str,
     except KeyError:
         return {"error": "partitions not assigned yet"}
     if str(owner).rstrip("/") == str(app.conf.canonical_url).rstrip("/"):
-        return dict(rt.dispatcher.status(service))
+        return {"owner": str(app.conf.canonical_url), **rt.dispatcher.status(service)}
     try:
         async with app.http_client.get(f"{str(owner).rstrip('/')}/status/{service}",
                                        timeout=5) as response:

@@ -1,0 +1,90 @@
+"""Two workers; the one owning the service is killed with SIGKILL mid-load. The survivor
+takes the service over with the calls already counted, so the upstream never sees more
+than its limits, and every read is answered throughout."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+
+from quotacache.client import Client
+
+from .conftest import apoll
+from .test_pipeline import max_in_any_window
+
+pytestmark = pytest.mark.integration
+
+# The 40 s window outlives the takeover (~16 s): the survivor must know the calls the
+# killed owner made, or it would spend the window a second time and get 429s.
+LIMITS, ENDPOINT_LIMITS = ["16/40", "6/2"], ["8/40"]
+SYMBOLS = [f"S{i}" for i in range(12)]
+ENDPOINTS = ["ticker", "ls_ratio", "open_interest", "xtrades"]
+
+
+async def test_sigkill_of_the_owner_mid_load_loses_no_limit_and_no_read(deployment):
+    deployment.configure(f"limits = {json.dumps(LIMITS)}\n"
+                         f"endpoint_limits = {json.dumps(ENDPOINT_LIMITS)}\n")
+    deployment.simulator.configure(limits={"cryptometer": LIMITS},
+                                   endpoint_limits={"cryptometer": ENDPOINT_LIMITS})
+    first = deployment.start_worker("w1")
+    second = deployment.start_worker("w2")
+
+    def owner_url(via=second):
+        return httpx.get(f"{via.url}/status/cryptometer", timeout=5).json().get("owner")
+
+    await apoll(lambda: owner_url() in (first.url, second.url), timeout=40,
+                message="the service has an owner")
+    owner = first if owner_url() == first.url else second
+    survivor = second if owner is first else first
+    answers: list[int] = []
+    failures: list[str] = []
+
+    async def read_forever(stop: asyncio.Event) -> None:
+        async with httpx.AsyncClient(base_url=survivor.url, timeout=10) as http:
+            i = 0
+            while not stop.is_set():
+                endpoint, symbol = ENDPOINTS[i % 4], SYMBOLS[i % len(SYMBOLS)]
+                i += 1
+                try:
+                    response = await http.get(f"/cache/cryptometer/{endpoint}/{symbol}")
+                    answers.append(response.status_code)
+                except httpx.HTTPError as exc:
+                    failures.append(repr(exc))
+                await asyncio.sleep(0.02)
+
+    async def demand(until: float) -> None:
+        async with Client(deployment.settings) as client:
+            while time.monotonic() < until:
+                for endpoint in ENDPOINTS:
+                    for symbol in SYMBOLS:
+                        await client.request_refresh("cryptometer", endpoint, symbol,
+                                                     force=True)
+                await asyncio.sleep(0.5)
+
+    stop = asyncio.Event()
+    reader = asyncio.create_task(read_forever(stop))
+    load = asyncio.create_task(demand(time.monotonic() + 75))
+    await apoll(lambda: deployment.simulator.stats()["accepted"] >= 10, timeout=30,
+                message="calls before the kill")
+    owner.child.kill()
+    killed_at = time.time()
+    await apoll(lambda: owner_url(via=survivor) == survivor.url, timeout=45, interval=0.5,
+                message="the survivor owns the service")
+    took_over = time.time() - killed_at
+    await apoll(lambda: sum(1 for t, _ in deployment.simulator.stats(log=True)["call_log"]
+                            if t > killed_at + took_over) >= 3,
+                timeout=60, message="calls resumed under the new owner")
+    await load
+    stop.set()
+    await reader
+    sim = deployment.simulator.stats(log=True)
+    assert sim["rejected"] == 0
+    times = [t for t, _ in sim["call_log"]]
+    assert max_in_any_window(times, 40) <= 16 and max_in_any_window(times, 2) <= 6
+    assert not failures and answers and all(code in (200, 202) for code in answers), (
+        failures[:3], sorted(set(answers)))
+    print(f"takeover after SIGKILL: {took_over:.1f}s, reads answered: {len(answers)}")
