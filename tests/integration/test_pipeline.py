@@ -78,11 +78,6 @@ async def test_demand_over_every_limit_never_gets_a_429(deployment):
                     await client.request_refresh("cryptometer", endpoint, symbol, force=True)
             await asyncio.sleep(0.25)
     assert worker.stats()["rate_limit_blocks"] > 0
-
-    def queued():
-        return sum(worker.get("/status").json()["services"]["cryptometer"]["queue"].values())
-
-    await apoll(lambda: queued() == 0, timeout=40, message="the queue drained")
     sim = deployment.simulator.stats(log=True)
     assert sim["rejected"] == 0
     times = [t for t, _ in sim["call_log"]]
