@@ -171,28 +171,34 @@ def deployment(tmp_path, bootstrap, simulator) -> Deployment:
         deployed.stop()
 
 
+def _attempts(timeout: float, interval: float):
+    """Yield until ``timeout`` has passed, ``interval`` apart (the caller sleeps)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        yield interval
+
+
 def poll(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
          message: str = "condition") -> Any:
     """Call ``predicate`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
     last: Any = None
-    while time.monotonic() < deadline:
+    for pause in _attempts(timeout, interval):
         last = predicate()
         if last:
             return last
-        time.sleep(interval)
+        time.sleep(pause)
     raise AssertionError(f"{message} not reached in {timeout}s (last: {last!r})")
 
 
 async def apoll(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
                 message: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
+    """``poll`` for async tests: sleeps without blocking the event loop."""
     last: Any = None
-    while time.monotonic() < deadline:
+    for pause in _attempts(timeout, interval):
         last = predicate()
         if last:
             return last
-        await asyncio.sleep(interval)
+        await asyncio.sleep(pause)
     raise AssertionError(f"{message} not reached in {timeout}s (last: {last!r})")
 
 

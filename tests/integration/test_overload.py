@@ -17,8 +17,7 @@ import pytest
 
 from quotacache.client import Client
 
-from .conftest import apoll
-from .test_pipeline import max_in_any_window
+from ..windows import max_in_any_window
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -11,6 +11,7 @@ from quotacache.streams.records import DataRecord
 
 from quotacache.client import Client
 
+from ..windows import max_in_any_window
 from .conftest import API_KEY, apoll, json_key, poll
 
 pytestmark = pytest.mark.integration
@@ -49,16 +50,6 @@ async def test_fifty_concurrent_requests_for_one_key_make_one_call(deployment):
     await apoll(lambda: status_of(worker, "/cache/cryptometer/ls_ratio/ETH") == "HIT")
     assert deployment.simulator.stats()["accepted"] == 1
     assert worker.stats()["upstream_calls"] == 1
-
-
-def max_in_any_window(times, seconds):
-    times = sorted(times)
-    best, start = 0, 0
-    for end, t in enumerate(times):
-        while times[start] <= t - seconds:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 async def test_demand_over_every_limit_never_gets_a_429(deployment):

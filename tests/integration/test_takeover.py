@@ -13,8 +13,8 @@ import pytest
 
 from quotacache.client import Client
 
+from ..windows import max_in_any_window
 from .conftest import apoll
-from .test_pipeline import max_in_any_window
 
 pytestmark = pytest.mark.integration
 

@@ -38,13 +38,3 @@ class MemoryBudget:
 
     def record(self, endpoint, now):
         self.buckets.record(self.scopes(endpoint), now)
-
-
-def max_in_any_window(times, seconds):
-    times = sorted(times)
-    best, start = 0, 0
-    for end, t in enumerate(times):
-        while times[start] <= t - seconds:
-            start += 1
-        best = max(best, end - start + 1)
-    return best

@@ -13,7 +13,8 @@ from quotacache.tables.queue import FetchQueue
 
 from quotacache.settings import Priority, RateLimit
 
-from .limits_model import MemoryBudget, max_in_any_window
+from ..windows import max_in_any_window
+from .limits_model import MemoryBudget
 
 LIMITS = [RateLimit(calls=20, seconds=10), RateLimit(calls=10, seconds=5)]
 ENDPOINT_LIMITS = [RateLimit(calls=4, seconds=10)]

@@ -8,7 +8,8 @@ from quotacache.tables.limiter import Scope, allowance, decide
 
 from quotacache.settings import RateLimit
 
-from .limits_model import Buckets, max_in_any_window
+from ..windows import max_in_any_window
+from .limits_model import Buckets
 
 SERVICE = ("svc", (RateLimit(calls=100, seconds=60), RateLimit(calls=20, seconds=10),
                    RateLimit(calls=10, seconds=5)))
