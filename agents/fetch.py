@@ -32,6 +32,7 @@ from quotacache.streams.records import (
     FetchOutcome,
     ServiceFeedback,
     Tick,
+    normalize_symbol,
     parse_fetch_message,
 )
 from quotacache.tables.dispatch import select_calls
@@ -56,17 +57,33 @@ def retry_delay(attempt: int, base: float, cap: float) -> float:
     return float(backoff.full_jitter(min(cap, base * 2 ** attempt)))
 
 
-def rate_hint(answer_headers: Any, now: float) -> tuple[int, float] | None:
-    """(remaining, reset time) from X-RateLimit-Remaining / -Reset, when both are usable."""
+def rate_hint(answer_headers: Any, now: float) -> dict[str, Any] | None:
+    """remaining, reset_at (and limit) from X-RateLimit-Remaining / -Reset (/ -Limit)."""
     remaining = answer_headers.get("X-RateLimit-Remaining")
     reset = answer_headers.get("X-RateLimit-Reset")
     if remaining is None or reset is None:
         return None
     try:
         left, at = int(remaining), float(reset)
+        limit = int(answer_headers["X-RateLimit-Limit"]) if answer_headers.get(
+            "X-RateLimit-Limit") else None
     except ValueError:
         return None
-    return left, (at if at > 1e9 else now + at)  # epoch seconds, or seconds from now
+    # Reset is epoch seconds, or seconds from now.
+    return {"remaining": left, "reset_at": at if at > 1e9 else now + at, "limit": limit}
+
+
+def fan_out(symbol: str, data: Any, field: str | None) -> list[tuple[str, Any]]:
+    """(symbol, data) entries from one answer: itself, plus each listed item for a list
+    endpoint. Items without a valid symbol are kept only in the whole list."""
+    entries = [(symbol, data)]
+    if field and isinstance(data, list):
+        for item in data:
+            try:
+                entries.append((normalize_symbol(item[field]), item))
+            except (KeyError, TypeError, ValueError):
+                continue
+    return entries
 
 
 class ServiceBudget:
@@ -122,7 +139,7 @@ class FetchDispatcher:
         else:
             health.on_rate_limited(feedback.at, feedback.retry_after, config.default_retry_after)
         if feedback.remaining is not None and feedback.reset_at is not None:
-            health.on_hint(feedback.remaining, feedback.reset_at)
+            health.on_hint(feedback.remaining, feedback.reset_at, feedback.limit)
         self.health_table[feedback.service] = health.to_dict()
 
     async def drain(self, service: str) -> None:
@@ -185,12 +202,12 @@ class FetchDispatcher:
         rt = self.rt
         now = rt.clock()
         spec = rt.settings.service(order.service).endpoints[order.endpoint]
-        record = DataRecord(service=order.service, endpoint=order.endpoint, symbol=order.symbol,
-                            data=answer.data, fetched_at=now, ttl=spec.ttl)
-        await rt.topics.send(rt.topics.data[(order.service, order.endpoint)], record.key, record)
-        hint = rate_hint(answer.headers, now)
-        await self.feedback(order, "success", remaining=hint[0] if hint else None,
-                            reset_at=hint[1] if hint else None)
+        topic = rt.topics.data[(order.service, order.endpoint)]
+        for symbol, data in fan_out(order.symbol, answer.data, spec.fan_out):
+            record = DataRecord(service=order.service, endpoint=order.endpoint, symbol=symbol,
+                                data=data, fetched_at=now, ttl=spec.ttl)
+            await rt.topics.send(topic, record.key, record)
+        await self.feedback(order, "success", **(rate_hint(answer.headers, now) or {}))
 
     async def failed(self, order: FetchOrder, exc: UpstreamError) -> None:
         rt = self.rt
@@ -228,6 +245,14 @@ class FetchDispatcher:
                               at=self.rt.clock())
         await self.rt.topics.send(self.rt.topics.outcomes, order.key, record)
 
+    def budget_use(self, service: str, now: float) -> float:
+        """Calls in window / allowance, the highest over the service's limits, or the
+        upstream's own hint when it is higher. Read outside stream iteration."""
+        rows = [r for r in self.rt.limiter.usage(service, now) if r["scope"] == service]
+        use = max((r["used"] / r["allowance"] for r in rows), default=0.0)
+        hinted = self.health(service).hinted_use(now)
+        return max(use, hinted or 0.0)
+
     def status(self, service: str) -> dict[str, Any]:
         config = self.rt.settings.service(service)
         now = self.rt.clock()
@@ -239,6 +264,7 @@ class FetchDispatcher:
             "breaker": health.breaker_state(now, config.breaker_cooldown).value,
             "consecutive_failures": health.consecutive_failures,
             "upstream_remaining_hint": health.hint_remaining if health.hint_reset > now else None,
+            "budget_use": round(self.budget_use(service, now), 3),
             "queue": self.queues[service].by_priority() if service in self.queues else {},
             "in_flight_calls": self.calls_in_flight[service],
         }

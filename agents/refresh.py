@@ -17,9 +17,10 @@ import logging
 import faust
 from quotacache.streams.records import BadMessage, FetchOrder, RefreshRequest, parse_message
 from quotacache.tables.freshness import CacheEntry
+from quotacache.tables.strategy import effective
 
 from quotacache.runtime import Runtime
-from quotacache.settings import ServiceConfig
+from quotacache.settings import Priority, ServiceConfig
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,22 @@ def needs_refresh(entry: CacheEntry, now: float, config: ServiceConfig) -> bool:
     return entry.age(now) >= entry.ttl * config.refresh_ahead
 
 
+def scheduled_refresh_due(rt: Runtime, entry: CacheEntry, request: RefreshRequest,
+                          now: float) -> bool:
+    """Due when the key will pass its strategy's refresh point before the next scan.
+
+    Critical data keeps its TTL under every strategy (the factor never exceeds 1 for it):
+    budget pressure is absorbed by the lower priorities.
+    """
+    state = rt.control.strategy(request.service)
+    strategy = effective(state, rt.control.volatile_until(request.symbol, now), now)
+    factor = rt.settings.scheduler.factors[strategy.value]
+    spec = rt.settings.service(request.service).endpoints[request.endpoint]
+    if spec.priority is Priority.CRITICAL:
+        factor = min(factor, 1.0)
+    return entry.age(now) + rt.settings.scheduler.scan_interval >= entry.ttl * factor
+
+
 async def admit_request(rt: Runtime, request: RefreshRequest, symbol: str, key: str) -> None:
     """Decide one request on the partition that owns ``key`` (inside stream iteration)."""
     now = rt.clock()
@@ -73,14 +90,19 @@ async def admit_request(rt: Runtime, request: RefreshRequest, symbol: str, key: 
         if entry is not None and entry.is_expired(now, config.max_staleness):
             rt.cache.delete(key)
         return
-    if not request.force and entry is not None and not needs_refresh(entry, now, config):
+    if request.reason == "schedule":
+        if entry is not None and not scheduled_refresh_due(rt, entry, request, now):
+            return  # a scheduled look, not a request for data: nothing saved, nothing spent
+    elif not request.force and entry is not None and not needs_refresh(entry, now, config):
         rt.stats.count("calls_saved", endpoint_name)
         return
     if not rt.inflight.claim(key, now):
         rt.stats.count("calls_saved", endpoint_name)
         return
     spec = config.endpoints[request.endpoint]
-    order = FetchOrder(service=request.service, endpoint=request.endpoint, symbol=symbol,
+    # A list endpoint is fetched once, as a whole, for all the symbols it fills.
+    order = FetchOrder(service=request.service, endpoint=request.endpoint,
+                       symbol="*" if spec.fan_out else symbol,
                        priority=request.priority or spec.priority, reason=request.reason,
                        requested_at=now)
     await rt.topics.send(rt.topics.fetch, request.service, order)

@@ -15,6 +15,7 @@ import faust
 import httpx
 from quotacache.streams.topics import Topics
 from quotacache.tables.cache import CacheTable
+from quotacache.tables.control import ControlTables
 from quotacache.tables.inflight import InFlight
 from quotacache.tables.ratelimit import RateLimiter
 
@@ -56,8 +57,8 @@ def faust_app(settings: Settings) -> faust.App:
 def build_app(settings: Settings, *, clock: Clock = time.time,
               transports: dict[str, httpx.AsyncBaseTransport] | None = None) -> Runtime:
     """Create the app and wire every agent, timer and view to one Runtime."""
-    from quotacache.agents import fetch, materialize, refresh, sweeper
-    from quotacache.tables import views
+    from quotacache.agents import fetch, materialize, refresh, scheduler, sweeper
+    from quotacache.tables import control_views, views
 
     redact.install(cfg.auth.secret() for cfg in settings.services.values() if cfg.auth)
     app = faust_app(settings)
@@ -70,10 +71,11 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
         limiter=RateLimiter(app, settings),
         upstreams={name: UpstreamClient(name, cfg, transports.get(name))
                    for name, cfg in settings.services.items()},
+        control=ControlTables(app),
         inflight=InFlight(settings.cache.inflight_timeout),
         clock=clock,
     )
     rt.dispatcher = fetch.register(rt)
-    for module in (refresh, materialize, sweeper, views):
+    for module in (refresh, materialize, sweeper, scheduler, views, control_views):
         module.register(rt)
     return rt

@@ -15,6 +15,7 @@ import faust
 from quotacache.streams.records import BadMessage, normalize_symbol
 from quotacache.streams.topics import Topics
 from quotacache.tables.cache import CacheTable
+from quotacache.tables.control import ControlTables
 from quotacache.tables.inflight import InFlight
 from quotacache.tables.ratelimit import RateLimiter
 from quotacache.tables.stats import Stats
@@ -35,6 +36,7 @@ class Runtime:
     cache: CacheTable
     limiter: RateLimiter
     upstreams: dict[str, UpstreamClient]
+    control: ControlTables
     stats: Stats = field(default_factory=Stats)
     inflight: InFlight = field(default_factory=lambda: InFlight(30.0))
     clock: Clock = time.time
@@ -57,11 +59,22 @@ class Runtime:
             symbol = normalize_symbol(symbol)
         except ValueError as exc:
             raise InvalidSymbol(f"{symbol!r}: {exc}") from None
-        if not spec.takes_symbol:
+        if not spec.takes_symbol and not spec.fan_out:
             symbol = "*"
-        elif symbol == "*":
+        elif symbol == "*" and not spec.fan_out:
             raise InvalidSymbol(f"endpoint {service}/{endpoint} needs a symbol")
         return symbol, f"{service}/{endpoint}/{symbol}"
+
+    def owner_url(self, service: str) -> str | None:
+        """The web URL of the worker that owns ``service`` (None before assignment)."""
+        try:
+            return str(self.app.router.key_store(self.dispatcher.health_table.name,
+                                                 service)).rstrip("/")
+        except KeyError:
+            return None
+
+    def owns(self, service: str) -> bool:
+        return self.owner_url(service) == str(self.app.conf.canonical_url).rstrip("/")
 
     def resolve_message(self, service: str, endpoint: str, symbol: str) -> tuple[str, str]:
         """``resolve`` for topic messages: errors become BadMessage (dead-letter reasons)."""

@@ -12,9 +12,10 @@ _TIMEFRAME = "1h"
 
 
 def _cm(path: str, ttl: str, priority: str, symbol_param: str | None = None,
-        symbol_format: str = "{symbol}", **params: str) -> dict[str, Any]:
+        symbol_format: str = "{symbol}", fan_out: str | None = None,
+        **params: str) -> dict[str, Any]:
     return {"path": path, "ttl": ttl, "priority": priority, "symbol_param": symbol_param,
-            "symbol_format": symbol_format, "params": params}
+            "symbol_format": symbol_format, "fan_out": fan_out, "params": params}
 
 
 CRYPTOMETER: dict[str, Any] = {
@@ -36,9 +37,11 @@ CRYPTOMETER: dict[str, Any] = {
         "trend_indicator_v3": _cm("/trend-indicator-v3/", "15m", "medium"),
         "ai_screener": _cm("/ai-screener/", "30m", "medium", type="full"),
         "ai_screener_analysis": _cm("/ai-screener-analysis/", "30m", "medium", "symbol"),
-        "tickerlist": _cm("/tickerlist/", "15m", "medium", e="binance"),
-        "tickerlist_pro": _cm("/tickerlist-pro/", "15m", "medium", e="binance"),
-        "coinlist": _cm("/coinlist/", "6h", "low", e="binance"),
+        # List endpoints: one call fills the entry of every symbol they list.
+        "tickerlist": _cm("/tickerlist/", "15m", "medium", fan_out="symbol", e="binance"),
+        "tickerlist_pro": _cm("/tickerlist-pro/", "15m", "medium", fan_out="symbol",
+                              e="binance"),
+        "coinlist": _cm("/coinlist/", "6h", "low", fan_out="symbol", e="binance"),
         "cryptocurrency_info": _cm("/cryptocurrency-info/", "1h", "low", e="binance",
                                    filter="all"),
         "coin_info": _cm("/coininfo/", "1h", "low"),

@@ -114,6 +114,9 @@ class EndpointConfig(BaseModel):
     symbol_param: str | None = "symbol"
     symbol_format: str = "{symbol}"
     limits: list[RateLimit] | None = None
+    #: For list endpoints: the field of each item that names its symbol. One call then
+    #: fills every listed symbol's entry (and the whole list under ``*``).
+    fan_out: str | None = None
 
     @field_validator("ttl", mode="before")
     @classmethod
@@ -264,6 +267,46 @@ class CacheConfig(BaseModel):
         return parse_duration(value)
 
 
+class SchedulerConfig(BaseModel):
+    """The unified scheduler: monitored symbols, strategies, volatility."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: How often the leader publishes refresh requests for monitored keys.
+    scan_interval: Duration = 5.0
+    #: How often each service's owner re-evaluates its strategy from budget use.
+    evaluate_interval: Duration = 5.0
+    conservative_above: float = Field(default=0.8, gt=0, le=1)
+    minimal_above: float = Field(default=0.9, gt=0, le=1)
+    normal_below: float = Field(default=0.4, ge=0, lt=1)
+    #: Seconds after a change before an automatic step back towards NORMAL.
+    min_dwell: Duration = 60.0
+    volatility_threshold: float = Field(default=0.7, ge=0, le=1)
+    volatility_duration: Duration = 600.0
+    #: Refresh point as a multiple of the TTL, per strategy.
+    factors: dict[str, float] = Field(default_factory=lambda: {
+        "AGGRESSIVE": 0.5, "NORMAL": 1.0, "CONSERVATIVE": 2.0, "MINIMAL": 4.0})
+    #: What a monitored symbol is kept fresh for when no endpoints are given.
+    default_endpoints: list[str] = Field(default_factory=lambda: [
+        "cryptometer/ticker", "cryptometer/ls_ratio", "cryptometer/open_interest",
+        "cryptometer/liquidation_data_v2", "kingfisher/liquidation_map"])
+
+    @field_validator("scan_interval", "evaluate_interval", "min_dwell",
+                     "volatility_duration", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _order(self) -> SchedulerConfig:
+        if not self.normal_below < self.conservative_above <= self.minimal_above:
+            raise ValueError("need normal_below < conservative_above <= minimal_above")
+        known = {"AGGRESSIVE", "NORMAL", "CONSERVATIVE", "MINIMAL"}
+        if set(self.factors) != known or any(f <= 0 for f in self.factors.values()):
+            raise ValueError(f"factors needs a positive factor for each of {sorted(known)}")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything quotacache needs to run; see the module docstring for sources."""
 
@@ -277,6 +320,7 @@ class Settings(BaseSettings):
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     services: dict[str, ServiceConfig] = Field(default_factory=dict)
 
     @field_validator("app_id", "topic_prefix")

@@ -146,7 +146,18 @@ class Simulator:
         body = self._data(service, endpoint, dict(request.query))
         if service.envelope:
             body = {"success": "true", "error": "false", "data": body}
-        return web.json_response(body)
+        return web.json_response(body, headers=self._hint_headers(service, now))
+
+    def _hint_headers(self, service: SimService, now: float) -> dict[str, str]:
+        """X-RateLimit-* for the service's longest window, as many APIs send them."""
+        if not service.limits:
+            return {}
+        limit = max(service.limits, key=lambda lim: lim.seconds)
+        inside = [t for t in service.calls[""] if t > now - limit.seconds]
+        reset = (inside[0] + limit.seconds - now) if inside else limit.seconds
+        return {"X-RateLimit-Limit": str(limit.calls),
+                "X-RateLimit-Remaining": str(max(0, limit.calls - len(inside))),
+                "X-RateLimit-Reset": str(max(1, math.ceil(reset)))}
 
     async def _fail(self, service: SimService, name: str) -> web.Response:
         self.failed[name] += 1

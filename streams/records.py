@@ -98,6 +98,7 @@ class ServiceFeedback(Record):
     retry_after: float | None = None
     remaining: int | None = None
     reset_at: float | None = None
+    limit: int | None = None
     at: float
 
 

@@ -32,6 +32,7 @@ class ServiceHealth:
     pause_reason: str = ""
     hint_remaining: int | None = None
     hint_reset: float = 0.0
+    hint_limit: int | None = None
     breaker: str = Breaker.CLOSED.value
     consecutive_failures: int = 0
     opened_at: float = 0.0
@@ -83,9 +84,16 @@ class ServiceHealth:
         self.pause_reason = "429 from upstream"
         self.trial_in_flight = False
 
-    def on_hint(self, remaining: int, reset_at: float) -> None:
+    def on_hint(self, remaining: int, reset_at: float, limit: int | None = None) -> None:
         self.hint_remaining = remaining
         self.hint_reset = reset_at
+        self.hint_limit = limit
+
+    def hinted_use(self, now: float) -> float | None:
+        """The upstream's own view of its budget use (0..1), while its hint is current."""
+        if self.hint_limit and self.hint_remaining is not None and now < self.hint_reset:
+            return max(0.0, min(1.0, 1 - self.hint_remaining / self.hint_limit))
+        return None
 
     # -- storage -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

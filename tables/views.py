@@ -59,7 +59,12 @@ def register(rt: Runtime) -> None:
     @app.page("/stats")
     class StatsView(web.View):
         async def get(self, request: web.Request) -> web.Response:
-            return self.json(rt.stats.snapshot())
+            return self.json({
+                **rt.stats.snapshot(),
+                "monitored_symbols": len(rt.control.monitored_endpoints()),
+                "strategy_history": {name: rt.control.strategy(name).history
+                                     for name in rt.settings.services},
+            })
 
     @app.page("/status")
     class StatusView(web.View):
@@ -67,7 +72,10 @@ def register(rt: Runtime) -> None:
             services = {}
             for name in rt.settings.services:
                 services[name] = await service_status(self, rt, name)
-            return self.json({"strategy": "NORMAL", "in_flight_keys": len(rt.inflight),
+            now = rt.clock()
+            volatile = {str(symbol): until for symbol, until in rt.control.volatile.items()
+                        if float(until) > now}
+            return self.json({"in_flight_keys": len(rt.inflight), "volatile": volatile,
                               "services": services})
 
     @app.page("/status/{service}")
@@ -86,7 +94,9 @@ async def service_status(view: web.View, rt: Runtime, service: str) -> dict[str,
     except KeyError:
         return {"error": "partitions not assigned yet"}
     if str(owner).rstrip("/") == str(app.conf.canonical_url).rstrip("/"):
-        return {"owner": str(app.conf.canonical_url), **rt.dispatcher.status(service)}
+        state = rt.control.strategy(service)
+        return {"owner": str(app.conf.canonical_url), "strategy": state.strategy,
+                "strategy_pinned": state.pinned, **rt.dispatcher.status(service)}
     try:
         async with app.http_client.get(f"{str(owner).rstrip('/')}/status/{service}",
                                        timeout=5) as response:

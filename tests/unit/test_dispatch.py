@@ -101,9 +101,9 @@ def test_upstream_hints_stop_calls_until_reset():
 
 def test_rate_hints_and_retry_delays():
     headers = httpx.Headers({"X-RateLimit-Remaining": "3", "X-RateLimit-Reset": "20"})
-    assert rate_hint(headers, now=100) == (3, 120)
+    assert rate_hint(headers, now=100) == {"remaining": 3, "reset_at": 120, "limit": None}
     epoch = httpx.Headers({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1800000000"})
-    assert rate_hint(epoch, now=100) == (0, 1_800_000_000)
+    assert rate_hint(epoch, now=100)["reset_at"] == 1_800_000_000
     assert rate_hint(httpx.Headers({"X-RateLimit-Remaining": "x"}), now=0) is None
     delays = [retry_delay(attempt, base=0.5, cap=4) for attempt in range(8) for _ in range(50)]
     assert all(0 <= d <= 4 for d in delays) and max(delays) > 2

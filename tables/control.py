@@ -1,0 +1,44 @@
+"""Cluster-wide control state: monitored symbols, strategies, volatile symbols.
+
+Small global tables (every worker holds all of them, recovered from their changelogs at
+start, so they survive restarts). They use the memory store and the key partitioner, so
+views and timers may write them directly: RocksDB tables in Faust can only be written
+inside stream iteration, and these are written from HTTP requests and timers. Each has
+one partition, as Faust advises for global tables.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from .strategy import Strategy, StrategyState
+
+
+class ControlTables:
+    def __init__(self, app: faust.App):
+        def table(name: str, help: str) -> Any:
+            return app.GlobalTable(name, partitions=1, recovery_buffer_size=1,
+                                   store="memory://", use_partitioner=True, help=help)
+
+        self.monitored = table("monitored-symbols", "symbol -> endpoints kept fresh")
+        self.strategies = table("strategies", "service -> strategy state")
+        self.volatile = table("volatile-symbols", "symbol -> AGGRESSIVE until")
+
+    def strategy(self, service: str) -> StrategyState:
+        return StrategyState.from_dict(self.strategies.get(service))
+
+    def save_strategy(self, service: str, state: StrategyState) -> None:
+        self.strategies[service] = state.to_dict()
+
+    def volatile_until(self, symbol: str, now: float) -> float | None:
+        """Until when ``symbol`` (or the whole market) is volatile, if it is now."""
+        until = max(float(self.volatile.get(symbol) or 0), float(self.volatile.get("*") or 0))
+        return until if until > now else None
+
+    def monitored_endpoints(self) -> dict[str, list[str]]:
+        return {str(symbol): list(endpoints) for symbol, endpoints in self.monitored.items()}
+
+    def current(self, service: str) -> Strategy:
+        return Strategy(self.strategy(service).strategy)
