@@ -19,8 +19,12 @@ from .strategy import Strategy, StrategyState
 class ControlTables:
     def __init__(self, app: faust.App):
         def table(name: str, help: str) -> Any:
-            return app.GlobalTable(name, partitions=1, recovery_buffer_size=1,
-                                   store="memory://", use_partitioner=True, help=help)
+            # Built directly: app.GlobalTable() drops the store and partitioner options;
+            # and the store URL needs a host (a bare "memory://" is falsy to yarl).
+            return app.tables.add(app.conf.GlobalTable(
+                app, name=name, partitions=1, recovery_buffer_size=1, standby_buffer_size=1,
+                store="memory://localhost/", use_partitioner=True, is_global=True,
+                beacon=app.tables.beacon, help=help))
 
         self.monitored = table("monitored-symbols", "symbol -> endpoints kept fresh")
         self.strategies = table("strategies", "service -> strategy state")

@@ -1,0 +1,149 @@
+"""The unified scheduler on the embedded broker: monitored symbols, batches, strategies."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+
+from .conftest import poll
+
+pytestmark = pytest.mark.integration
+
+
+def post(worker, path, body):
+    return httpx.post(worker.url + path, json=body, timeout=10)
+
+
+def cache_status(worker, path):
+    return worker.get(f"/cache/{path}").headers.get("X-Cache")
+
+
+def test_monitored_symbols_are_fetched_without_any_read_and_survive_a_restart(deployment):
+    deployment.configure('[scheduler]\nscan_interval = "1s"\n')
+    worker = deployment.start_worker()
+    answer = post(worker, "/symbols", {"symbols": ["btc", "ETH"],
+                                       "endpoints": ["cryptometer/ticker",
+                                                     "cryptometer/ls_ratio"]})
+    assert answer.status_code == 200
+    assert answer.json()["symbols"]["BTC"] == ["cryptometer/ls_ratio", "cryptometer/ticker"]
+    keys = [f"cryptometer/{e}/{s}" for e in ("ticker", "ls_ratio") for s in ("BTC", "ETH")]
+    # A read of a missing key would ask for a refresh itself: wait for the calls first.
+    poll(lambda: deployment.simulator.stats()["accepted"] == 4, timeout=30,
+         message="four scheduled fetches")
+    poll(lambda: all(cache_status(worker, key) == "HIT" for key in keys), timeout=10,
+         message="the four entries cached")
+    assert deployment.simulator.stats()["accepted"] == 4
+    assert worker.stats()["monitored_symbols"] == 2
+
+    worker.child.stop()
+    again = deployment.start_worker("w2", data_dir=worker.data_dir)
+    assert set(again.get("/symbols").json()["symbols"]) == {"BTC", "ETH"}
+    removed = httpx.request("DELETE", again.url + "/symbols", json={"symbols": ["ETH"]})
+    assert removed.json()["removed"] == ["ETH"]
+    assert set(again.get("/symbols").json()["symbols"]) == {"BTC"}
+
+
+def test_a_batch_with_a_list_endpoint_costs_one_call_for_the_list(deployment):
+    worker = deployment.start_worker()
+    answer = post(worker, "/batch", {"symbols": ["BTC", "ETH", "SOL"],
+                                     "endpoints": ["cryptometer/ticker", "cryptometer/ls_ratio",
+                                                   "cryptometer/tickerlist_pro"]})
+    assert answer.status_code == 202 and len(answer.json()["requested"]) == 7
+    keys = [f"cryptometer/{e}/{s}" for e in ("ticker", "ls_ratio", "tickerlist_pro")
+            for s in ("BTC", "ETH", "SOL")]
+    poll(lambda: all(cache_status(worker, key) == "HIT" for key in keys), timeout=30,
+         message="all nine entries")
+    assert deployment.simulator.stats()["accepted"] == 7  # 3 + 3 + one list for three
+    listed = worker.get("/cache/cryptometer/tickerlist_pro/ETH").json()["data"]
+    assert listed["symbol"] == "ETH"  # the list's own item for ETH
+
+
+def test_strategy_pin_release_volatility_and_bad_bodies(deployment):
+    worker = deployment.start_worker()
+    pinned = post(worker, "/strategy", {"service": "cryptometer", "strategy": "minimal"})
+    assert pinned.status_code == 200 and pinned.json()["pinned"] is True
+    status = worker.get("/status").json()["services"]["cryptometer"]
+    assert status["strategy"] == "MINIMAL" and status["strategy_pinned"] is True
+    released = post(worker, "/strategy", {"service": "cryptometer", "release": True})
+    assert released.json()["pinned"] is False
+    history = worker.stats()["strategy_history"]["cryptometer"]
+    assert [h["reason"] for h in history] == ["manual pin", "manual pin released"]
+
+    deployment_produce = deployment.produce(deployment.topic("volatility"), [
+        (None, json.dumps({"symbol": "sol", "score": 0.95}).encode()),
+        (None, b"not json")])
+    import asyncio
+
+    asyncio.run(deployment_produce)
+    poll(lambda: "SOL" in worker.get("/status").json()["volatile"], timeout=20)
+
+    for path, body, code in [
+        ("/strategy", {"service": "nope", "strategy": "NORMAL"}, 404),
+        ("/strategy", {"service": "cryptometer", "strategy": "FAST"}, 400),
+        ("/symbols", {"symbols": "BTC"}, 400),
+        ("/symbols", {"symbols": ["../x"]}, 400),
+        ("/symbols", {"symbols": ["BTC"], "endpoints": ["cryptometer/nope"]}, 404),
+        ("/batch", {"symbols": ["BTC"], "endpoints": ["nope/ticker"]}, 404),
+        ("/batch", {"symbols": ["BTC"]}, 400),
+        ("/refresh", {"service": "cryptometer"}, 400),
+        ("/refresh", {"service": "cryptometer", "endpoint": "ticker", "priority": "x"}, 400),
+    ]:
+        answer = post(worker, path, body)
+        assert answer.status_code == code and "error" in answer.json(), (path, body)
+    bad_json = httpx.post(worker.url + "/batch", content=b"{", timeout=10)
+    assert bad_json.status_code == 400 and "not JSON" in bad_json.json()["error"]
+
+
+@pytest.mark.slow
+def test_twenty_five_symbols_stay_fresh_and_the_strategy_follows_the_budget(deployment):
+    """Three minutes: fill, steady NORMAL, limits lowered (CONSERVATIVE), raised (NORMAL)."""
+    endpoint_limits = ["40/60"]
+    deployment.configure('endpoint_limits = ["40/60"]\n'
+                         '[scheduler]\nscan_interval = "2s"\nevaluate_interval = "2s"\n'
+                         'min_dwell = "15s"\n')
+    sim = deployment.simulator
+    sim.configure(endpoint_limits={"cryptometer": endpoint_limits})
+    worker = deployment.start_worker()
+    symbols = [f"K{i:02d}" for i in range(25)]
+    post(worker, "/symbols", {"symbols": symbols, "endpoints": [
+        "cryptometer/ticker", "cryptometer/ls_ratio", "cryptometer/rapid_movements"]})
+    critical = [f"cryptometer/ticker/{s}" for s in symbols] + ["cryptometer/rapid_movements/*"]
+
+    def strategy():
+        return worker.get("/status").json()["services"]["cryptometer"].get("strategy")
+
+    started = time.monotonic()
+    poll(lambda: all(cache_status(worker, k) == "HIT" for k in critical), timeout=90,
+         interval=1, message="critical keys filled")
+    # The fill spends the whole budget (MINIMAL); NORMAL returns once its calls leave
+    # the 60 s window.
+    poll(lambda: strategy() == "NORMAL", timeout=100, interval=1, message="NORMAL after fill")
+    stale_seen = []
+
+    def watch_until(predicate, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            stale_seen.extend(k for k in critical if cache_status(worker, k) != "HIT")
+            if predicate():
+                return True
+            time.sleep(1)
+        raise AssertionError("condition not reached while watching freshness")
+
+    sim.configure(limits={"cryptometer": ["22/60", "20/10", "10/5"]})  # near the demand
+    watch_until(lambda: strategy() in ("CONSERVATIVE", "MINIMAL"), timeout=40)
+    sim.configure(limits={"cryptometer": ["100/60", "20/10", "10/5"]})
+    watch_until(lambda: strategy() == "NORMAL", timeout=60)
+    while time.monotonic() - started < 180:
+        stale_seen.extend(k for k in critical if cache_status(worker, k) != "HIT")
+        time.sleep(1)
+    stats = worker.stats()
+    history = [(h["to"], h["reason"]) for h in stats["strategy_history"]["cryptometer"]]
+    print(f"\nscheduler: {sim.stats()['accepted']} calls, hit rate {stats['hit_rate']}, "
+          f"calls saved {stats['calls_saved']}, strategy history {history}")
+    assert sim.stats()["rejected"] == 0
+    assert not stale_seen, sorted(set(stale_seen))[:5]
+    assert any(to in ("CONSERVATIVE", "MINIMAL") for to, _ in history)
+    assert history[-1][0] == "NORMAL"
