@@ -17,7 +17,7 @@ demo: install
 	$(BIN)/quotacache demo $(ARGS)
 
 test: install
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n 3 --maxschedchunk 1 $(ARGS)
 
 lint: install
 	$(BIN)/pip install --quiet ruff mypy

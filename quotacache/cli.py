@@ -9,6 +9,8 @@ import logging
 import sys
 from typing import Any
 
+import httpx
+
 from .errors import ConfigError, QuotacacheError
 from .settings import Priority, Settings, load_settings
 
@@ -93,14 +95,41 @@ def cmd_get(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_stats(args: argparse.Namespace, extra: list[str]) -> int:
+    return _http_command(args, lambda c: c.stats())
+
+
+def _http_command(args: argparse.Namespace, call: Any) -> int:
     from .client import Client
 
     async def go() -> dict[str, Any]:
         async with Client(_settings(args), base_url=args.url) as client:
-            return await client.stats()
+            return dict(await call(client))
 
     _print(asyncio.run(go()), args.json)
     return 0
+
+
+def cmd_batch(args: argparse.Namespace, extra: list[str]) -> int:
+    return _http_command(args, lambda c: c.batch_update(
+        args.symbols.split(","), args.endpoints.split(","), priority=args.priority,
+        force=args.force))
+
+
+def cmd_symbols(args: argparse.Namespace, extra: list[str]) -> int:
+    symbols = args.symbols.split(",") if args.symbols else []
+    if args.action == "list":
+        return _http_command(args, lambda c: c.monitored())
+    if not symbols:
+        raise QuotacacheError(f"symbols {args.action} needs SYMBOLS (comma-separated)")
+    if args.action == "add":
+        endpoints = args.endpoints.split(",") if args.endpoints else None
+        return _http_command(args, lambda c: c.monitor(symbols, endpoints))
+    return _http_command(args, lambda c: c.unmonitor(symbols))
+
+
+def cmd_strategy(args: argparse.Namespace, extra: list[str]) -> int:
+    strategy = None if args.strategy.lower() == "release" else args.strategy
+    return _http_command(args, lambda c: c.set_strategy(args.service, strategy))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -149,9 +178,33 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true")
 
     p = add("stats", help="show cache statistics")
-    p.add_argument("--url", help="worker URL (default from [web])")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)
+    http_commands = [p]
+
+    p = add("batch", help="refresh SYMBOLS x ENDPOINTS (list endpoints cost one call)")
+    p.add_argument("symbols", help="comma-separated, e.g. BTC,ETH,SOL")
+    p.add_argument("endpoints", help="comma-separated service/endpoint names")
+    p.add_argument("--priority", choices=[x.value for x in Priority])
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_batch)
+    http_commands.append(p)
+
+    p = add("symbols", help="monitored symbols: list, add, remove")
+    p.add_argument("action", choices=["list", "add", "remove"])
+    p.add_argument("symbols", nargs="?", help="comma-separated")
+    p.add_argument("--endpoints", help="comma-separated service/endpoint names (add)")
+    p.set_defaults(func=cmd_symbols)
+    http_commands.append(p)
+
+    p = add("strategy", help="pin a service's strategy, or release it")
+    p.add_argument("service")
+    p.add_argument("strategy", help="AGGRESSIVE, NORMAL, CONSERVATIVE, MINIMAL or release")
+    p.set_defaults(func=cmd_strategy)
+    http_commands.append(p)
+
+    for p in http_commands:
+        p.add_argument("--url", help="worker URL (default from [web])")
+        p.add_argument("--json", action="store_true")
     return root
 
 
@@ -168,5 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     except QuotacacheError as exc:
         print(f"quotacache: {exc}", file=sys.stderr)
         return 1
+    except httpx.HTTPStatusError as exc:
+        print(f"quotacache: {exc} (HTTP {exc.response.status_code})", file=sys.stderr)
+        return 4
+    except httpx.HTTPError as exc:
+        print(f"quotacache: cannot reach the worker: {type(exc).__name__}", file=sys.stderr)
+        return 5
     except KeyboardInterrupt:
         return 130

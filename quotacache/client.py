@@ -64,10 +64,47 @@ class Client:
                                         request=response.request, response=response)
         return dict(response.json())
 
-    async def stats(self) -> dict[str, Any]:
-        response = await self._http.get("/stats")
-        response.raise_for_status()
+    async def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        response = await self._http.request(method, path, json=body)
+        if response.status_code >= 400:
+            raise httpx.HTTPStatusError(response.json().get("error", response.text),
+                                        request=response.request, response=response)
         return dict(response.json())
+
+    async def stats(self) -> dict[str, Any]:
+        return await self._call("GET", "/stats")
+
+    async def status(self) -> dict[str, Any]:
+        return await self._call("GET", "/status")
+
+    async def batch_update(self, symbols: list[str], endpoints: list[str], *,
+                           priority: Priority | None = None, force: bool = False
+                           ) -> dict[str, Any]:
+        """Refresh symbols x endpoints ("service/endpoint"); list endpoints cost one call."""
+        body: dict[str, Any] = {"symbols": symbols, "endpoints": endpoints, "force": force}
+        if priority is not None:
+            body["priority"] = Priority(priority).value
+        return await self._call("POST", "/batch", body)
+
+    async def monitor(self, symbols: list[str], endpoints: list[str] | None = None
+                      ) -> dict[str, Any]:
+        """Keep these symbols fresh from now on (the seed's ``schedule_update``)."""
+        body: dict[str, Any] = {"symbols": symbols}
+        if endpoints:
+            body["endpoints"] = endpoints
+        return await self._call("POST", "/symbols", body)
+
+    async def unmonitor(self, symbols: list[str]) -> dict[str, Any]:
+        return await self._call("DELETE", "/symbols", {"symbols": symbols})
+
+    async def monitored(self) -> dict[str, Any]:
+        return await self._call("GET", "/symbols")
+
+    async def set_strategy(self, service: str, strategy: str | None) -> dict[str, Any]:
+        """Pin a service's strategy, or release the pin with ``None``."""
+        body: dict[str, Any] = {"service": service}
+        body.update({"strategy": strategy} if strategy else {"release": True})
+        return await self._call("POST", "/strategy", body)
 
     async def close(self) -> None:
         if self._producer is not None:

@@ -16,7 +16,7 @@ from quotacache.client import Client
 from ..windows import max_in_any_window
 from .conftest import apoll
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # The 40 s window outlives the takeover (~16 s): the survivor must know the calls the
 # killed owner made, or it would spend the window a second time and get 429s.

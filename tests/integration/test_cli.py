@@ -1,0 +1,49 @@
+"""The command line against a live worker: exit codes that mean something, --json output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import poll
+
+pytestmark = pytest.mark.integration
+
+
+def cli(deployment, worker, *args):
+    http = {"get", "stats", "batch", "symbols", "strategy"}
+    extra = ["--url", worker.url] if args[0] in http else []
+    return subprocess.run([sys.executable, "-m", "quotacache", args[0], "--config",
+                           str(deployment.config_path), *args[1:], *extra],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_cli_requests_reads_batches_and_manages_symbols(deployment):
+    worker = deployment.start_worker()
+    assert cli(deployment, worker, "request", "cryptometer", "ticker", "BTC").returncode == 0
+    poll(lambda: cli(deployment, worker, "get", "cryptometer", "ticker", "BTC").returncode == 0,
+         timeout=20, interval=0.5, message="HIT through the CLI")
+    got = cli(deployment, worker, "get", "cryptometer", "ticker", "BTC", "--json")
+    assert json.loads(got.stdout)["status"] == "HIT"
+    miss = cli(deployment, worker, "get", "cryptometer", "ls_ratio", "DOGE")
+    assert miss.returncode == 3  # MISS: a refresh was requested
+    unknown = cli(deployment, worker, "get", "nope", "ticker", "BTC")
+    assert unknown.returncode == 4 and "unknown service" in unknown.stderr
+
+    batch = cli(deployment, worker, "batch", "BTC,ETH", "cryptometer/ticker,cryptometer/coinlist",
+                "--json")
+    assert batch.returncode == 0 and len(json.loads(batch.stdout)["requested"]) == 3
+    added = cli(deployment, worker, "symbols", "add", "SOL", "--endpoints",
+                "cryptometer/ticker", "--json")
+    assert json.loads(added.stdout)["symbols"] == {"SOL": ["cryptometer/ticker"]}
+    assert cli(deployment, worker, "symbols", "remove", "SOL").returncode == 0
+    pinned = cli(deployment, worker, "strategy", "cryptometer", "CONSERVATIVE", "--json")
+    assert json.loads(pinned.stdout)["strategy"] == "CONSERVATIVE"
+    stats = cli(deployment, worker, "stats", "--json")
+    assert json.loads(stats.stdout)["upstream_calls"] >= 1
+    bad = subprocess.run([sys.executable, "-m", "quotacache", "stats", "--url",
+                          "http://127.0.0.1:1"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 5 and "cannot reach" in bad.stderr
