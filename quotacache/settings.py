@@ -281,6 +281,10 @@ class SchedulerConfig(BaseModel):
     normal_below: float = Field(default=0.4, ge=0, lt=1)
     #: Seconds after a change before an automatic step back towards NORMAL.
     min_dwell: Duration = 60.0
+    #: Probabilistic early refresh of read keys (XFetch): how long a refresh takes to
+    #: land, and how eagerly to refresh ahead of it (beta > 1 refreshes earlier).
+    xfetch_delta: Duration = 2.0
+    xfetch_beta: float = Field(default=1.0, gt=0)
     volatility_threshold: float = Field(default=0.7, ge=0, le=1)
     volatility_duration: Duration = 600.0
     #: Refresh point as a multiple of the TTL, per strategy.
@@ -292,7 +296,7 @@ class SchedulerConfig(BaseModel):
         "cryptometer/liquidation_data_v2", "kingfisher/liquidation_map"])
 
     @field_validator("scan_interval", "evaluate_interval", "min_dwell",
-                     "volatility_duration", mode="before")
+                     "volatility_duration", "xfetch_delta", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)

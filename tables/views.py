@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 from typing import Any
 
 from faust import web
 from faust.exceptions import SameNode
-from quotacache.agents.refresh import needs_refresh
 from quotacache.streams.records import RefreshRequest
-from quotacache.tables.freshness import Freshness, classify
+from quotacache.tables.freshness import Freshness, classify, xfetch_due
 
 from quotacache.errors import InvalidSymbol, UnknownTarget
 from quotacache.runtime import Runtime
@@ -123,7 +123,10 @@ async def read_entry(view: web.View, rt: Runtime, service: str, endpoint: str, s
     name = f"{service}/{endpoint}"
     rt.stats.count({Freshness.HIT: "hits", Freshness.STALE: "stale_served",
                     Freshness.MISS: "misses"}[state], name)
-    if state is not Freshness.HIT or (entry is not None and needs_refresh(entry, now, config)):
+    early = entry is not None and state is Freshness.HIT and xfetch_due(
+        entry, now, rt.settings.scheduler.xfetch_delta, rt.settings.scheduler.xfetch_beta,
+        1.0 - random.random())
+    if state is not Freshness.HIT or early:
         try:
             await rt.topics.send(rt.topics.requests, key, RefreshRequest(
                 service=service, endpoint=endpoint, symbol=symbol, reason="read"))
