@@ -110,13 +110,10 @@ class FetchDispatcher:
     def __init__(self, rt: Runtime, health_table: Any):
         self.rt = rt
         self.health_table = health_table
-        self.queues: dict[str, FetchQueue] = defaultdict(self._new_queue)
+        self.queues: dict[str, FetchQueue] = defaultdict(FetchQueue)
         #: Upstream calls under way per service (at most its max_in_flight).
         self.calls_in_flight: Counter[str] = Counter()
         self.tasks: set[asyncio.Task[None]] = set()
-
-    def _new_queue(self) -> FetchQueue:
-        return FetchQueue()
 
     def health(self, service: str) -> ServiceHealth:
         return ServiceHealth.from_dict(self.health_table.get(service))
@@ -158,7 +155,7 @@ class FetchDispatcher:
         free_slots = config.max_in_flight - self.calls_in_flight[service]
         selection = select_calls(queue, health, ServiceBudget(rt.limiter, service), now,
                                  service=service, cooldown=config.breaker_cooldown,
-                                 free_slots=free_slots)
+                                 free_slots=free_slots, shares=config.priority_shares)
         if selection.calls:
             self.health_table[service] = health.to_dict()
         for queued in selection.calls:

@@ -68,8 +68,9 @@ def scheduled_refresh_due(rt: Runtime, entry: CacheEntry, request: RefreshReques
                           now: float) -> bool:
     """Due when the key will pass its strategy's refresh point before the next scan.
 
-    Critical data keeps its TTL under every strategy (the factor never exceeds 1 for it):
-    budget pressure is absorbed by the lower priorities.
+    The refresh point is TTL x the strategy's factor x ``refresh_ahead``, so under NORMAL
+    a key is renewed before it expires. Critical data keeps its TTL under every strategy
+    (its factor never exceeds 1): budget pressure is absorbed by the lower priorities.
     """
     state = rt.control.strategy(request.service)
     strategy = effective(state, rt.control.volatile_until(request.symbol, now), now)
@@ -77,7 +78,8 @@ def scheduled_refresh_due(rt: Runtime, entry: CacheEntry, request: RefreshReques
     spec = rt.settings.service(request.service).endpoints[request.endpoint]
     if spec.priority is Priority.CRITICAL:
         factor = min(factor, 1.0)
-    return entry.age(now) + rt.settings.scheduler.scan_interval >= entry.ttl * factor
+    point = entry.ttl * factor * rt.settings.service(request.service).refresh_ahead
+    return entry.age(now) + rt.settings.scheduler.scan_interval >= point
 
 
 async def admit_request(rt: Runtime, request: RefreshRequest, symbol: str, key: str) -> None:

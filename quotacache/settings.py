@@ -163,7 +163,7 @@ class ServiceConfig(BaseModel):
     headroom: float = Field(default=0.1, ge=0.0, lt=1.0)
     #: The part of every limit each priority may use; the rest is kept for higher ones.
     priority_shares: dict[str, float] = Field(default_factory=lambda: {
-        "critical": 1.0, "high": 0.8, "medium": 0.6, "low": 0.4})
+        "critical": 1.0, "high": 0.6, "medium": 0.4, "low": 0.2})
     #: A request refreshes a key once this fraction of its TTL has passed.
     refresh_ahead: float = Field(default=0.8, gt=0.0, le=1.0)
     #: Retries of failed calls (not 429s): attempts after the first, with exponential

@@ -34,14 +34,16 @@ class Selection:
 
 
 def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: float, *,
-                 service: str, cooldown: float, free_slots: int) -> Selection:
+                 service: str, cooldown: float, free_slots: int,
+                 shares: dict[str, float] | None = None) -> Selection:
     selection = Selection()
     blocked_endpoints: set[tuple[str, int]] = set()
     for queued in queue.in_order():
         if selection.stopped_by:
             selection.waiting.append(queued)
             continue
-        admitted, why = health.admits(now, cooldown)
+        share = (shares or {}).get(queued.order.priority.value, 1.0)
+        admitted, why = health.admits(now, cooldown, share)
         if not admitted or free_slots <= 0:
             selection.stopped_by = why or "no free call slot"
             selection.waiting.append(queued)

@@ -81,7 +81,9 @@ async def test_ten_times_the_budget_for_two_minutes(deployment):
           f"blocks {stats['rate_limit_blocks']}, dropped stale {stats['dropped_stale']}")
     assert sim["rejected"] == 0
     assert max_in_any_window(times, 60) <= 60 and max_in_any_window(times, 5) <= 10
-    assert sim["accepted"] >= 80  # the budget is spent, not wasted (54 a minute allowed)
+    # The budget is spent: 54 a minute allowed, of which high priorities may use 60 %
+    # and the rest is kept for critical refreshes.
+    assert sim["accepted"] >= 60
     assert set(samples["critical"]) == {"HIT"}, samples["critical"]
     assert fresh["low"] < fresh["critical"] and fresh["medium"] < 1.0
     assert stats["dropped_stale"] > 0

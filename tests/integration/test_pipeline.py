@@ -72,7 +72,7 @@ async def test_demand_over_every_limit_never_gets_a_429(deployment):
     sim = deployment.simulator.stats(log=True)
     assert sim["rejected"] == 0
     times = [t for t, _ in sim["call_log"]]
-    assert len(times) >= 8
+    assert len(times) >= 5  # calls were made, within every limit (high priority: 60 %)
     assert max_in_any_window(times, 4) <= 8 and max_in_any_window(times, 2) <= 5
     for endpoint in endpoints:
         own = [t for t, name in sim["call_log"] if name == f"cryptometer/{endpoint}"]

@@ -62,7 +62,7 @@ async def test_sigkill_of_the_owner_mid_load_loses_no_limit_and_no_read(deployme
                 for endpoint in ENDPOINTS:
                     for symbol in SYMBOLS:
                         await client.request_refresh("cryptometer", endpoint, symbol,
-                                                     force=True)
+                                                     force=True, priority="critical")
                 await asyncio.sleep(0.5)
 
     stop = asyncio.Event()

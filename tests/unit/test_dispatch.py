@@ -206,3 +206,11 @@ def test_low_priorities_leave_the_rest_of_each_window_to_critical_ones():
         enqueue(queue, order("ticker", f"C{i}", at=1))
     critical = select(queue, health, budget, now=1, free_slots=100).calls
     assert [q.order.endpoint for q in critical] == ["ticker"] * 6  # the reserved rest
+
+
+def test_the_upstreams_remaining_calls_are_kept_for_higher_priorities():
+    health = ServiceHealth()
+    health.on_hint(remaining=3, reset_at=100, limit=10)
+    assert health.admits(50, 30, share=1.0)[0]  # critical may use the last three
+    assert not health.admits(50, 30, share=0.6)[0]  # high keeps 4 of 10 free: 3 < 4
+    assert health.admits(100, 30, share=0.2)[0]  # after the reset, anyone
