@@ -32,6 +32,7 @@ def register(rt: Runtime) -> None:
                     _, key = rt.resolve_message(outcome.service, outcome.endpoint,
                                                 outcome.symbol)
                     rt.inflight.release(key)
+                    rt.waiters.wake(key)
                     continue
                 record = parse_message(DataRecord, event.value)
                 _, key = rt.resolve_message(record.service, record.endpoint, record.symbol)
@@ -49,3 +50,4 @@ def register(rt: Runtime) -> None:
             if current is None or current.fetched_at <= record.fetched_at:
                 rt.cache.put(key, CacheEntry(record.data, record.fetched_at, record.ttl))
             rt.inflight.release(key)
+            rt.waiters.wake(key)

@@ -19,6 +19,7 @@ from quotacache.tables.control import ControlTables
 from quotacache.tables.inflight import InFlight
 from quotacache.tables.ratelimit import RateLimiter
 from quotacache.tables.stats import Stats
+from quotacache.tables.waiters import Waiters
 
 from quotacache.settings import Settings
 from quotacache.upstream import UpstreamClient
@@ -40,6 +41,7 @@ class Runtime:
     stats: Stats = field(default_factory=Stats)
     inflight: InFlight = field(default_factory=lambda: InFlight(30.0))
     clock: Clock = time.time
+    waiters: Waiters = field(default_factory=Waiters)
     #: The fetch agent's queues and service health (agents.fetch.FetchDispatcher).
     dispatcher: Any = None
 

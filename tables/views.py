@@ -8,6 +8,8 @@ No answer depends on the upstream: reads never wait on it, so they never fail wi
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
 import random
@@ -23,6 +25,9 @@ from quotacache.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+#: The longest a reader may wait for a refresh (?wait=SECONDS).
+MAX_WAIT = 60.0
+
 
 def error(view: web.View, status: int, message: str) -> web.Response:
     return view.json({"error": message, "status": status}, status=status)
@@ -37,9 +42,10 @@ def register(rt: Runtime) -> None:
                       symbol: str) -> web.Response:
             try:
                 symbol, key = rt.resolve(service, endpoint, symbol)
+                wait, max_age = read_options(request)
             except UnknownTarget as exc:
                 return error(self, 404, str(exc))
-            except InvalidSymbol as exc:
+            except (InvalidSymbol, ValueError) as exc:
                 return error(self, 400, str(exc))
             try:
                 return await app.router.route_req(rt.cache.name, key, self.web, request)
@@ -48,7 +54,7 @@ def register(rt: Runtime) -> None:
             except Exception as exc:  # owner down or rebalancing: answer from what we have
                 log.warning("owner of %s unreachable (%s): answering locally", key,
                             type(exc).__name__)
-            return await read_entry(self, rt, service, endpoint, symbol, key)
+            return await read_entry(self, rt, service, endpoint, symbol, key, wait, max_age)
 
     @app.page("/health")
     class HealthView(web.View):
@@ -113,25 +119,60 @@ def is_ready(rt: Runtime) -> bool:
             and not getattr(app, "rebalancing", False))
 
 
+def _seconds(request: web.Request, name: str) -> float | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, not {raw[:20]!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a non-negative number of seconds")
+    return value
+
+
+def read_options(request: web.Request) -> tuple[float, float | None]:
+    """``wait`` (0..MAX_WAIT s) and ``max_age`` (> 0 s); ValueError names the bad one."""
+    wait = _seconds(request, "wait") or 0.0
+    if wait > MAX_WAIT:
+        raise ValueError(f"wait is at most {MAX_WAIT:g} seconds")
+    max_age = _seconds(request, "max_age")
+    if max_age == 0:
+        raise ValueError("max_age must be more than 0 seconds")
+    return wait, max_age
+
+
 async def read_entry(view: web.View, rt: Runtime, service: str, endpoint: str, symbol: str,
-                     key: str) -> web.Response:
-    """Answer a read on the owning worker, and ask for a refresh if it is not fresh."""
-    now = rt.clock()
+                     key: str, wait: float = 0.0, max_age: float | None = None
+                     ) -> web.Response:
+    """Answer a read on the owning worker; ask for a refresh if it is not fresh, and with
+    ``wait`` hold the answer until that refresh lands (one upstream call for all)."""
     config = rt.settings.service(service)
+    now = rt.clock()
     entry = rt.cache.get(key)
-    state = classify(entry, now, config.max_staleness)
-    name = f"{service}/{endpoint}"
-    rt.stats.count({Freshness.HIT: "hits", Freshness.STALE: "stale_served",
-                    Freshness.MISS: "misses"}[state], name)
+    state = classify(entry, now, config.max_staleness, max_age)
     early = entry is not None and state is Freshness.HIT and xfetch_due(
         entry, now, rt.settings.scheduler.xfetch_delta, rt.settings.scheduler.xfetch_beta,
         1.0 - random.random())
     if state is not Freshness.HIT or early:
-        try:
-            await rt.topics.send(rt.topics.requests, key, RefreshRequest(
-                service=service, endpoint=endpoint, symbol=symbol, reason="read"))
-        except Exception:  # the read is still answered
-            log.exception("could not request a refresh of %s", key)
+        # A max_age tighter than the TTL needs force: by the TTL the entry is fresh.
+        force = entry is not None and max_age is not None and entry.is_fresh(now)
+        with rt.waiters.watch(key) as landed:
+            try:
+                await rt.topics.send(rt.topics.requests, key, RefreshRequest(
+                    service=service, endpoint=endpoint, symbol=symbol, reason="read",
+                    force=force))
+            except Exception:  # the read is still answered
+                log.exception("could not request a refresh of %s", key)
+            if state is not Freshness.HIT and wait > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(landed.wait(), wait)
+                now = rt.clock()
+                entry = rt.cache.get(key)
+                state = classify(entry, now, config.max_staleness, max_age)
+    rt.stats.count({Freshness.HIT: "hits", Freshness.STALE: "stale_served",
+                    Freshness.MISS: "misses"}[state], f"{service}/{endpoint}")
     body: dict[str, Any] = {"service": service, "endpoint": endpoint, "symbol": symbol,
                             "status": state.value, "fresh": state is Freshness.HIT}
     headers = {"X-Cache": state.value}

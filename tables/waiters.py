@@ -1,0 +1,42 @@
+"""Readers waiting for a key's refresh to land (``GET /cache/...?wait=SECONDS``).
+
+Waiters sit on the worker that owns the key, where the materializer writes the entry and
+where a fetch's failure outcome arrives; either wakes them all at once. The fetch itself
+is single-flight (admission), so however many readers wait, one upstream call is made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class Waiters:
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = {}
+        self._counts: dict[str, int] = defaultdict(int)
+
+    @contextmanager
+    def watch(self, key: str) -> Iterator[asyncio.Event]:
+        """An event set when ``key``'s next refresh lands (or fails). Register before
+        asking for the refresh, so its landing cannot be missed."""
+        event = self._events.setdefault(key, asyncio.Event())
+        self._counts[key] += 1
+        try:
+            yield event
+        finally:
+            self._counts[key] -= 1
+            if not self._counts[key]:
+                del self._counts[key]
+                if self._events.get(key) is event:
+                    del self._events[key]
+
+    def wake(self, key: str) -> None:
+        event = self._events.pop(key, None)  # later readers wait for the next refresh
+        if event is not None:
+            event.set()
+
+    def __len__(self) -> int:
+        return sum(self._counts.values())

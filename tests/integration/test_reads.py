@@ -1,0 +1,55 @@
+"""Reads that wait for a refresh (?wait) or ask for younger data (?max_age)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+from quotacache.streams.records import DataRecord
+
+from .conftest import json_key
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_hundred_waiting_readers_of_a_missing_key_cost_one_call(deployment):
+    deployment.simulator.configure(latency=[0.3, 0.3])
+    worker = deployment.start_worker()
+    async with httpx.AsyncClient(base_url=worker.url, timeout=30,
+                                 limits=httpx.Limits(max_connections=200)) as http:
+        answers = await asyncio.gather(*(
+            http.get("/cache/cryptometer/ticker/BTC", params={"wait": "5"})
+            for _ in range(100)))
+    assert [a.status_code for a in answers] == [200] * 100
+    assert {a.headers["X-Cache"] for a in answers} == {"HIT"}
+    assert len({a.json()["fetched_at"] for a in answers}) == 1
+    assert deployment.simulator.stats()["accepted"] == 1
+
+
+async def test_wait_gives_up_with_the_stale_entry_and_max_age_forces_younger_data(deployment):
+    worker = deployment.start_worker()
+    record = DataRecord(service="cryptometer", endpoint="ticker", symbol="ETH", data={"v": 1},
+                        fetched_at=time.time() - 60, ttl=120)
+    await deployment.produce(deployment.topic("data.cryptometer.ticker"),
+                             [(json_key(record.key), record.to_json())])
+    deadline = time.monotonic() + 20
+    while worker.get("/cache/cryptometer/ticker/ETH").status_code != 200:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    assert worker.get("/cache/cryptometer/ticker/ETH").headers["X-Cache"] == "HIT"
+    younger = worker.get("/cache/cryptometer/ticker/ETH", params={"max_age": "30", "wait": "5"})
+    assert younger.headers["X-Cache"] == "HIT" and younger.json()["age"] < 30
+    assert deployment.simulator.stats()["accepted"] == 1
+
+    deployment.simulator.configure(fail={"cryptometer": "timeout"})
+    started = time.monotonic()
+    stale = worker.get("/cache/cryptometer/ticker/ETH", params={"max_age": "0.001",
+                                                                 "wait": "1"})
+    assert stale.status_code == 200 and stale.headers["X-Cache"] == "STALE"
+    assert time.monotonic() - started < 5
+    for bad in ({"wait": "x"}, {"wait": "61"}, {"max_age": "0"}, {"max_age": "-1"},
+                {"wait": "nan"}):
+        answer = worker.get("/cache/cryptometer/ticker/ETH", params=bad)
+        assert answer.status_code == 400 and "error" in answer.json(), bad
