@@ -62,6 +62,15 @@ def register(rt: Runtime) -> None:
             ready = is_ready(rt)
             return self.json({"ready": ready}, status=200 if ready else 503)
 
+    @app.page("/metrics")
+    class MetricsView(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            from .metrics import CONTENT_TYPE, render
+
+            response = self.bytes(render(rt), content_type="text/plain")
+            response.headers["Content-Type"] = CONTENT_TYPE  # with the exposition version
+            return response
+
     @app.page("/stats")
     class StatsView(web.View):
         async def get(self, request: web.Request) -> web.Response:

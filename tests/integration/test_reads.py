@@ -53,3 +53,21 @@ async def test_wait_gives_up_with_the_stale_entry_and_max_age_forces_younger_dat
                 {"wait": "nan"}):
         answer = worker.get("/cache/cryptometer/ticker/ETH", params=bad)
         assert answer.status_code == 400 and "error" in answer.json(), bad
+
+
+def test_metrics_are_prometheus_text(deployment):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    worker = deployment.start_worker()
+    worker.get("/cache/cryptometer/ticker/BTC")
+    answer = worker.get("/metrics")
+    assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(answer.text)}
+    misses = [s for s in families["quotacache_misses"].samples
+              if s.labels == {"service": "cryptometer", "endpoint": "ticker"}]
+    assert misses and misses[0].value >= 1
+    current = [s.labels["strategy"] for s in families["quotacache_strategy"].samples
+               if s.labels["service"] == "cryptometer" and s.value == 1]
+    assert current == ["NORMAL"]
+    assert any(s.labels["scope"] == "cryptometer"
+               for s in families["quotacache_limit_allowance"].samples)
