@@ -64,6 +64,22 @@ class Client:
                                         request=response.request, response=response)
         return dict(response.json())
 
+    async def get_or_fetch(self, service: str, endpoint: str, symbol: str = "*", *,
+                           max_age: float | None = None, wait: float = 5.0
+                           ) -> dict[str, Any]:
+        """The entry, fetched first if it is missing or older than ``max_age`` (waiting
+        up to ``wait`` seconds for that one refresh; a STALE entry is returned if it does
+        not land in time). The seed's ``get_or_fetch``."""
+        params: dict[str, Any] = {"wait": wait}
+        if max_age is not None:
+            params["max_age"] = max_age
+        response = await self._http.get(f"/cache/{service}/{endpoint}/{symbol}",
+                                        params=params, timeout=wait + 10.0)
+        if response.status_code >= 400:
+            raise httpx.HTTPStatusError(response.json().get("error", response.text),
+                                        request=response.request, response=response)
+        return dict(response.json())
+
     async def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
         response = await self._http.request(method, path, json=body)
         if response.status_code >= 400:

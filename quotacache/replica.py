@@ -1,0 +1,120 @@
+"""A local replica of the data topics: reads with no network hop, same freshness rules.
+
+``LocalReplica`` consumes ``<prefix>data.<service>.<endpoint>`` from the beginning (so it
+starts with everything the topics hold) and keeps the newest record of each key in
+memory; ``get`` classifies it exactly as the workers do (HIT inside the TTL, STALE up to
+the service's ``max_staleness``, else MISS). ``subscribe`` yields new records as they
+are published: the push side of the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+from .settings import Settings
+from .streams.records import BadMessage, DataRecord, cache_key, normalize_symbol, parse_message
+from .streams.topics import data_topic_name
+from .tables.freshness import CacheEntry, Freshness, classify
+
+
+def data_topics(settings: Settings, services: Iterable[str] | None = None,
+                endpoint: str | None = None) -> list[str]:
+    wanted = set(services) if services else set(settings.services)
+    return [data_topic_name(settings.topic_prefix, service, name)
+            for service, config in settings.services.items() if service in wanted
+            for name in config.endpoints if endpoint in (None, name)]
+
+
+async def subscribe(settings: Settings, service: str, endpoint: str | None = None, *,
+                    from_beginning: bool = False) -> AsyncIterator[DataRecord]:
+    """Yield every record published to the service's data topics (one endpoint, or all)."""
+    consumer = AIOKafkaConsumer(*data_topics(settings, [service], endpoint),
+                                bootstrap_servers=settings.broker.bootstrap_servers(),
+                                group_id=None,
+                                auto_offset_reset="earliest" if from_beginning else "latest")
+    await consumer.start()
+    try:
+        async for message in consumer:
+            with contextlib.suppress(BadMessage):
+                yield parse_message(DataRecord, message.value)
+    finally:
+        await consumer.stop()
+
+
+class LocalReplica:
+    """The cache's entries, kept in this process from the data topics."""
+
+    def __init__(self, settings: Settings, services: Iterable[str] | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.settings = settings
+        self.topics = data_topics(settings, services)
+        self.clock = clock
+        self.entries: dict[str, CacheEntry] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._caught_up = asyncio.Event()
+
+    async def start(self, timeout: float = 30.0) -> LocalReplica:
+        """Start consuming; return once everything published before now has been read."""
+        self._consumer = AIOKafkaConsumer(
+            *self.topics, bootstrap_servers=self.settings.broker.bootstrap_servers(),
+            group_id=None, auto_offset_reset="earliest")
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self._caught_up.wait(), timeout)
+        return self
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=200)
+            for messages in batch.values():
+                for message in messages:
+                    self._apply(message.value)
+            if not batch:
+                self._caught_up.set()
+
+    def _apply(self, raw: bytes) -> None:
+        try:
+            record = parse_message(DataRecord, raw)
+        except BadMessage:
+            return  # the workers dead-letter it; a replica just skips it
+        current = self.entries.get(record.key)
+        if current is None or current.fetched_at <= record.fetched_at:
+            self.entries[record.key] = CacheEntry(record.data, record.fetched_at, record.ttl)
+
+    def get(self, service: str, endpoint: str, symbol: str = "*",
+            max_age: float | None = None) -> dict[str, Any]:
+        """The entry as ``GET /cache/...`` would answer it, from memory."""
+        config = self.settings.service(service)
+        spec = config.endpoints[endpoint]
+        symbol = normalize_symbol(symbol)
+        if not spec.takes_symbol and not spec.fan_out:
+            symbol = "*"
+        entry = self.entries.get(cache_key(service, endpoint, symbol))
+        now = self.clock()
+        state = classify(entry, now, config.max_staleness, max_age)
+        if state is Freshness.MISS or entry is None:
+            return {"status": state.value, "data": None, "age": None, "ttl": spec.ttl}
+        return {"status": state.value, "data": entry.data, "fetched_at": entry.fetched_at,
+                "age": entry.age(now), "ttl": entry.ttl, "fresh": state is Freshness.HIT}
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def __aenter__(self) -> LocalReplica:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
