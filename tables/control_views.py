@@ -27,10 +27,16 @@ class BadRequest(ValueError):
     """A request body that cannot be acted on; the text is the 400 message."""
 
 
+MAX_BODY_BYTES = 256 * 1024
+
+
 async def body_of(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if len(raw) > MAX_BODY_BYTES:
+        raise BadRequest(f"body is larger than {MAX_BODY_BYTES} bytes")
     try:
-        body = json.loads(await request.text() or "{}")
-    except json.JSONDecodeError as exc:
+        body = json.loads(raw or b"{}")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"body is not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
@@ -186,6 +192,8 @@ def register(rt: Runtime) -> None:
             async def handle() -> web.Response:
                 body = await body_of(request)
                 service = body.get("service")
+                if not isinstance(service, str):
+                    raise BadRequest("'service' is required (a string)")
                 if service not in rt.settings.services:
                     raise UnknownTarget(f"unknown service {service!r}")
                 state = rt.control.strategy(service)

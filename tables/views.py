@@ -62,6 +62,13 @@ def register(rt: Runtime) -> None:
             ready = is_ready(rt)
             return self.json({"ready": ready}, status=200 if ready else 503)
 
+    @app.page("/openapi.json")
+    class OpenApiView(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            from .openapi import document
+
+            return self.json(document(rt.settings))
+
     @app.page("/metrics")
     class MetricsView(web.View):
         async def get(self, request: web.Request) -> web.Response:

@@ -1,0 +1,114 @@
+"""The OpenAPI document of the HTTP API (``GET /openapi.json``).
+
+Kept beside the views it describes; a test checks that its paths and methods are exactly
+the routes the worker serves, and fuzzes them against a live worker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quotacache.settings import Settings
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+ERROR = {"type": "object", "required": ["error", "status"],
+         "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}}
+ANY_OBJECT = {"type": "object"}
+STRINGS = {"type": "array", "items": {"type": "string"}, "minItems": 1}
+PRIORITY = {"type": "string", "enum": ["critical", "high", "medium", "low"]}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def document(settings: Settings) -> dict[str, Any]:
+    services = sorted(settings.services)
+    endpoints = sorted({e for s in settings.services.values() for e in s.endpoints})
+    bad = {"400": _json(ERROR, "invalid request"), "404": _json(ERROR, "unknown name")}
+    entry = {"type": "object", "required": ["status", "data"],
+             "properties": {"status": {"type": "string", "enum": ["HIT", "STALE", "MISS"]},
+                            "data": {}, "age": {"type": ["number", "null"]},
+                            "ttl": {"type": "number"}}}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "quotacache", "version": "0.1.0",
+                 "description": "Fresh, rate-limit-safe cache of third-party market-data APIs."},
+        "paths": {
+            "/cache/{service}/{endpoint}/{symbol}": {"get": {
+                "summary": "Read one cache entry (HIT, STALE with its age, or MISS)",
+                "parameters": [
+                    {"name": "service", "in": "path", "required": True,
+                     "schema": {"type": "string", "enum": services}},
+                    {"name": "endpoint", "in": "path", "required": True,
+                     "schema": {"type": "string", "enum": endpoints}},
+                    {"name": "symbol", "in": "path", "required": True,
+                     "schema": {"type": "string"}},
+                    {"name": "wait", "in": "query", "schema": {"type": "number", "minimum": 0,
+                                                               "maximum": 60}},
+                    {"name": "max_age", "in": "query",
+                     "schema": {"type": "number", "exclusiveMinimum": True, "minimum": 0}},
+                ],
+                "responses": {"200": _json(entry, "HIT or STALE"),
+                              "202": _json(entry, "MISS: a refresh was requested"), **bad}}},
+            "/refresh": {"post": {
+                "summary": "Request one refresh",
+                "requestBody": _body({"type": "object", "required": ["service", "endpoint"],
+                                      "properties": {"service": {"type": "string"},
+                                                     "endpoint": {"type": "string"},
+                                                     "symbol": {"type": "string"},
+                                                     "priority": PRIORITY,
+                                                     "force": {"type": "boolean"}}}),
+                "responses": {"202": _json(ANY_OBJECT, "published"), **bad}}},
+            "/batch": {"post": {
+                "summary": "Refresh symbols x endpoints (list endpoints once)",
+                "requestBody": _body({"type": "object", "required": ["symbols", "endpoints"],
+                                      "properties": {"symbols": STRINGS, "endpoints": STRINGS,
+                                                     "priority": PRIORITY,
+                                                     "force": {"type": "boolean"}}}),
+                "responses": {"202": _json(ANY_OBJECT, "published"), **bad}}},
+            "/symbols": {
+                "get": {"summary": "Monitored symbols",
+                        "responses": {"200": _json(ANY_OBJECT, "symbol -> endpoints")}},
+                "post": {"summary": "Monitor symbols",
+                         "requestBody": _body({"type": "object", "required": ["symbols"],
+                                               "properties": {"symbols": STRINGS,
+                                                              "endpoints": STRINGS}}),
+                         "responses": {"200": _json(ANY_OBJECT, "monitored symbols"), **bad}},
+                "delete": {"summary": "Stop monitoring symbols",
+                           "requestBody": _body({"type": "object", "required": ["symbols"],
+                                                 "properties": {"symbols": STRINGS}}),
+                           "responses": {"200": _json(ANY_OBJECT, "removed"), **bad}}},
+            "/strategy": {
+                "get": {"summary": "Strategy of each service",
+                        "responses": {"200": _json(ANY_OBJECT, "service -> state")}},
+                "post": {"summary": "Pin a strategy, or release the pin",
+                         "requestBody": _body({"type": "object", "required": ["service"],
+                                               "properties": {
+                                                   "service": {"type": "string"},
+                                                   "strategy": {"type": "string"},
+                                                   "release": {"type": "boolean"}}}),
+                         "responses": {"200": _json(ANY_OBJECT, "the new state"), **bad}}},
+            "/stats": {"get": {"summary": "Cache statistics",
+                               "responses": {"200": _json(ANY_OBJECT, "counters")}}},
+            "/status": {"get": {"summary": "Limits, health, queues and strategy per service",
+                                "responses": {"200": _json(ANY_OBJECT, "status")}}},
+            "/status/{service}": {"get": {
+                "summary": "One service's status, from its owner",
+                "parameters": [{"name": "service", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "responses": {"200": _json(ANY_OBJECT, "status"), **bad}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
+                "200": {"description": "text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/health": {"get": {"summary": "Ready when partitions are assigned and recovered",
+                                "responses": {"200": _json(ANY_OBJECT, "ready"),
+                                              "503": _json(ANY_OBJECT, "not ready")}}},
+            "/openapi.json": {"get": {"summary": "This document",
+                                      "responses": {"200": _json(ANY_OBJECT, "OpenAPI")}}},
+        },
+    }
