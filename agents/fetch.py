@@ -275,7 +275,6 @@ def register(rt: Runtime) -> FetchDispatcher:
     @rt.app.agent(rt.topics.fetch, name="fetch")
     async def fetch(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            message = event.message
             try:
                 item = parse_fetch_message(event.value)
                 if item.service not in rt.settings.services:
@@ -283,9 +282,7 @@ def register(rt: Runtime) -> FetchDispatcher:
                 if isinstance(item, FetchOrder):
                     rt.resolve_message(item.service, item.endpoint, item.symbol)
             except BadMessage as exc:
-                await rt.topics.send_dead_letter(str(exc), event.value, topic=message.topic,
-                                                 partition=message.partition,
-                                                 offset=message.offset)
+                await rt.dead_letter(event, str(exc))
                 continue
             try:
                 if isinstance(item, FetchOrder):

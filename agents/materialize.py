@@ -41,10 +41,7 @@ def register(rt: Runtime) -> None:
                 if event.key != json.dumps(key).encode():
                     raise BadMessage(f"record for {key} must be keyed by {json.dumps(key)}")
             except BadMessage as exc:
-                rt.stats.count("dead_letters", "-")
-                await topics.send_dead_letter(str(exc), event.value, topic=message.topic,
-                                              partition=message.partition,
-                                              offset=message.offset)
+                await rt.dead_letter(event, str(exc))
                 continue
             current = rt.cache.get(key)
             if current is None or current.fetched_at <= record.fetched_at:

@@ -40,10 +40,7 @@ def register(rt: Runtime) -> None:
                 symbol, key = rt.resolve_message(request.service, request.endpoint,
                                                  request.symbol)
             except BadMessage as exc:
-                rt.stats.count("dead_letters", "-")
-                await topics.send_dead_letter(str(exc), event.value, topic=message.topic,
-                                              partition=message.partition,
-                                              offset=message.offset)
+                await rt.dead_letter(event, str(exc))
                 continue
             if message.topic == refresh_topic and event.key != json.dumps(key).encode():
                 await topics.send(topics.requests, key, request.model_copy(
@@ -53,10 +50,7 @@ def register(rt: Runtime) -> None:
                 await admit_request(rt, request, symbol, key)
             except Exception as exc:  # one bad request must not stop the agent
                 log.exception("admission of %s failed", key)
-                await topics.send_dead_letter(f"admission failed: {type(exc).__name__}",
-                                              event.value, topic=message.topic,
-                                              partition=message.partition,
-                                              offset=message.offset)
+                await rt.dead_letter(event, f"admission failed: {type(exc).__name__}")
 
 
 def needs_refresh(entry: CacheEntry, now: float, config: ServiceConfig) -> bool:

@@ -19,6 +19,7 @@ import faust
 from quotacache.streams.records import BadMessage, RefreshRequest, VolatilitySignal, parse_message
 from quotacache.tables.strategy import Thresholds, adjust
 
+from quotacache.errors import InvalidSymbol, UnknownTarget
 from quotacache.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def scheduled_requests(rt: Runtime) -> list[tuple[str, RefreshRequest]]:
             service, _, endpoint = ref.partition("/")
             try:
                 resolved, key = rt.resolve(service, endpoint, symbol)
-            except Exception:  # a monitored endpoint removed from the config since
+            except (UnknownTarget, InvalidSymbol):  # removed from the config since
                 continue
             out.setdefault(key, RefreshRequest(service=service, endpoint=endpoint,
                                                symbol=resolved, reason="schedule"))
@@ -70,14 +71,10 @@ def register(rt: Runtime) -> None:
     @app.agent(rt.topics.volatility, name="volatility")
     async def volatility(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            message = event.message
             try:
                 signal = parse_message(VolatilitySignal, event.value)
             except BadMessage as exc:
-                rt.stats.count("dead_letters", "-")
-                await rt.topics.send_dead_letter(str(exc), event.value, topic=message.topic,
-                                                 partition=message.partition,
-                                                 offset=message.offset)
+                await rt.dead_letter(event, str(exc))
                 continue
             if signal.score >= cfg.volatility_threshold:
                 until = rt.clock() + cfg.volatility_duration

@@ -78,6 +78,14 @@ class Runtime:
     def owns(self, service: str) -> bool:
         return self.owner_url(service) == str(self.app.conf.canonical_url).rstrip("/")
 
+    async def dead_letter(self, event: Any, reason: str) -> None:
+        """Dead-letter the event being processed (with the reason) and count it."""
+        message = event.message
+        self.stats.count("dead_letters",
+                         "topic/" + message.topic.removeprefix(self.settings.topic_prefix))
+        await self.topics.send_dead_letter(reason, event.value, topic=message.topic,
+                                           partition=message.partition, offset=message.offset)
+
     def resolve_message(self, service: str, endpoint: str, symbol: str) -> tuple[str, str]:
         """``resolve`` for topic messages: errors become BadMessage (dead-letter reasons)."""
         try:

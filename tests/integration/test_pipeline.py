@@ -109,6 +109,7 @@ async def test_malformed_messages_are_dead_lettered_and_good_ones_beside_them_pr
         await apoll(lambda s=symbol: status_of(worker, f"/cache/cryptometer/ticker/{s}") == "HIT",
                     message=f"{symbol} processed")
     assert worker.child.alive()
+    assert worker.stats()["dead_letters"] == len(bad)
     assert deployment.simulator.stats()["accepted"] == 3
 
 
