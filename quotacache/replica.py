@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from .settings import Settings
 from .streams.records import BadMessage, DataRecord, cache_key, normalize_symbol, parse_message
@@ -31,18 +31,45 @@ def data_topics(settings: Settings, services: Iterable[str] | None = None,
             for name in config.endpoints if endpoint in (None, name)]
 
 
+async def positioned_consumer(settings: Settings, topics: list[str], *,
+                              from_beginning: bool) -> AIOKafkaConsumer:
+    """A started consumer of ``topics`` whose start positions are already fixed, so
+    nothing published after this returns can be missed."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker.bootstrap_servers(),
+                                group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()  # loads the cluster metadata partitions_for_topic reads
+        partitions = [TopicPartition(topic, p) for topic in topics
+                      for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(partitions)
+        if from_beginning:
+            await consumer.seek_to_beginning(*partitions)
+        else:
+            await consumer.seek_to_end(*partitions)
+        for tp in partitions:
+            await consumer.position(tp)
+    except Exception:
+        await consumer.stop()
+        raise
+    return consumer
+
+
+async def records(consumer: AIOKafkaConsumer) -> AsyncIterator[DataRecord]:
+    """The valid data records a consumer receives (others are the workers' dead letters)."""
+    async for message in consumer:
+        with contextlib.suppress(BadMessage):
+            yield parse_message(DataRecord, message.value)
+
+
 async def subscribe(settings: Settings, service: str, endpoint: str | None = None, *,
                     from_beginning: bool = False) -> AsyncIterator[DataRecord]:
     """Yield every record published to the service's data topics (one endpoint, or all)."""
-    consumer = AIOKafkaConsumer(*data_topics(settings, [service], endpoint),
-                                bootstrap_servers=settings.broker.bootstrap_servers(),
-                                group_id=None,
-                                auto_offset_reset="earliest" if from_beginning else "latest")
-    await consumer.start()
+    consumer = await positioned_consumer(settings, data_topics(settings, [service], endpoint),
+                                         from_beginning=from_beginning)
     try:
-        async for message in consumer:
-            with contextlib.suppress(BadMessage):
-                yield parse_message(DataRecord, message.value)
+        async for record in records(consumer):
+            yield record
     finally:
         await consumer.stop()
 

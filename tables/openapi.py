@@ -102,6 +102,18 @@ def document(settings: Settings) -> dict[str, Any]:
                 "parameters": [{"name": "service", "in": "path", "required": True,
                                 "schema": {"type": "string"}}],
                 "responses": {"200": _json(ANY_OBJECT, "status"), **bad}}},
+            "/events": {"get": {
+                "summary": "New data records as Server-Sent Events",
+                "parameters": [
+                    {"name": "service", "in": "query", "required": True,
+                     "schema": {"type": "string", "enum": services}},
+                    {"name": "endpoint", "in": "query",
+                     "schema": {"type": "string", "enum": endpoints}},
+                    {"name": "symbols", "in": "query", "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "an event stream",
+                                      "content": {"text/event-stream": {
+                                          "schema": {"type": "string"}}}},
+                              "503": _json(ERROR, "too many streams"), **bad}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
                 "200": {"description": "text exposition format",
                         "content": {"text/plain": {"schema": {"type": "string"}}}}}}},

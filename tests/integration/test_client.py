@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -52,3 +53,28 @@ async def test_get_or_fetch_subscribe_and_a_local_replica(deployment):
         per_read = (time.perf_counter() - started) / 10_000
         print(f"\nLocalReplica.get: {per_read * 1e6:.1f} us")
     assert deployment.simulator.stats()["accepted"] == 1
+
+
+async def test_events_push_new_records_of_the_chosen_keys(deployment):
+    import httpx
+
+    worker = deployment.start_worker()
+    async with httpx.AsyncClient(base_url=worker.url, timeout=30) as http:
+        async with http.stream("GET", "/events", params={"service": "cryptometer",
+                                                          "endpoint": "ticker",
+                                                          "symbols": "ETH"}) as events:
+            assert events.headers["Content-Type"].startswith("text/event-stream")
+            lines = events.aiter_lines()
+            assert await anext(lines) == ": ready"
+            async with Client(deployment.settings) as client:
+                await client.request_refresh("cryptometer", "ticker", "BTC")  # not chosen
+                await client.request_refresh("cryptometer", "ticker", "ETH")
+            data = None
+            async for line in lines:
+                if line.startswith("data: "):
+                    data = line.removeprefix("data: ")
+                    break
+    assert json.loads(data)["key"] == "cryptometer/ticker/ETH"
+    for params, code in (({"service": "nope"}, 404), ({"service": "cryptometer",
+                                                       "symbols": "../x"}, 400)):
+        assert worker.get("/events", params=params).status_code == code

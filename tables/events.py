@@ -1,0 +1,81 @@
+"""``GET /events``: new data-topic records pushed to the client as Server-Sent Events.
+
+The seed's "real-time cache invalidation / push updates". Each connection has its own
+consumer positioned at the end of the chosen data topics; a first ``: ready`` comment
+says it is listening. Keys can be narrowed with ``symbols``; a comment every 15 s keeps
+proxies from closing an idle stream. Connections are capped per worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from aiohttp import web as aioweb
+from faust import web
+from quotacache.streams.records import normalize_symbol
+
+from quotacache.replica import data_topics, positioned_consumer, records
+from quotacache.runtime import Runtime
+
+from .views import error
+
+MAX_STREAMS = 50
+KEEPALIVE = 15.0
+
+
+def register(rt: Runtime) -> None:
+    open_streams = 0
+
+    @rt.app.page("/events")
+    class EventsView(web.View):
+        async def get(self, request: web.Request) -> Any:
+            nonlocal open_streams
+            service = request.query.get("service", "")
+            endpoint = request.query.get("endpoint") or None
+            if service not in rt.settings.services:
+                return error(self, 404, f"unknown service {service!r}")
+            if endpoint is not None and endpoint not in rt.settings.service(service).endpoints:
+                return error(self, 404, f"unknown endpoint {endpoint!r} of {service!r}")
+            try:
+                symbols = {normalize_symbol(s) for s in
+                           request.query.get("symbols", "").split(",") if s}
+            except ValueError as exc:
+                return error(self, 400, str(exc))
+            if open_streams >= MAX_STREAMS:
+                return error(self, 503, f"at most {MAX_STREAMS} event streams per worker")
+            open_streams += 1
+            try:
+                return await stream(request, service, endpoint, symbols)
+            finally:
+                open_streams -= 1
+
+    async def stream(request: Any, service: str, endpoint: str | None,
+                     symbols: set[str]) -> aioweb.StreamResponse:
+        response = aioweb.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                                  "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        consumer = await positioned_consumer(rt.settings,
+                                             data_topics(rt.settings, [service], endpoint),
+                                             from_beginning=False)
+        try:
+            await response.write(b": ready\n\n")
+            updates = records(consumer).__aiter__()
+            while True:
+                try:
+                    record = await asyncio.wait_for(updates.__anext__(), KEEPALIVE)
+                except TimeoutError:
+                    await response.write(b": keepalive\n\n")
+                    continue
+                if symbols and record.symbol not in symbols:
+                    continue
+                payload = json.dumps({"key": record.key, **record.model_dump()})
+                await response.write(f"event: data\ndata: {payload}\n\n".encode())
+        except ConnectionResetError:
+            pass  # the client went away
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+        return response
