@@ -58,11 +58,7 @@ class Client:
 
     async def get(self, service: str, endpoint: str, symbol: str = "*") -> dict[str, Any]:
         """The cache entry as the HTTP API answers it (status HIT, STALE or MISS)."""
-        response = await self._http.get(f"/cache/{service}/{endpoint}/{symbol}")
-        if response.status_code >= 400:
-            raise httpx.HTTPStatusError(response.json().get("error", response.text),
-                                        request=response.request, response=response)
-        return dict(response.json())
+        return await self._call("GET", f"/cache/{service}/{endpoint}/{symbol}")
 
     async def get_or_fetch(self, service: str, endpoint: str, symbol: str = "*", *,
                            max_age: float | None = None, wait: float = 5.0
@@ -73,15 +69,13 @@ class Client:
         params: dict[str, Any] = {"wait": wait}
         if max_age is not None:
             params["max_age"] = max_age
-        response = await self._http.get(f"/cache/{service}/{endpoint}/{symbol}",
-                                        params=params, timeout=wait + 10.0)
-        if response.status_code >= 400:
-            raise httpx.HTTPStatusError(response.json().get("error", response.text),
-                                        request=response.request, response=response)
-        return dict(response.json())
+        return await self._call("GET", f"/cache/{service}/{endpoint}/{symbol}",
+                                params=params, timeout=wait + 10.0)
 
-    async def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
-        response = await self._http.request(method, path, json=body)
+    async def _call(self, method: str, path: str, body: Any = None, **options: Any
+                    ) -> dict[str, Any]:
+        """One HTTP call; a 4xx/5xx raises HTTPStatusError carrying the API's message."""
+        response = await self._http.request(method, path, json=body, **options)
         if response.status_code >= 400:
             raise httpx.HTTPStatusError(response.json().get("error", response.text),
                                         request=response.request, response=response)

@@ -93,7 +93,7 @@ def register(rt: Runtime) -> None:
         async def get(self, request: web.Request) -> web.Response:
             services = {}
             for name in rt.settings.services:
-                services[name] = await service_status(self, rt, name)
+                services[name] = await service_status(rt, name)
             now = rt.clock()
             volatile = {str(symbol): until for symbol, until in rt.control.volatile.items()
                         if float(until) > now}
@@ -105,23 +105,21 @@ def register(rt: Runtime) -> None:
         async def get(self, request: web.Request, service: str) -> web.Response:
             if service not in rt.settings.services:
                 return error(self, 404, f"unknown service {service!r}")
-            return self.json(await service_status(self, rt, service))
+            return self.json(await service_status(rt, service))
 
 
-async def service_status(view: web.View, rt: Runtime, service: str) -> dict[str, Any]:
+async def service_status(rt: Runtime, service: str) -> dict[str, Any]:
     """The service's status from the worker that owns it (this one, or asked over HTTP)."""
     app = rt.app
-    try:
-        owner = app.router.key_store(rt.dispatcher.health_table.name, service)
-    except KeyError:
+    owner = rt.owner_url(service)
+    if owner is None:
         return {"error": "partitions not assigned yet"}
-    if str(owner).rstrip("/") == str(app.conf.canonical_url).rstrip("/"):
+    if owner == str(app.conf.canonical_url).rstrip("/"):
         state = rt.control.strategy(service)
         return {"owner": str(app.conf.canonical_url), "strategy": state.strategy,
                 "strategy_pinned": state.pinned, **rt.dispatcher.status(service)}
     try:
-        async with app.http_client.get(f"{str(owner).rstrip('/')}/status/{service}",
-                                       timeout=5) as response:
+        async with app.http_client.get(f"{owner}/status/{service}", timeout=5) as response:
             return dict(await response.json())
     except Exception as exc:  # the owner is down or rebalancing: say so, do not fail
         return {"error": f"owner {owner} unavailable: {type(exc).__name__}"}
