@@ -24,11 +24,17 @@ timeout = "0.5s"
 """
 
 
-async def seed_stale(deployment, symbols=("BTC",)):
+async def seed_stale(deployment, worker, symbols=("BTC",), *, wait_served=True):
+    """Publish stale entries and (``wait_served``) wait until the worker serves them.
+    Call it with the upstream already failing: a read of a key not yet materialized
+    asks for a refresh."""
     records = [DataRecord(service="cryptometer", endpoint="ticker", symbol=s, data={"old": s},
                           fetched_at=time.time() - 600, ttl=120) for s in symbols]
     await deployment.produce(deployment.topic("data.cryptometer.ticker"),
                              [(json_key(r.key), r.to_json()) for r in records])
+    for symbol in symbols if wait_served else ():
+        await apoll(lambda s=symbol: worker.get(f"/cache/cryptometer/ticker/{s}")
+                    .headers.get("X-Cache") == "STALE", message=f"{symbol} seeded")
 
 
 def status(worker):
@@ -47,7 +53,9 @@ async def test_429_pauses_the_service_until_retry_after_and_reads_stay_stale(dep
                                                                              mode):
     deployment.configure(FAST_RECOVERY)
     worker = deployment.start_worker()
-    await seed_stale(deployment, ["BTC", "ETH", "SOL"])
+    # Counting calls: no read may ask for a refresh before the first 429 pauses the
+    # service, so only BTC is read until then.
+    await seed_stale(deployment, worker, ["BTC", "ETH", "SOL"], wait_served=False)
     deployment.simulator.configure(fail={"cryptometer": mode}, fail_retry_after=6)
     await apoll(lambda: worker.get("/cache/cryptometer/ticker/BTC").headers["X-Cache"]
                 == "STALE")
@@ -74,8 +82,8 @@ async def test_429_pauses_the_service_until_retry_after_and_reads_stay_stale(dep
 async def test_failures_back_off_open_the_breaker_and_recover(deployment, mode):
     deployment.configure(FAST_RECOVERY)
     worker = deployment.start_worker()
-    await seed_stale(deployment)
     deployment.simulator.configure(fail={"cryptometer": mode})
+    await seed_stale(deployment, worker)
     read_stale(worker)
     await apoll(lambda: status(worker)["breaker"] == "open", timeout=20,
                 message="breaker open")
@@ -93,7 +101,7 @@ async def test_failures_back_off_open_the_breaker_and_recover(deployment, mode):
 async def test_connection_refused_is_a_failure_like_any_other(deployment):
     deployment.configure(FAST_RECOVERY, base_url=f"http://127.0.0.1:{free_port()}")
     worker = deployment.start_worker()
-    await seed_stale(deployment)
+    await seed_stale(deployment, worker)
     read_stale(worker)
     await apoll(lambda: status(worker)["breaker"] == "open", timeout=20)
     read_stale(worker)
