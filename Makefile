@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test bench lint clean
+.PHONY: install chromium demo test bench lint clean
 
 $(BIN)/quotacache: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,10 +13,16 @@ $(BIN)/quotacache: pyproject.toml
 
 install: $(BIN)/quotacache
 
+# The dashboard's browser test drives Debian's chromium; install it where apt can.
+chromium:
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	  >/dev/null; } || echo "chromium could not be installed: the browser test will be skipped"
+
 demo: install
 	$(BIN)/quotacache demo $(ARGS)
 
-test: install
+test: install chromium
 	$(BIN)/python -m pytest -q -n 3 --maxschedchunk 1 $(ARGS)
 
 lint: install

@@ -58,7 +58,7 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
               transports: dict[str, httpx.AsyncBaseTransport] | None = None) -> Runtime:
     """Create the app and wire every agent, timer and view to one Runtime."""
     from quotacache.agents import fetch, materialize, refresh, scheduler, sweeper
-    from quotacache.tables import control_views, events, views
+    from quotacache.tables import control_views, dashboard, events, views
 
     redact.install(cfg.auth.secret() for cfg in settings.services.values() if cfg.auth)
     app = faust_app(settings)
@@ -76,6 +76,7 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
         clock=clock,
     )
     rt.dispatcher = fetch.register(rt)
-    for module in (refresh, materialize, sweeper, scheduler, views, control_views, events):
+    for module in (refresh, materialize, sweeper, scheduler, views, control_views, events,
+                   dashboard):
         module.register(rt)
     return rt

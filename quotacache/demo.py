@@ -66,8 +66,10 @@ base_url = "{sim}/telegram"
 class Load:
     """Drives reads (HTTP) and refresh requests (topic) and keeps their figures."""
 
-    def __init__(self, client: Client, web_url: str, symbols: list[str], rate: float):
+    def __init__(self, client: Client, web_url: str, symbols: list[str], rate: float,
+                 reads: list[tuple[str, str]] = DEMO_READS):
         self.client = client
+        self.reads = reads
         self.http = httpx.AsyncClient(base_url=web_url, timeout=10.0)
         self.symbols = symbols
         self.rate = rate
@@ -78,8 +80,8 @@ class Load:
 
     def _pick(self) -> tuple[str, str, str]:
         # Zipf-like popularity: the first endpoints and symbols are asked far more often.
-        service, endpoint = DEMO_READS[min(int(self.random.paretovariate(1.2)) - 1,
-                                           len(DEMO_READS) - 1)]
+        service, endpoint = self.reads[min(int(self.random.paretovariate(1.2)) - 1,
+                                           len(self.reads) - 1)]
         symbol = self.symbols[min(int(self.random.paretovariate(1.0)) - 1,
                                   len(self.symbols) - 1)]
         return service, endpoint, symbol

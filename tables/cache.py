@@ -38,5 +38,17 @@ class CacheTable:
             if entry is not None:
                 yield key, entry
 
+    def freshness(self, now: float) -> dict[str, dict[str, float]]:
+        """Entries, fresh, stale and the oldest age per ``service/endpoint`` (owned partitions)."""
+        summary: dict[str, dict[str, float]] = {}
+        for key, entry in self.items():
+            name = key.rsplit("/", 1)[0]
+            part = summary.setdefault(name, {"entries": 0, "fresh": 0, "stale": 0,
+                                             "oldest_age": 0.0})
+            part["entries"] += 1
+            part["fresh" if entry.is_fresh(now) else "stale"] += 1
+            part["oldest_age"] = round(max(part["oldest_age"], entry.age(now)), 1)
+        return summary
+
     def __len__(self) -> int:
         return len(self.table)

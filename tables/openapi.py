@@ -93,8 +93,12 @@ def document(settings: Settings) -> dict[str, Any]:
                                                    "strategy": {"type": "string"},
                                                    "release": {"type": "boolean"}}}),
                          "responses": {"200": _json(ANY_OBJECT, "the new state"), **bad}}},
-            "/stats": {"get": {"summary": "Cache statistics",
-                               "responses": {"200": _json(ANY_OBJECT, "counters")}}},
+            "/stats": {"get": {
+                "summary": "Cache statistics of every worker, summed (scope=local: this one)",
+                "parameters": [{"name": "scope", "in": "query",
+                                "schema": {"type": "string", "enum": ["cluster", "local"]}}],
+                "responses": {"200": _json(ANY_OBJECT, "counters"),
+                              "400": _json(ERROR, "invalid scope")}}},
             "/status": {"get": {"summary": "Limits, health, queues and strategy per service",
                                 "responses": {"200": _json(ANY_OBJECT, "status")}}},
             "/status/{service}": {"get": {
@@ -120,6 +124,21 @@ def document(settings: Settings) -> dict[str, Any]:
             "/health": {"get": {"summary": "Ready when partitions are assigned and recovered",
                                 "responses": {"200": _json(ANY_OBJECT, "ready"),
                                               "503": _json(ANY_OBJECT, "not ready")}}},
+            "/": {"get": {"summary": "The live dashboard (HTML page)", "responses": {
+                "200": {"description": "the page",
+                        "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+            "/dashboard.js": {"get": {"summary": "The dashboard's script", "responses": {
+                "200": {"description": "JavaScript",
+                        "content": {"text/javascript": {"schema": {"type": "string"}}}}}}},
+            "/dashboard/snapshot": {"get": {
+                "summary": "The cluster's figures as the dashboard shows them",
+                "responses": {"200": _json(ANY_OBJECT, "stats (all workers) and status")}}},
+            "/dashboard/events": {"get": {
+                "summary": "The dashboard snapshot pushed every second (Server-Sent Events)",
+                "responses": {"200": {"description": "an event stream",
+                                      "content": {"text/event-stream": {
+                                          "schema": {"type": "string"}}}},
+                              "503": _json(ERROR, "too many dashboards")}}},
             "/openapi.json": {"get": {"summary": "This document",
                                       "responses": {"200": _json(ANY_OBJECT, "OpenAPI")}}},
         },

@@ -26,11 +26,15 @@ class Stats:
     def snapshot(self) -> dict[str, Any]:
         """The figures of /stats: totals, hit rate, and every endpoint's counts."""
         total = self.totals()
-        reads = total["hits"] + total["misses"] + total["stale_served"]
         return {
             **{f: total[f] for f in FIELDS},
-            "reads": reads,
-            "hit_rate": round(total["hits"] / reads, 4) if reads else None,
+            **rates(total),
             "endpoints": {name: {f: c[f] for f in FIELDS}
                           for name, c in sorted(self.by_endpoint.items())},
         }
+
+
+def rates(total: Counter[str] | dict[str, int]) -> dict[str, Any]:
+    """Reads and hit rate from summed counters (one worker's or the cluster's)."""
+    reads = total["hits"] + total["misses"] + total["stale_served"]
+    return {"reads": reads, "hit_rate": round(total["hits"] / reads, 4) if reads else None}

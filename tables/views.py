@@ -23,6 +23,8 @@ from quotacache.tables.freshness import Freshness, classify, xfetch_due
 from quotacache.errors import InvalidSymbol, UnknownTarget
 from quotacache.runtime import Runtime
 
+from .cluster import collect, own_url
+
 log = logging.getLogger(__name__)
 
 #: The longest a reader may wait for a refresh (?wait=SECONDS).
@@ -81,12 +83,13 @@ def register(rt: Runtime) -> None:
     @app.page("/stats")
     class StatsView(web.View):
         async def get(self, request: web.Request) -> web.Response:
-            return self.json({
-                **rt.stats.snapshot(),
-                "monitored_symbols": len(rt.control.monitored_endpoints()),
-                "strategy_history": {name: rt.control.strategy(name).history
-                                     for name in rt.settings.services},
-            })
+            scope = request.query.get("scope", "cluster")
+            if scope not in ("cluster", "local"):
+                return error(self, 400, "scope must be 'cluster' or 'local'")
+            local = local_stats(rt)
+            if scope == "local":
+                return self.json({**local, "scope": "local", "worker": own_url(rt)})
+            return self.json(await collect(rt, local))
 
     @app.page("/status")
     class StatusView(web.View):
@@ -123,6 +126,17 @@ async def service_status(rt: Runtime, service: str) -> dict[str, Any]:
             return dict(await response.json())
     except Exception as exc:  # the owner is down or rebalancing: say so, do not fail
         return {"error": f"owner {owner} unavailable: {type(exc).__name__}"}
+
+
+def local_stats(rt: Runtime) -> dict[str, Any]:
+    """This worker's counters, the freshness of the entries it owns, and the global tables."""
+    return {
+        **rt.stats.snapshot(),
+        "freshness": rt.cache.freshness(rt.clock()),
+        "monitored_symbols": len(rt.control.monitored_endpoints()),
+        "strategy_history": {name: rt.control.strategy(name).history
+                             for name in rt.settings.services},
+    }
 
 
 def is_ready(rt: Runtime) -> bool:
