@@ -1,9 +1,11 @@
-"""The ``quotacache`` command line: worker, demo, upstream-sim, request, get, stats."""
+"""The ``quotacache`` command line: worker, demo, upstream-sim, request, get, batch,
+symbols, strategy, stats and watch."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -95,7 +97,48 @@ def cmd_get(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_stats(args: argparse.Namespace, extra: list[str]) -> int:
-    return _http_command(args, lambda c: c.stats())
+    from .client import Client
+    from .console import stats_table
+
+    async def go() -> dict[str, Any]:
+        async with Client(_settings(args), base_url=args.url) as client:
+            return await client.stats()
+
+    stats = asyncio.run(go())
+    if args.json:
+        _print(stats, True)
+    else:
+        from rich.console import Console
+
+        Console().print(stats_table(stats))
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace, extra: list[str]) -> int:
+    """Redraw the cluster's figures every ``--interval`` s (``--json``: one line each)."""
+    from rich.console import Console
+    from rich.live import Live
+
+    from .client import Client
+    from .console import watch_view
+
+    async def go() -> None:
+        async with Client(_settings(args), base_url=args.url) as client:
+            shown = 0
+            live = None if args.json else Live(console=Console(), auto_refresh=False)
+            with live or contextlib.nullcontext():
+                while args.count is None or shown < args.count:
+                    if shown:
+                        await asyncio.sleep(args.interval)
+                    snapshot = await client.snapshot()
+                    shown += 1
+                    if live is None:
+                        print(json.dumps(snapshot), flush=True)
+                    else:
+                        live.update(watch_view(snapshot, client.base_url), refresh=True)
+
+    asyncio.run(go())
+    return 0
 
 
 def _http_command(args: argparse.Namespace, call: Any) -> int:
@@ -177,9 +220,15 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument("--url", help="worker URL (default from [web])")
             p.add_argument("--json", action="store_true")
 
-    p = add("stats", help="show cache statistics")
+    p = add("stats", help="cache statistics of every worker, per endpoint")
     p.set_defaults(func=cmd_stats)
     http_commands = [p]
+
+    p = add("watch", help="live view of the figures (what the dashboard shows)")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between updates")
+    p.add_argument("--count", type=int, default=None, help="stop after this many updates")
+    p.set_defaults(func=cmd_watch)
+    http_commands.append(p)
 
     p = add("batch", help="refresh SYMBOLS x ENDPOINTS (list endpoints cost one call)")
     p.add_argument("symbols", help="comma-separated, e.g. BTC,ETH,SOL")

@@ -87,6 +87,10 @@ class Client:
     async def status(self) -> dict[str, Any]:
         return await self._call("GET", "/status")
 
+    async def snapshot(self) -> dict[str, Any]:
+        """The dashboard's figures: stats of every worker and each service's status."""
+        return await self._call("GET", "/dashboard/snapshot")
+
     async def batch_update(self, symbols: list[str], endpoints: list[str], *,
                            priority: Priority | None = None, force: bool = False
                            ) -> dict[str, Any]:

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 
 def cli(deployment, worker, *args):
-    http = {"get", "stats", "batch", "symbols", "strategy"}
+    http = {"get", "stats", "watch", "batch", "symbols", "strategy"}
     extra = ["--url", worker.url] if args[0] in http else []
     return subprocess.run([sys.executable, "-m", "quotacache", args[0], "--config",
                            str(deployment.config_path), *args[1:], *extra],
@@ -44,6 +44,16 @@ def test_cli_requests_reads_batches_and_manages_symbols(deployment):
     assert json.loads(pinned.stdout)["strategy"] == "CONSERVATIVE"
     stats = cli(deployment, worker, "stats", "--json")
     assert json.loads(stats.stdout)["upstream_calls"] >= 1
+    table = cli(deployment, worker, "stats")
+    assert table.returncode == 0 and "ticker" in table.stdout and "hit rate" in table.stdout
+
+    watched = cli(deployment, worker, "watch", "--count", "3", "--interval", "1", "--json")
+    snapshots = [json.loads(line) for line in watched.stdout.splitlines()]
+    assert watched.returncode == 0 and len(snapshots) == 3
+    assert snapshots[0]["time"] < snapshots[1]["time"] < snapshots[2]["time"]
+    assert snapshots[2]["services"]["cryptometer"]["strategy"] == "CONSERVATIVE"
+    live = cli(deployment, worker, "watch", "--count", "2", "--interval", "0.2")
+    assert live.returncode == 0 and "cryptometer" in live.stdout and "CONSERVATIVE" in live.stdout
     bad = subprocess.run([sys.executable, "-m", "quotacache", "stats", "--url",
                           "http://127.0.0.1:1"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 5 and "cannot reach" in bad.stderr
