@@ -48,7 +48,7 @@ async def warm(settings, url: str) -> None:
         deadline = time.monotonic() + 30
         async with httpx.AsyncClient(base_url=url) as http:
             while time.monotonic() < deadline:
-                states = [(await http.get(f"/cache/cryptometer/{e}/{s}")).headers["X-Cache"]
+                states = [(await http.get(f"/cache/cryptometer/{e}/{s}")).headers.get("X-Cache")
                           for e, s in KEYS]
                 if all(state == "HIT" for state in states):
                     return

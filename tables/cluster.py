@@ -13,10 +13,12 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-from quotacache.runtime import Runtime
+import aiohttp
 from quotacache.tables.stats import FIELDS, rates
 
-PEER_TIMEOUT = 2.0
+from quotacache.runtime import Runtime
+
+PEER_TIMEOUT = aiohttp.ClientTimeout(total=2.0)
 
 
 def own_url(rt: Runtime) -> str:

@@ -15,8 +15,8 @@ import math
 import random
 from typing import Any
 
+import aiohttp
 from faust import web
-from faust.exceptions import SameNode
 from quotacache.streams.records import RefreshRequest
 from quotacache.tables.freshness import Freshness, classify, xfetch_due
 
@@ -50,12 +50,13 @@ def register(rt: Runtime) -> None:
             except (InvalidSymbol, ValueError) as exc:
                 return error(self, 400, str(exc))
             try:
-                return await app.router.route_req(rt.cache.name, key, self.web, request)
-            except SameNode:
-                pass
+                routed = await forward_to_owner(self, rt, request, key, wait)
             except Exception as exc:  # owner down or rebalancing: answer from what we have
                 log.warning("owner of %s unreachable (%s): answering locally", key,
                             type(exc).__name__)
+                routed = None
+            if routed is not None:
+                return routed
             return await read_entry(self, rt, service, endpoint, symbol, key, wait, max_age)
 
     @app.page("/health")
@@ -122,10 +123,39 @@ async def service_status(rt: Runtime, service: str) -> dict[str, Any]:
         return {"owner": str(app.conf.canonical_url), "strategy": state.strategy,
                 "strategy_pinned": state.pinned, **rt.dispatcher.status(service)}
     try:
-        async with app.http_client.get(f"{owner}/status/{service}", timeout=5) as response:
+        async with app.http_client.get(f"{owner}/status/{service}",
+                                        timeout=aiohttp.ClientTimeout(total=5)) as response:
             return dict(await response.json())
     except Exception as exc:  # the owner is down or rebalancing: say so, do not fail
         return {"error": f"owner {owner} unavailable: {type(exc).__name__}"}
+
+
+ROUTED_HEADER = "X-Quotacache-Routed"
+#: Headers of the owner's answer that the reader must see, whichever worker it asked.
+FORWARDED_HEADERS = ("X-Cache", "Age")
+
+
+async def forward_to_owner(view: web.View, rt: Runtime, request: web.Request, key: str,
+                           wait: float) -> web.Response | None:
+    """The owner's answer to this read, with its status and cache headers; None when this
+    worker owns the key, owners are not assigned yet, or the read was forwarded already
+    (two workers that disagree during a rebalance never bounce a read between them)."""
+    if request.headers.get(ROUTED_HEADER):
+        return None
+    try:
+        owner = rt.app.router.key_store(rt.cache.name, key)
+    except KeyError:
+        return None
+    if str(owner).rstrip("/") == own_url(rt):
+        return None
+    url = request.url.with_host(owner.host).with_port(owner.port)
+    timeout = aiohttp.ClientTimeout(total=wait + 10.0)
+    async with rt.app.http_client.get(url, headers={ROUTED_HEADER: "1"},
+                                      timeout=timeout) as response:
+        body = await response.read()
+        headers = {h: response.headers[h] for h in FORWARDED_HEADERS if h in response.headers}
+        return view.bytes(body, content_type=response.content_type, status=response.status,
+                          headers=headers)
 
 
 def local_stats(rt: Runtime) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from quotacache.client import Client
 from quotacache.demo import DEMO_READS, Load
 
 from ..browser import Browser, chromium_path
-from .conftest import apoll, poll
+from .conftest import poll
 
 pytestmark = pytest.mark.integration
 
@@ -31,8 +31,9 @@ def two_workers(deployment):
 
 def test_stats_are_summed_over_both_workers_whichever_is_asked(deployment):
     first, second = two_workers(deployment)
-    for symbol in SYMBOLS:
-        assert first.get(f"/cache/cryptometer/ticker/{symbol}").status_code in (200, 202)
+    for symbol in SYMBOLS:  # about half of them owned by the other worker: forwarded
+        answer = first.get(f"/cache/cryptometer/ticker/{symbol}")
+        assert answer.status_code == 202 and answer.headers["X-Cache"] == "MISS"
     local = [w.get("/stats", params={"scope": "local"}).json() for w in (first, second)]
     assert all(part["reads"] > 0 for part in local), "each worker owns some of the keys"
     assert sum(part["reads"] for part in local) == len(SYMBOLS)
@@ -45,6 +46,9 @@ def test_stats_are_summed_over_both_workers_whichever_is_asked(deployment):
     # Entries land on their owners; the cluster's freshness counts every one once.
     poll(lambda: first.stats()["freshness"].get("cryptometer/ticker", {}).get("entries")
          == len(SYMBOLS), timeout=30, message="every entry counted once")
+    for symbol in SYMBOLS:  # the owner's headers reach the reader, whoever is asked
+        answer = second.get(f"/cache/cryptometer/ticker/{symbol}")
+        assert answer.headers["X-Cache"] == "HIT" and "Age" in answer.headers
     bad = first.get("/stats", params={"scope": "everything"})
     assert bad.status_code == 400 and "scope" in bad.json()["error"]
 
