@@ -1,6 +1,6 @@
 """Pipeline figures of one worker, each beside a baseline measured in the same run.
 
-    .venv/bin/python bench/pipeline.py [--duplicates 20000] [--reads 5000]
+    .venv/bin/python -m bench.pipeline [--duplicates 20000] [--reads 5000]
 
 * worker start-up: spawn to /health ready, fresh and with a kept data dir;
 * duplicate refresh requests absorbed per second when every key is fresh, against a
