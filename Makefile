@@ -22,6 +22,14 @@ chromium:
 demo: install
 	$(BIN)/quotacache demo $(ARGS)
 
+# The comparison (python -m bench): about 7 minutes, not part of CI; needs Debian's nginx.
+bench: install
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { command -v apt-get >/dev/null \
+	  && [ "$$(id -u)" = 0 ] && apt-get update -qq \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
+	$(BIN)/python -m bench $(ARGS)
+
 test: install chromium
 	$(BIN)/python -m pytest -q -n 3 --maxschedchunk 1 $(ARGS)
 

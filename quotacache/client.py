@@ -14,7 +14,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from .settings import Priority, Settings
-from .streams.records import RefreshRequest, cache_key
+from .streams.records import RefreshRequest, VolatilitySignal, cache_key
 
 
 class Client:
@@ -55,6 +55,13 @@ class Client:
             sent += 1
         await producer.flush()
         return sent
+
+    async def signal_volatility(self, symbol: str, score: float) -> None:
+        """Publish a volatility signal (0..1, ``*`` for every symbol) for the scheduler."""
+        signal = VolatilitySignal(symbol=symbol, score=score)
+        producer = await self._started_producer()
+        await producer.send_and_wait(self.settings.topic_prefix + "volatility",
+                                     value=signal.to_json(), key=signal.symbol.encode())
 
     async def get(self, service: str, endpoint: str, symbol: str = "*") -> dict[str, Any]:
         """The cache entry as the HTTP API answers it (status HIT, STALE or MISS)."""

@@ -1,0 +1,88 @@
+"""``python -m bench`` (or ``make bench``): the side-by-side comparison, in one run.
+
+Replays one trace against direct upstream calls, nginx as a caching proxy, and
+quotacache with one and with two workers, all against the upstream simulator with the
+cryptometer limits; runs the micro-benchmarks; writes bench/results/compare.{json,md,png}.
+About 7 minutes on 2 cores. Not part of CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import report, trace
+from bench.harness import measure
+from bench.systems import API_KEY, Direct, Nginx, Quotacache
+from quotacache.broker import EmbeddedBroker, free_port
+from quotacache.processes import start_simulator
+from quotacache.settings import load_settings
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def micro() -> dict:
+    """Medians and minimums of bench/micro_test.py, in microseconds."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        str(Path(__file__).parent / "micro_test.py"), "--benchmark-only",
+                        f"--benchmark-json={out.name}", "-o", "addopts="], check=True,
+                       stdout=subprocess.DEVNULL)
+        data = json.loads(Path(out.name).read_text())
+    return {b["name"].removeprefix("test_").replace("_", " "):
+            {"mean_us": b["stats"]["median"] * 1e6, "min_us": b["stats"]["min"] * 1e6}
+            for b in data["benchmarks"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=float, default=90.0, help="trace length (s)")
+    parser.add_argument("--rate", type=float, default=30.0, help="base reads per second")
+    parser.add_argument("--only", help="comma-separated systems (default: all)")
+    args = parser.parse_args()
+    os.environ["CRYPTOMETER_API_KEY"] = API_KEY
+    the_trace = trace.build(duration=args.duration, rate=args.rate)
+    summary = trace.summary(the_trace)
+    print(f"trace: {summary['reads']} reads of {summary['keys_read']} keys in "
+          f"{args.duration:.0f} s, oracle minimum {summary['oracle_calls']} calls", flush=True)
+    work = Path(tempfile.mkdtemp(prefix="quotacache-compare-"))
+    broker = EmbeddedBroker(free_port(), log_path=work / "broker.log").start()
+    sim_port = free_port()
+    sim_url = f"http://127.0.0.1:{sim_port}"
+    simulator = start_simulator(sim_port, latency="0.2-0.5", log_path=work / "sim.log")
+    systems = [Direct(sim_url), Nginx(sim_port, work)] + [
+        Quotacache(n, broker.port, broker.process.pid, sim_url, work) for n in (1, 2)]
+    if args.only:
+        systems = [s for s in systems if s.name in args.only.split(",")]
+    rows = []
+    try:
+        for system in systems:
+            began = time.monotonic()
+            print(f"{system.name}: replaying ...", flush=True)
+            settings = (load_settings(system.config) if isinstance(system, Quotacache)
+                        else None)
+            row = measure(system, the_trace, sim_url, settings)
+            rows.append(row)
+            print(f"{system.name}: {row['upstream_calls']} calls ({row['rejected_429']} 429s), "
+                  f"fresh {row['fresh']:.1%}, answered {row['answered']:.1%}, "
+                  f"p50/p99 {row['p50_ms']}/{row['p99_ms']} ms "
+                  f"({time.monotonic() - began:.0f} s)", flush=True)
+    finally:
+        simulator.stop()
+        broker.stop()
+    print("micro-benchmarks ...", flush=True)
+    results = {"machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}",
+               "trace": summary, "systems": rows, "micro": micro()}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "compare.json").write_text(json.dumps(results, indent=2) + "\n")
+    report.main()
+
+
+if __name__ == "__main__":
+    main()

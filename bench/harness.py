@@ -1,0 +1,121 @@
+"""Replays a trace against one system and measures what a user would compare.
+
+Reads start on the trace's schedule whatever the answers do (open loop), and latency is
+measured from the scheduled start. The upstream simulator is reset before each system,
+so every system starts with the whole budget and an empty upstream log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from typing import Any
+
+import aiohttp
+import httpx
+
+from bench.systems import Quotacache, System, cpu_seconds, peak_rss_mb
+from bench.trace import Read, Trace
+from quotacache.client import Client
+
+#: Data younger than its TTL plus this is fresh (the upstream's own latency is counted).
+FRESH_SLACK = 0.5
+
+
+class Outcome:
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.answered = 0
+        self.fresh = 0
+        self.statuses: dict[str, int] = {}
+
+    def add(self, latency: float, status: str, answered: bool, fresh: bool) -> None:
+        self.latencies.append(latency)
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        self.answered += answered
+        self.fresh += fresh
+
+
+async def replay(system: System, trace: Trace, settings: Any = None) -> Outcome:
+    outcome = Outcome()
+    timeout = aiohttp.ClientTimeout(total=30)
+    connector = aiohttp.TCPConnector(limit=512)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
+        async def one(index: int, read: Read, due: float) -> None:
+            base = system.url_for(index) if isinstance(system, Quotacache) else system.base_url
+            status, answered, fresh = "error", False, False
+            try:
+                async with http.get(base + system.path(read)) as response:
+                    body = await response.read()
+                    status = str(response.status)
+                    if response.status == 200:
+                        made = system.generated_at(json.loads(body))
+                        answered = made is not None
+                        fresh = answered and time.time() - made <= read.ttl + FRESH_SLACK
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+                status = type(exc).__name__
+            outcome.add(time.perf_counter() - due, status, answered, fresh)
+
+        async def progress() -> None:
+            while True:
+                await asyncio.sleep(15)
+                done = len(outcome.latencies)
+                print(f"  {done}/{len(trace.reads)} reads, {outcome.answered} answered, "
+                      f"{outcome.fresh} fresh", flush=True)
+
+        reporter = asyncio.create_task(progress())
+        spike_start, _, spike_symbols = trace.spike
+        spiked = not isinstance(system, Quotacache)
+        tasks = []
+        start = time.perf_counter() + 0.1
+        for index, read in enumerate(trace.reads):
+            due = start + read.at
+            if not spiked and read.at >= spike_start:
+                spiked = True  # quotacache hears of the spike, as a bot would tell it
+                tasks.append(asyncio.create_task(signal(settings, spike_symbols)))
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(index, read, due)))
+        await asyncio.gather(*tasks)
+        reporter.cancel()
+    return outcome
+
+
+async def signal(settings: Any, symbols: list[str]) -> None:
+    async with Client(settings) as client:
+        for symbol in symbols:
+            await client.signal_volatility(symbol, 0.95)
+
+
+def measure(system: System, trace: Trace, sim_url: str, settings: Any = None) -> dict:
+    """Start the system, replay the trace, stop it; return its row of the table."""
+    system.start()
+    try:
+        httpx.post(f"{sim_url}/_sim/reset").raise_for_status()
+        pids = system.pids()
+        cpu_before = cpu_seconds(pids)
+        began = time.perf_counter()
+        outcome = asyncio.run(replay(system, trace, settings))
+        elapsed = time.perf_counter() - began
+        sim = httpx.get(f"{sim_url}/_sim/stats").json()
+        cpu = cpu_seconds(pids) - cpu_before
+        rss = peak_rss_mb(system.pids())
+    finally:
+        system.stop()
+    reads = len(trace.reads)
+    calls = sim["accepted"] + sim["rejected"]
+    cuts = statistics.quantiles(outcome.latencies, n=100)
+    return {
+        "system": system.name, "reads": reads, "upstream_calls": calls,
+        "rejected_429": sim["rejected"],
+        "calls_per_oracle": round(calls / trace.oracle_calls(), 2),
+        "fresh": round(outcome.fresh / reads, 4), "answered": round(outcome.answered / reads, 4),
+        "p50_ms": round(cuts[49] * 1000, 2), "p99_ms": round(cuts[98] * 1000, 1),
+        "reads_per_s": round(reads / elapsed, 1),
+        "cpu_s": round(cpu, 2) if pids else None,
+        "peak_rss_mb": round(rss, 1) if pids else None,
+        "statuses": outcome.statuses,
+    }
