@@ -96,12 +96,14 @@ def measure(system: System, trace: Trace, sim_url: str, settings: Any = None) ->
     try:
         httpx.post(f"{sim_url}/_sim/reset").raise_for_status()
         pids = system.pids()
-        cpu_before = cpu_seconds(pids)
+        broker = [getattr(system, "broker_pid", 0)]
+        cpu_before, broker_before = cpu_seconds(pids), cpu_seconds(broker)
         began = time.perf_counter()
         outcome = asyncio.run(replay(system, trace, settings))
         elapsed = time.perf_counter() - began
         sim = httpx.get(f"{sim_url}/_sim/stats").json()
         cpu = cpu_seconds(pids) - cpu_before
+        broker_cpu = cpu_seconds(broker) - broker_before
         rss = peak_rss_mb(system.pids())
     finally:
         system.stop()
@@ -116,6 +118,7 @@ def measure(system: System, trace: Trace, sim_url: str, settings: Any = None) ->
         "p50_ms": round(cuts[49] * 1000, 2), "p99_ms": round(cuts[98] * 1000, 1),
         "reads_per_s": round(reads / elapsed, 1),
         "cpu_s": round(cpu, 2) if pids else None,
+        "cpu_broker_s": round(broker_cpu, 2) if broker[0] else None,
         "peak_rss_mb": round(rss, 1) if pids else None,
         "statuses": outcome.statuses,
     }

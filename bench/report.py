@@ -14,6 +14,7 @@ COLUMNS = [("system", "system", "{}"), ("upstream_calls", "upstream calls", "{}"
            ("fresh", "fresh", "{:.1%}"), ("answered", "answered", "{:.1%}"),
            ("p50_ms", "p50 ms", "{:.2f}"), ("p99_ms", "p99 ms", "{:.1f}"),
            ("reads_per_s", "reads/s", "{:.1f}"), ("cpu_s", "CPU s", "{:.2f}"),
+           ("cpu_broker_s", "of which broker", "{:.2f}"),
            ("peak_rss_mb", "peak RSS MB", "{:.0f}")]
 
 

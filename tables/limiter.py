@@ -30,6 +30,11 @@ class Scope:
 
     name: str
     limits: tuple[RateLimit, ...]
+    #: Whether lower priorities stop early in these limits, leaving room for critical
+    #: calls. True for a service's limits, which all its endpoints compete for; False for
+    #: one endpoint's own limits, whose calls all come with that endpoint's priority, so a
+    #: reserve there would only go unused.
+    reserve: bool = True
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,7 @@ def decide(scopes: Sequence[Scope], counts: BucketCounts, now: float, *,
     worst: Decision | None = None
     for scope in scopes:
         for limit in scope.limits:
-            cap = allowance(limit, headroom, share)
+            cap = allowance(limit, headroom, share if scope.reserve else 1.0)
             count = used(scope.name, limit, counts, now, skew)
             if count + 1 > cap:
                 wait = _wait_until_room(scope.name, limit, counts, now, skew, count + 1 - cap)

@@ -48,7 +48,7 @@ class RateLimiter:
 
     def endpoint_scope(self, service: str, endpoint: str) -> Scope:
         return Scope(f"{service}/{endpoint}",
-                     tuple(self.settings.service(service).limits_for(endpoint)))
+                     tuple(self.settings.service(service).limits_for(endpoint)), reserve=False)
 
     def _bucket(self, scope: str, second: int) -> int:
         window = self._counts.window.current(second + 0.5)

@@ -30,7 +30,8 @@ class MemoryBudget:
         self.shares = shares or {}
 
     def scopes(self, endpoint):
-        return [self.service, Scope(f"{self.service.name}/{endpoint}", self.endpoint_limits)]
+        return [self.service, Scope(f"{self.service.name}/{endpoint}", self.endpoint_limits,
+                                    reserve=False)]
 
     def check(self, endpoint, now, priority):
         return decide(self.scopes(endpoint), self.buckets, now, headroom=self.headroom,

@@ -52,6 +52,25 @@ def test_headroom_keeps_a_margin_below_each_limit():
     assert allowance(RateLimit(calls=1, seconds=10), 0.5) == 1
 
 
+def test_priority_shares_reserve_room_in_service_limits_only():
+    """A high-priority endpoint may use its own limit fully; the service keeps a reserve."""
+    service = Scope("svc", (RateLimit(calls=100, seconds=60),))
+    endpoint = Scope("svc/ls_ratio", (RateLimit(calls=10, seconds=60),), reserve=False)
+    buckets = Buckets()
+    allowed = 0
+    for i in range(12):
+        decision = decide([service, endpoint], buckets, 1000.0 + i, headroom=0.0, share=0.6)
+        if decision.allowed:
+            buckets.record([service, endpoint], 1000.0 + i)
+            allowed += 1
+    assert allowed == 10  # not 6: the endpoint's limit is not shared with other priorities
+    busy = Scope("svc", (RateLimit(calls=10, seconds=60),))
+    assert decide([busy], lambda scope, second: 6 if second == 1000 else 0, 1000.5,
+                  headroom=0.0, share=0.6).blocked_by == "svc 10/60"
+    assert decide([busy], lambda scope, second: 6 if second == 1000 else 0, 1000.5,
+                  headroom=0.0, share=1.0).allowed
+
+
 def test_one_blocked_scope_blocks_the_call_in_every_scope():
     buckets = Buckets()
     for i in range(10):
