@@ -54,7 +54,7 @@ async def replay(system: System, trace: Trace, settings: Any = None) -> Outcome:
                         made = system.generated_at(json.loads(body))
                         answered = made is not None
                         fresh = answered and time.time() - made <= read.ttl + FRESH_SLACK
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
                 status = type(exc).__name__
             outcome.add(time.perf_counter() - due, status, answered, fresh)
 

@@ -11,6 +11,7 @@ import time
 
 from quotacache.tables.freshness import CacheEntry, classify
 from quotacache.tables.limiter import Scope, decide
+
 from quotacache.settings import RateLimit, load_settings
 
 

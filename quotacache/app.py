@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import faust
 import httpx
 from quotacache.streams.topics import Topics
 from quotacache.tables.cache import CacheTable
+from quotacache.tables.cluster import peer_addresses
 from quotacache.tables.control import ControlTables
+from quotacache.tables.control_views import MAX_BODY_BYTES
+from quotacache.tables.guard import RequestLimiter, rate_limit_middleware
 from quotacache.tables.inflight import InFlight
 from quotacache.tables.ratelimit import RateLimiter
 
@@ -27,7 +31,7 @@ from .upstream import UpstreamClient
 log = logging.getLogger(__name__)
 
 
-def faust_app(settings: Settings) -> faust.App:
+def faust_app(settings: Settings, middlewares: list[Any] | None = None) -> faust.App:
     return faust.App(
         settings.app_id,
         broker=settings.broker.kafka_url(),
@@ -51,6 +55,8 @@ def faust_app(settings: Settings) -> faust.App:
         key_serializer="json",
         value_serializer="raw",
         web_cors_options=None,
+        web_application_options={"middlewares": middlewares or [],
+                                 "client_max_size": MAX_BODY_BYTES},
     )
 
 
@@ -60,8 +66,15 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
     from quotacache.agents import fetch, materialize, refresh, scheduler, sweeper
     from quotacache.tables import control_views, dashboard, events, views
 
-    redact.install(cfg.auth.secret() for cfg in settings.services.values() if cfg.auth)
-    app = faust_app(settings)
+    redact.install([*(cfg.auth.secret() for cfg in settings.services.values() if cfg.auth),
+                    settings.web.token_value()])
+    built: list[Runtime] = []
+
+    def is_peer(address: str) -> bool:
+        return bool(built) and address in peer_addresses(built[0])
+
+    limiter = RequestLimiter(settings.web.max_requests_per_second, settings.web.request_burst)
+    app = faust_app(settings, [rate_limit_middleware(limiter, is_peer)])
     transports = transports or {}
     rt = Runtime(
         settings=settings,
@@ -75,6 +88,7 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
         inflight=InFlight(settings.cache.inflight_timeout),
         clock=clock,
     )
+    built.append(rt)
     rt.dispatcher = fetch.register(rt)
     for module in (refresh, materialize, sweeper, scheduler, views, control_views, events,
                    dashboard):

@@ -24,7 +24,10 @@ class Client:
         self.settings = settings
         self.base_url = base_url or f"http://{settings.web.host}:{settings.web.port}"
         self._producer: AIOKafkaProducer | None = None
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=10.0)
+        token = settings.web.token_value()
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=10.0,
+            headers={"Authorization": f"Bearer {token}"} if token else None)
 
     async def __aenter__(self) -> Client:
         return self

@@ -15,7 +15,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
@@ -193,6 +201,18 @@ class WebConfig(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(default=6066, gt=0, lt=65536)
+    #: When set, every request that changes something (refresh, batch, symbols, strategy)
+    #: must carry ``Authorization: Bearer <token>``. Best given by env:
+    #: ``QUOTACACHE_WEB__TOKEN``.
+    token: SecretStr | None = None
+    #: Requests per second one client address may make (a token bucket; 0: no limit).
+    #: Workers of the same app are not limited when they forward reads to each other.
+    max_requests_per_second: float = Field(default=1000.0, ge=0)
+    #: How many requests a client may make at once above that rate.
+    request_burst: int = Field(default=2000, gt=0)
+
+    def token_value(self) -> str | None:
+        return self.token.get_secret_value() if self.token else None
 
 
 class CacheConfig(BaseModel):

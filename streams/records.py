@@ -15,9 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from quotacache.settings import Priority
 
 #: Symbols are tickers such as BTC, 1000PEPE or ETH2; '*' names a whole-market entry.
-SYMBOL_PATTERN = re.compile(r"^(\*|[A-Za-z0-9][A-Za-z0-9_-]{0,29})$")
+SYMBOL_PATTERN = re.compile(r"(\*|[A-Za-z0-9][A-Za-z0-9_-]{0,29})")
 #: Service and endpoint names as the configuration allows them.
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
 #: Payloads beyond this are refused before parsing.
 MAX_MESSAGE_BYTES = 64 * 1024
 
@@ -29,14 +29,14 @@ class BadMessage(ValueError):
 
 
 def _name(value: str) -> str:
-    if not isinstance(value, str) or not NAME_PATTERN.match(value):
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
         raise ValueError("must be lower-case letters, digits and '_' (at most 64)")
     return value
 
 
 def normalize_symbol(value: str) -> str:
     """Upper-case ticker, or raise ValueError naming what is wrong with it."""
-    if not isinstance(value, str) or not SYMBOL_PATTERN.match(value):
+    if not isinstance(value, str) or not SYMBOL_PATTERN.fullmatch(value):
         raise ValueError("symbol must be 1-30 letters, digits, '_' or '-' (or '*')")
     return value.upper()
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 from quotacache.tables.stats import FIELDS, rates
+from yarl import URL
 
 from quotacache.runtime import Runtime
 
@@ -33,6 +34,11 @@ def worker_urls(rt: Runtime) -> list[str]:
     except Exception:  # before the first assignment
         hosts = set()
     return [me] + sorted(hosts - {me})
+
+
+def peer_addresses(rt: Runtime) -> set[str]:
+    """The addresses of the other workers of this app (they forward reads to us)."""
+    return {URL(url).host or "" for url in worker_urls(rt)[1:]}
 
 
 async def collect(rt: Runtime, local: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from quotacache.errors import InvalidSymbol, UnknownTarget
 from quotacache.runtime import Runtime
 from quotacache.settings import Priority
 
+from .guard import authorized
 from .views import error
 
 MAX_BATCH = 2000
@@ -99,7 +100,12 @@ def batch_requests(rt: Runtime, symbols: list[str], refs: list[tuple[str, str]],
 def register(rt: Runtime) -> None:
     app = rt.app
 
-    async def guarded(view: web.View, handler: Any) -> web.Response:
+    async def guarded(view: web.View, request: web.Request, handler: Any) -> web.Response:
+        """Every change goes through here: the token first, then 4xx for bad input."""
+        if not authorized(rt.settings.web, request.headers.get("Authorization")):
+            return view.json({"error": "a valid 'Authorization: Bearer <token>' header is "
+                              "required to change anything", "status": 401}, status=401,
+                             headers={"WWW-Authenticate": "Bearer"})
         try:
             return await handler()
         except BadRequest as exc:
@@ -127,7 +133,7 @@ def register(rt: Runtime) -> None:
                 await rt.topics.send(rt.topics.requests, key, req)
                 return self.json({"requested": key}, status=202)
 
-            return await guarded(self, handle)
+            return await guarded(self, request, handle)
 
     @app.page("/batch")
     class BatchView(web.View):
@@ -144,7 +150,7 @@ def register(rt: Runtime) -> None:
                     await rt.topics.send(rt.topics.requests, key, req)
                 return self.json({"requested": sorted(requests)}, status=202)
 
-            return await guarded(self, handle)
+            return await guarded(self, request, handle)
 
     @app.page("/symbols")
     class SymbolsView(web.View):
@@ -166,7 +172,7 @@ def register(rt: Runtime) -> None:
                     rt.control.monitored[symbol] = sorted(current | wanted)
                 return self.json({"symbols": rt.control.monitored_endpoints()})
 
-            return await guarded(self, handle)
+            return await guarded(self, request, handle)
 
         async def delete(self, request: web.Request) -> web.Response:
             async def handle() -> web.Response:
@@ -180,7 +186,7 @@ def register(rt: Runtime) -> None:
                 return self.json({"removed": removed,
                                   "symbols": rt.control.monitored_endpoints()})
 
-            return await guarded(self, handle)
+            return await guarded(self, request, handle)
 
     @app.page("/strategy")
     class StrategyView(web.View):
@@ -210,4 +216,4 @@ def register(rt: Runtime) -> None:
                 rt.control.save_strategy(service, state)
                 return self.json(state.to_dict())
 
-            return await guarded(self, handle)
+            return await guarded(self, request, handle)

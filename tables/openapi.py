@@ -27,6 +27,20 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def document(settings: Settings) -> dict[str, Any]:
+    """The document, with the token requirement on every operation that changes things."""
+    doc = _paths(settings)
+    doc["components"] = {"securitySchemes": {"token": {
+        "type": "http", "scheme": "bearer",
+        "description": "required when [web] token is set (QUOTACACHE_WEB__TOKEN)"}}}
+    for operations in doc["paths"].values():
+        for method, operation in operations.items():
+            if method in ("post", "delete"):
+                operation["security"] = [{"token": []}]
+                operation["responses"]["401"] = _json(ERROR, "token missing or wrong")
+    return doc
+
+
+def _paths(settings: Settings) -> dict[str, Any]:
     services = sorted(settings.services)
     endpoints = sorted({e for s in settings.services.values() for e in s.endpoints})
     bad = {"400": _json(ERROR, "invalid request"), "404": _json(ERROR, "unknown name")}

@@ -1,11 +1,14 @@
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from quotacache.streams.records import (
     MAX_MESSAGE_BYTES,
     BadMessage,
     RefreshRequest,
     VolatilitySignal,
+    normalize_symbol,
     parse_message,
 )
 
@@ -35,3 +38,22 @@ def test_bad_messages_raise_with_a_reason(raw, reason):
 def test_volatility_score_is_bounded():
     with pytest.raises(BadMessage, match="score"):
         parse_message(VolatilitySignal, b'{"symbol": "*", "score": 1.5}')
+
+
+@pytest.mark.parametrize("symbol", ["BTC\n", "ETH\r\n", "\nBTC", "BTC ", "ＢＴＣ", "BTC\x00",
+                                    "BTC%26api_key%3Dx", "ETH/USDT", "\u202eCTB"])
+def test_symbols_with_anything_but_ticker_characters_are_refused(symbol):
+    with pytest.raises(BadMessage, match="symbol"):
+        parse_message(RefreshRequest, json.dumps(
+            {"service": "cryptometer", "endpoint": "ticker", "symbol": symbol}))
+
+
+@given(st.text(max_size=40))
+def test_an_accepted_symbol_can_only_hold_url_safe_ticker_characters(symbol):
+    """Whatever text arrives, what reaches an upstream URL is a plain ticker (or '*')."""
+    try:
+        accepted = normalize_symbol(symbol)
+    except ValueError:
+        return
+    assert accepted == "*" or (1 <= len(accepted) <= 30 and all(
+        c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-" for c in accepted))

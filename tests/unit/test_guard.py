@@ -1,0 +1,42 @@
+"""The HTTP guard: the token of mutating endpoints and the per-client request limit."""
+
+from quotacache.tables.guard import RequestLimiter, authorized
+
+from quotacache.settings import WebConfig
+
+
+def test_without_a_token_everyone_may_change_things():
+    assert authorized(WebConfig(), None)
+
+
+def test_a_configured_token_must_be_sent_as_a_bearer_token():
+    config = WebConfig(token="s3cret-token")
+    assert authorized(config, "Bearer s3cret-token")
+    assert authorized(config, "bearer s3cret-token")
+    for header in (None, "", "Bearer", "Bearer wrong", "s3cret-token", "Basic s3cret-token",
+                   "Bearer s3cret-token-and-more", "Bearer s3cret-toke"):
+        assert not authorized(config, header), header
+
+
+def test_the_token_never_shows_in_the_settings_repr():
+    assert "s3cret-token" not in repr(WebConfig(token="s3cret-token"))
+
+
+def test_each_address_gets_its_burst_then_the_rate():
+    now = [100.0]
+    limiter = RequestLimiter(rate=10, burst=5, clock=lambda: now[0])
+    assert [limiter.take("a") for _ in range(5)] == [0.0] * 5
+    wait = limiter.take("a")
+    assert 0 < wait <= 0.1
+    assert limiter.take("b") == 0.0  # another client is not held back by "a"
+    now[0] += 0.1
+    assert limiter.take("a") == 0.0  # one more after 1/rate seconds
+    assert limiter.take("a") > 0
+    now[0] += 60
+    assert [limiter.take("a") for _ in range(5)] == [0.0] * 5  # refilled, never above burst
+    assert limiter.take("a") > 0
+
+
+def test_rate_zero_means_no_limit():
+    limiter = RequestLimiter(rate=0, burst=1)
+    assert all(limiter.take("a") == 0.0 for _ in range(1000))
