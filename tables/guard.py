@@ -3,7 +3,8 @@
 The token is compared in constant time (``hmac.compare_digest``), so its bytes cannot be
 guessed from answer times. The rate limit is a token bucket per client address, applied
 to every request before any view runs; a client over it gets 429 with Retry-After.
-Workers of the same app forwarding reads to a key's owner are not limited.
+Workers of the same app forwarding reads to a key's owner, and ``/health`` probes, are
+not limited.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def rate_limit_middleware(limiter: RequestLimiter, is_peer: Callable[[str], bool
     async def limit_requests(request: aioweb.Request, handler: Handler
                              ) -> aioweb.StreamResponse:
         address = request.remote or "?"
-        if not is_peer(address):
+        if request.path != "/health" and not is_peer(address):  # probes are never held
             wait = limiter.take(address)
             if wait > 0:
                 return json_error(429, f"more than {limiter.rate:g} requests per second "
