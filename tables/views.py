@@ -102,6 +102,7 @@ def register(rt: Runtime) -> None:
             volatile = {str(symbol): until for symbol, until in rt.control.volatile.items()
                         if float(until) > now}
             return self.json({"in_flight_keys": len(rt.inflight), "volatile": volatile,
+                              "asyncio_tasks": len(asyncio.all_tasks()),
                               "services": services})
 
     @app.page("/status/{service}")

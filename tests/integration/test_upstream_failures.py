@@ -106,3 +106,77 @@ async def test_connection_refused_is_a_failure_like_any_other(deployment):
     await apoll(lambda: status(worker)["breaker"] == "open", timeout=20)
     read_stale(worker)
     assert worker.stats()["errors"] >= 3
+
+
+def rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.slow
+async def test_upstream_down_for_a_minute_stale_answers_throughout_then_recovery(deployment):
+    deployment.configure(FAST_RECOVERY)
+    worker = deployment.start_worker()
+    symbols = ("BTC", "ETH", "SOL")
+    deployment.simulator.configure(fail={"cryptometer": "500"})
+    await seed_stale(deployment, worker, symbols)
+    calls_before = deployment.simulator.stats()["accepted"]
+    reads, breaker_states = 0, set()
+    until = time.monotonic() + 60
+    while time.monotonic() < until:  # every read is STALE with its age, none fails
+        for symbol in symbols:
+            read_stale(worker, symbol)
+            reads += 1
+        breaker_states.add(status(worker)["breaker"])
+        time.sleep(0.5)
+    calls_down = deployment.simulator.stats()["accepted"] - calls_before
+    assert "open" in breaker_states
+    # Each read asked for a refresh (360 of them); the open breaker let through about one
+    # trial per cooldown (3 s) instead.
+    assert calls_down <= 60 / 3 + 10, calls_down
+    deployment.simulator.configure(fail={"cryptometer": None})
+    for symbol in symbols:
+        await apoll(lambda s=symbol: worker.get(f"/cache/cryptometer/ticker/{s}")
+                    .headers["X-Cache"] == "HIT", timeout=30, message=f"{symbol} recovered")
+    assert status(worker)["breaker"] == "closed"
+    print(f"\nupstream down 60 s: {reads} reads all STALE, {calls_down} calls, then recovered")
+
+
+@pytest.mark.slow
+async def test_slow_upstream_is_cut_at_the_timeout_and_nothing_piles_up(deployment):
+    deployment.configure('timeout = "1s"\nendpoint_limits = ["200/60"]\nlimits = ["200/60"]\n'
+                         'breaker_failures = 1000\n')
+    deployment.simulator.configure(endpoint_limits={"cryptometer": ["200/60"]},
+                                   limits={"cryptometer": ["200/60"]})
+    worker = deployment.start_worker()
+    baseline_tasks = worker.get("/status").json()["asyncio_tasks"]
+    baseline_rss = rss_mb(worker.child.pid)
+    deployment.simulator.configure(latency=[3.0, 4.0])
+    symbols = [f"S{i}" for i in range(40)]
+    samples = []
+    until = time.monotonic() + 25
+    while time.monotonic() < until:  # readers keep asking: every read is a refresh request
+        for symbol in symbols[:10]:
+            started = time.monotonic()
+            answer = worker.get(f"/cache/cryptometer/ticker/{symbol}")
+            assert answer.status_code == 202 and time.monotonic() - started < 1.0
+        for symbol in symbols[10:]:
+            worker.get(f"/cache/cryptometer/ls_ratio/{symbol}")
+        state = worker.get("/status").json()
+        samples.append((state["asyncio_tasks"], state["services"]["cryptometer"]))
+        time.sleep(0.2)
+    max_tasks = max(tasks for tasks, _ in samples)
+    max_in_flight = max(service["in_flight_calls"] for _, service in samples)
+    growth = rss_mb(worker.child.pid) - baseline_rss
+    stats = worker.stats()
+    print(f"\nslow upstream 25 s: {stats['errors']} timeouts, at most {max_in_flight} calls "
+          f"in flight, tasks {baseline_tasks} -> {max_tasks}, RSS +{growth:.0f} MB")
+    assert max_in_flight <= deployment.settings.service("cryptometer").max_in_flight
+    assert stats["errors"] >= 20  # each call cut after 1 s, not left for 3-4 s
+    assert max_tasks < baseline_tasks + 40
+    assert growth < 60
+    deployment.simulator.configure(latency=[0.01, 0.03])
+    await apoll(lambda: worker.get("/cache/cryptometer/ticker/S0").headers["X-Cache"] == "HIT",
+                timeout=30, message="served again once the upstream is fast")
