@@ -2,12 +2,14 @@
 
 Every test gets its own app id, topic prefix, data dirs and ports; every process is
 started here and stopped by PID afterwards. With ``KAFKA_BOOTSTRAP_SERVERS`` set the
-tests run against that Kafka instead of the embedded broker.
+tests run against that Kafka instead of the embedded broker; with
+``QUOTACACHE_TEST_KAFKA=docker``, against a Kafka container (testcontainers).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -28,11 +30,33 @@ API_KEY = "sk-integration-5e1f0c2a"
 pytestmark = pytest.mark.integration
 
 
+@contextlib.contextmanager
+def kafka_container():
+    """A real Kafka in Docker (testcontainers); skips, saying why, when no engine answers."""
+    try:
+        from docker.errors import DockerException
+        from testcontainers.kafka import KafkaContainer
+    except ImportError as exc:
+        pytest.skip(f"testcontainers is not installed ({exc})")
+    try:
+        container = KafkaContainer()
+    except DockerException as exc:
+        pytest.skip(f"no Docker engine answers, so no real Kafka to test against: {exc}")
+    with container:
+        yield container.get_bootstrap_server()
+
+
 @pytest.fixture(scope="session")
 def bootstrap(tmp_path_factory) -> str:
+    """The broker of every integration test: ``KAFKA_BOOTSTRAP_SERVERS`` when set, a Kafka
+    container with ``QUOTACACHE_TEST_KAFKA=docker``, else the embedded broker."""
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if external:
         yield external
+        return
+    if os.environ.get("QUOTACACHE_TEST_KAFKA") == "docker":
+        with kafka_container() as url:
+            yield url
         return
     log = tmp_path_factory.mktemp("broker") / "tansu.log"
     broker = EmbeddedBroker(free_port(), log_path=log).start()
@@ -81,9 +105,14 @@ class Worker:
 class Deployment:
     """One test's quotacache: config file, settings, workers, and helpers to talk to them."""
 
-    def __init__(self, tmp_path: Path, bootstrap: str, simulator: Simulator):
+    def __init__(self, tmp_path: Path, bootstrap: str, simulator: Simulator,
+                 embedded: bool | None = None):
         self.tmp_path = tmp_path
         self.bootstrap = bootstrap
+        #: Whether the broker is the embedded Tansu (compat layer on) or a real Kafka.
+        self.embedded = embedded if embedded is not None else not (
+            os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+            or os.environ.get("QUOTACACHE_TEST_KAFKA") == "docker")
         self.simulator = simulator
         self.app_id = f"t{uuid.uuid4().hex[:8]}"
         self.workers: list[Worker] = []
@@ -91,9 +120,8 @@ class Deployment:
         self.configure()
 
     def configure(self, extra: str = "", base_url: str | None = None) -> Settings:
-        host, port = self.bootstrap.rsplit(":", 1)
-        broker = (f'url = "embedded"\nembedded_port = {port}' if host == "127.0.0.1"
-                  and not os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        port = self.bootstrap.rsplit(":", 1)[1]
+        broker = (f'url = "embedded"\nembedded_port = {port}' if self.embedded
                   else f'url = "kafka://{self.bootstrap}"')
         self.config_path.write_text(f"""
 app_id = "{self.app_id}"
