@@ -155,16 +155,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="quotacache-bench-"))
     broker = EmbeddedBroker(free_port(), log_path=work / "broker.log").start()
     sim_port, web_port = free_port(), free_port()
-    config = work / "quotacache.toml"
-    config.write_text(f"""
-app_id = "bench"
-topic_prefix = "bench."
-profiles = ["cryptometer"]
-[broker]
-embedded_port = {broker.port}
-[services.cryptometer]
-base_url = "http://127.0.0.1:{sim_port}"
-""")
+    from bench.systems import quotacache_config
+
+    config = quotacache_config(work / "quotacache.toml", "bench", broker.port,
+                               f"http://127.0.0.1:{sim_port}")
     settings = load_settings(config)
     children: list[ChildProcess] = []
     results: dict = {"machine": f"{os.cpu_count()} cores", "python": sys.version.split()[0]}

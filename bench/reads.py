@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 
 from bench.pipeline import BARE_SERVER, KEYS, RESULTS, warm
+from bench.systems import quotacache_config
 from quotacache.broker import EmbeddedBroker, free_port
 from quotacache.processes import ChildProcess, start_simulator, start_worker
 from quotacache.replica import LocalReplica
@@ -89,16 +90,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="quotacache-bench-reads-"))
     broker = EmbeddedBroker(free_port(), log_path=work / "broker.log").start()
     sim_port = free_port()
-    config = work / "quotacache.toml"
-    config.write_text(f"""
-app_id = "bench-reads"
-topic_prefix = "bench-reads."
-profiles = ["cryptometer"]
-[broker]
-embedded_port = {broker.port}
-[services.cryptometer]
-base_url = "http://127.0.0.1:{sim_port}"
-""")
+    config = quotacache_config(work / "quotacache.toml", "bench-reads", broker.port,
+                               f"http://127.0.0.1:{sim_port}")
     settings = load_settings(config)
     paths = work / "paths.txt"
     paths.write_text("".join(f"/cache/cryptometer/{e}/{s}\n" for e, s in KEYS))

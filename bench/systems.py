@@ -195,15 +195,21 @@ class Nginx(System):
         return process_tree(self.process.pid) if self.process else []
 
 
-def quotacache_config(path: Path, app_id: str, broker_port: int, sim_url: str) -> Path:
+def quotacache_config(path: Path, app_id: str, broker_port: int, sim_url: str,
+                      ttls: dict[str, float] | None = None) -> Path:
+    """A benchmark worker's config: the cryptometer profile on the simulator, optional TTLs,
+    and no per-client request limit (one load process would hit it: the read path is
+    measured, not the guard)."""
     endpoints = "\n".join(f'[services.cryptometer.endpoints.{name}]\nttl = "{int(ttl)}s"'
-                          for name, (ttl, _) in ENDPOINTS.items())
+                          for name, ttl in (ttls or {}).items())
     path.write_text(f"""
 app_id = "{app_id}"
 topic_prefix = "{app_id}."
 profiles = ["cryptometer"]
 [broker]
 embedded_port = {broker_port}
+[web]
+max_requests_per_second = 0
 [services.cryptometer]
 base_url = "{sim_url}"
 {endpoints}
@@ -219,7 +225,8 @@ class Quotacache(System):
         self.work = work / self.name
         self.work.mkdir(parents=True, exist_ok=True)
         self.config = quotacache_config(self.work / "quotacache.toml", f"bench-{self.name}",
-                                        broker_port, sim_url)
+                                        broker_port, sim_url,
+                                        {name: ttl for name, (ttl, _) in ENDPOINTS.items()})
         self.broker_pid = broker_pid
         self.children: list[ChildProcess] = []
         self.urls: list[str] = []
