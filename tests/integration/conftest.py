@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from quotacache.broker import EmbeddedBroker, free_port
 from quotacache.processes import ChildProcess, start_simulator, start_worker
@@ -184,6 +184,29 @@ base_url = "{base_url or self.simulator.url}"
             await consumer.stop()
         assert len(records) >= count, f"{len(records)} of {count} records on {topic}"
         return records
+
+    async def consume_all(self, match: Callable[[str], bool]) -> list[Any]:
+        """Every record of every topic whose name ``match`` accepts, from the beginning,
+        until the topics stay quiet for 1.5 s."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
+                                    auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            topics = [t for t in await consumer.topics() if match(t)]
+            partitions = [TopicPartition(t, p) for t in topics
+                          for p in consumer.partitions_for_topic(t) or ()]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            seen: list[Any] = []
+            idle = 0
+            while idle < 3:
+                batch = await consumer.getmany(timeout_ms=500)
+                idle = 0 if batch else idle + 1
+                for records in batch.values():
+                    seen += records
+            return seen
+        finally:
+            await consumer.stop()
 
     def stop(self) -> None:
         for worker in self.workers:

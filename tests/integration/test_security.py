@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from quotacache.client import Client
 
@@ -87,30 +86,6 @@ def test_worker_and_simulator_listen_on_loopback_only(deployment):
     assert listening_addresses(sim_port) == {"0100007F"}
 
 
-async def all_records(bootstrap: str, prefix: str) -> list[bytes]:
-    """Every key and value of every topic of this app (its own and Faust's changelogs)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        topics = [t for t in await consumer.topics() if t.startswith(prefix)]
-        partitions = [TopicPartition(t, p) for t in topics
-                      for p in consumer.partitions_for_topic(t) or ()]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        seen: list[bytes] = []
-        idle = 0
-        while idle < 3:
-            batch = await consumer.getmany(timeout_ms=500)
-            idle = 0 if batch else idle + 1
-            for records in batch.values():
-                seen += [part for r in records for part in (r.key, r.value) if part]
-        assert topics and seen
-        return seen
-    finally:
-        await consumer.stop()
-
-
 def test_the_key_and_the_token_appear_in_no_output_of_a_run(deployment):
     with_token(deployment)
     worker = deployment.start_worker()
@@ -132,8 +107,10 @@ def test_the_key_and_the_token_appear_in_no_output_of_a_run(deployment):
                  "/status", "/status/cryptometer", "/metrics", "/dashboard/snapshot",
                  "/openapi.json", "/symbols", "/strategy", "/cache/nope/x/y"):
         outputs.append(worker.get(path).text)
-    outputs += [r.decode(errors="replace") for r in
-                asyncio.run(all_records(deployment.bootstrap, deployment.app_id))]
+    records = asyncio.run(deployment.consume_all(lambda t: t.startswith(deployment.app_id)))
+    assert records  # its own topics and Faust's changelogs
+    outputs += [part.decode(errors="replace") for r in records for part in (r.key, r.value)
+                if part]
     outputs.append(worker.child.log_tail(1_000_000))
     assert len(outputs) > 20
     for secret in (API_KEY, TOKEN):

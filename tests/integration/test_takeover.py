@@ -87,4 +87,19 @@ async def test_sigkill_of_the_owner_mid_load_loses_no_limit_and_no_read(deployme
     assert max_in_any_window(times, 40) <= 16 and max_in_any_window(times, 2) <= 6
     assert not failures and answers and all(code in (200, 202) for code in answers), (
         failures[:3], sorted(set(answers)))
-    print(f"takeover after SIGKILL: {took_over:.1f}s, reads answered: {len(answers)}")
+    # The survivor's table is exact: every key holds the newest record of the data topics.
+    records = await deployment.consume_all(
+        lambda t: t.startswith(deployment.topic("data.cryptometer.")))
+    newest: dict[str, float] = {}
+    for record in records:
+        value = json.loads(record.value)
+        key = f"cryptometer/{value['endpoint']}/{value['symbol']}"
+        newest[key] = max(newest.get(key, 0.0), value["fetched_at"])
+
+    def served(key):
+        return httpx.get(f"{survivor.url}/cache/{key}", timeout=5).json().get("fetched_at")
+
+    await apoll(lambda: all(served(k) == at for k, at in newest.items()), timeout=30,
+                interval=0.5, message="the survivor's table matches the data topics")
+    print(f"takeover after SIGKILL: {took_over:.1f}s, reads answered: {len(answers)}, "
+          f"{len(newest)} keys exact")

@@ -146,10 +146,12 @@ async def test_upstream_down_for_a_minute_stale_answers_throughout_then_recovery
 
 @pytest.mark.slow
 async def test_slow_upstream_is_cut_at_the_timeout_and_nothing_piles_up(deployment):
-    deployment.configure('timeout = "1s"\nendpoint_limits = ["200/60"]\nlimits = ["200/60"]\n'
-                         'breaker_failures = 1000\n')
-    deployment.simulator.configure(endpoint_limits={"cryptometer": ["200/60"]},
-                                   limits={"cryptometer": ["200/60"]})
+    # Limits far above what 8 calls a second can spend: timed-out calls count against the
+    # budget (they were sent), and the test is about piling up, not about the budget.
+    deployment.configure('timeout = "1s"\nendpoint_limits = ["1000/60"]\n'
+                         'limits = ["1000/60"]\nbreaker_failures = 1000\n')
+    deployment.simulator.configure(endpoint_limits={"cryptometer": ["1000/60"]},
+                                   limits={"cryptometer": ["1000/60"]})
     worker = deployment.start_worker()
     baseline_tasks = worker.get("/status").json()["asyncio_tasks"]
     baseline_rss = rss_mb(worker.child.pid)
