@@ -16,7 +16,6 @@ import faust
 import httpx
 from quotacache.streams.topics import Topics
 from quotacache.tables.cache import CacheTable
-from quotacache.tables.cluster import peer_addresses
 from quotacache.tables.control import ControlTables
 from quotacache.tables.control_views import MAX_BODY_BYTES
 from quotacache.tables.guard import RequestLimiter, rate_limit_middleware
@@ -68,13 +67,8 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
 
     redact.install([*(cfg.auth.secret() for cfg in settings.services.values() if cfg.auth),
                     settings.web.token_value()])
-    built: list[Runtime] = []
-
-    def is_peer(address: str) -> bool:
-        return bool(built) and address in peer_addresses(built[0])
-
     limiter = RequestLimiter(settings.web.max_requests_per_second, settings.web.request_burst)
-    app = faust_app(settings, [rate_limit_middleware(limiter, is_peer)])
+    app = faust_app(settings, [rate_limit_middleware(limiter, settings.web)])
     transports = transports or {}
     rt = Runtime(
         settings=settings,
@@ -88,7 +82,6 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
         inflight=InFlight(settings.cache.inflight_timeout),
         clock=clock,
     )
-    built.append(rt)
     rt.dispatcher = fetch.register(rt)
     for module in (refresh, materialize, sweeper, scheduler, views, control_views, events,
                    dashboard):

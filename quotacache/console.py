@@ -42,11 +42,9 @@ def stats_table(stats: dict[str, Any]) -> Table:
                       f"{fresh.get('oldest_age', 0):.0f}s" if fresh else "-")
     table.add_row("total", *(str(stats.get(c, 0)) for c in COUNTERS), "", "",
                   style="bold")
-    for url, state in workers.items():
-        if state != "ok":
-            table.caption = f"{url}: {state} (its figures are missing)"
-    table.caption = "held: calls held back by a limit" + (
-        f" · {table.caption}" if table.caption else "")
+    missing = [f"{url}: {state} (its figures are missing)"
+               for url, state in workers.items() if state != "ok"]
+    table.caption = " · ".join(["held: calls held back by a limit", *missing])
     return table
 
 

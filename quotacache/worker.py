@@ -103,10 +103,12 @@ def run(settings: Settings, faust_args: Sequence[str]) -> int:
     sys.argv = ["quotacache", "worker", *with_web_defaults(list(faust_args), settings)]
     try:
         runtime.app.main()
-    except SystemExit:
+    except SystemExit as exit_:
         # Faust's recovery crashes (ConsistencyError) when the broker came back empty
-        # before the watch saw it: that too is a restart, not an end.
-        if broker is None and asyncio.run(other_cluster(settings, started_with)):
+        # before the watch saw it: that too is a restart, not an end. A clean stop
+        # (exit code 0, e.g. SIGTERM) is always an end.
+        crashed = exit_.code not in (0, None)
+        if crashed and broker is None and asyncio.run(other_cluster(settings, started_with)):
             log.warning("the broker is another cluster now: restarting the worker")
             restart_process()
         raise

@@ -12,11 +12,14 @@ import faust
 
 from .freshness import CacheEntry
 
+FRESHNESS_EVERY = 1.0
+
 
 class CacheTable:
     def __init__(self, app: faust.App, partitions: int):
         self.table = app.Table("cache", partitions=partitions,
                                help="cached upstream data")
+        self._freshness: tuple[float, dict[str, dict[str, float]]] | None = None
 
     @property
     def name(self) -> str:
@@ -39,7 +42,17 @@ class CacheTable:
                 yield key, entry
 
     def freshness(self, now: float) -> dict[str, dict[str, float]]:
-        """Entries, fresh, stale and the oldest age per ``service/endpoint`` (owned partitions)."""
+        """Entries, fresh, stale and the oldest age per ``service/endpoint`` (owned partitions).
+
+        It reads every entry, so it is computed at most once a second, however often
+        ``/stats`` is asked."""
+        if self._freshness is not None and 0 <= now - self._freshness[0] < FRESHNESS_EVERY:
+            return self._freshness[1]
+        summary = self._summarize(now)
+        self._freshness = (now, summary)
+        return summary
+
+    def _summarize(self, now: float) -> dict[str, dict[str, float]]:
         summary: dict[str, dict[str, float]] = {}
         for key, entry in self.items():
             name = key.rsplit("/", 1)[0]

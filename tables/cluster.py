@@ -14,8 +14,8 @@ from collections import Counter
 from typing import Any
 
 import aiohttp
+from quotacache.tables.guard import peer_headers
 from quotacache.tables.stats import FIELDS, rates
-from yarl import URL
 
 from quotacache.runtime import Runtime
 
@@ -36,11 +36,6 @@ def worker_urls(rt: Runtime) -> list[str]:
     return [me] + sorted(hosts - {me})
 
 
-def peer_addresses(rt: Runtime) -> set[str]:
-    """The addresses of the other workers of this app (they forward reads to us)."""
-    return {URL(url).host or "" for url in worker_urls(rt)[1:]}
-
-
 async def collect(rt: Runtime, local: dict[str, Any]) -> dict[str, Any]:
     """Every worker's local /stats (``local`` is this one's), merged."""
     peers = worker_urls(rt)[1:]
@@ -59,6 +54,7 @@ async def collect(rt: Runtime, local: dict[str, Any]) -> dict[str, Any]:
 async def _local_stats(rt: Runtime, url: str) -> dict[str, Any] | str:
     try:
         async with rt.app.http_client.get(f"{url}/stats", params={"scope": "local"},
+                                          headers=peer_headers(rt.settings.web),
                                           timeout=PEER_TIMEOUT) as response:
             if response.status != 200:
                 return f"HTTP {response.status}"

@@ -3,8 +3,10 @@
 The token is compared in constant time (``hmac.compare_digest``), so its bytes cannot be
 guessed from answer times. The rate limit is a token bucket per client address, applied
 to every request before any view runs; a client over it gets 429 with Retry-After.
-Workers of the same app forwarding reads to a key's owner, and ``/health`` probes, are
-not limited.
+``/health`` probes are not limited, nor are the app's own workers when a token is
+configured (they send it in ``X-Quotacache-Peer`` when they forward reads or collect
+stats; without a token they are limited like any client, and a forwarded read that the
+owner refuses is answered by the forwarding worker from its own copy).
 """
 
 from __future__ import annotations
@@ -34,6 +36,24 @@ def authorized(config: WebConfig, header: str | None) -> bool:
     scheme, _, given = (header or "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
                                                               token.encode())
+
+
+#: Sent by a worker to the other workers of its app (forwarded reads, stats), with the
+#: configured token: such requests are not rate limited. It never grants a change.
+PEER_HEADER = "X-Quotacache-Peer"
+
+
+def is_peer_request(config: WebConfig, peer_header: str | None) -> bool:
+    """True for a request from a worker of the same app (needs a configured token)."""
+    token = config.token_value()
+    return bool(token and peer_header) and hmac.compare_digest(
+        str(peer_header).encode(), str(token).encode())
+
+
+def peer_headers(config: WebConfig) -> dict[str, str]:
+    """What a worker sends to its peers so their request limit lets it through."""
+    token = config.token_value()
+    return {PEER_HEADER: token} if token else {}
 
 
 def json_error(status: int, message: str, headers: dict[str, str] | None = None
@@ -66,18 +86,19 @@ class RequestLimiter:
 
     def _store(self, address: str, tokens: float, now: float) -> None:
         if len(self.buckets) >= MAX_CLIENTS and address not in self.buckets:
-            self.buckets = {a: (t, when) for a, (t, when) in self.buckets.items()
-                            if now - when < IDLE}
+            kept = sorted(((when, a, t) for a, (t, when) in self.buckets.items()
+                           if now - when < IDLE), reverse=True)[:MAX_CLIENTS // 2]
+            self.buckets = {a: (t, when) for when, a, t in kept}  # bounded: newest half
         self.buckets[address] = (tokens, now)
 
 
-def rate_limit_middleware(limiter: RequestLimiter, is_peer: Callable[[str], bool]
-                          ) -> Middleware:
+def rate_limit_middleware(limiter: RequestLimiter, config: WebConfig) -> Middleware:
     @aioweb.middleware
     async def limit_requests(request: aioweb.Request, handler: Handler
                              ) -> aioweb.StreamResponse:
-        address = request.remote or "?"
-        if request.path != "/health" and not is_peer(address):  # probes are never held
+        if request.path != "/health" and not is_peer_request(  # probes are never held
+                config, request.headers.get(PEER_HEADER)):
+            address = request.remote or "?"
             wait = limiter.take(address)
             if wait > 0:
                 return json_error(429, f"more than {limiter.rate:g} requests per second "

@@ -30,11 +30,12 @@ class Scope:
 
     name: str
     limits: tuple[RateLimit, ...]
-    #: Whether lower priorities stop early in these limits, leaving room for critical
-    #: calls. True for a service's limits, which all its endpoints compete for; False for
-    #: one endpoint's own limits, whose calls all come with that endpoint's priority, so a
-    #: reserve there would only go unused.
-    reserve: bool = True
+    #: The part of these limits the call may use, when it differs from the decision's
+    #: ``share``. A service's limits (None) are competed for by all its endpoints, so each
+    #: priority gets its share of them. An endpoint's own limits are mostly asked by calls
+    #: of that endpoint's priority: those may use them fully, and only calls asked at a
+    #: lower priority than the endpoint's keep a reserve there (``RateLimiter.check``).
+    share: float | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,13 @@ def allowance(limit: RateLimit, headroom: float, share: float = 1.0) -> int:
     leave the rest of the window to the critical ones.
     """
     return max(1, math.floor(limit.calls * (1.0 - headroom) * share))
+
+
+def endpoint_share(shares: dict[str, float], asked: str, configured: str) -> float:
+    """The part of an endpoint's own limits a call asked at priority ``asked`` may use:
+    all of them at the endpoint's ``configured`` priority or above, less below it (a low
+    batch on a critical endpoint leaves room for the critical refreshes)."""
+    return min(1.0, shares[asked] / shares[configured])
 
 
 def buckets(limit: RateLimit, now: float, skew: float) -> range:
@@ -83,7 +91,7 @@ def decide(scopes: Sequence[Scope], counts: BucketCounts, now: float, *,
     worst: Decision | None = None
     for scope in scopes:
         for limit in scope.limits:
-            cap = allowance(limit, headroom, share if scope.reserve else 1.0)
+            cap = allowance(limit, headroom, share if scope.share is None else scope.share)
             count = used(scope.name, limit, counts, now, skew)
             if count + 1 > cap:
                 wait = _wait_until_room(scope.name, limit, counts, now, skew, count + 1 - cap)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ import faust
 
 from quotacache.settings import Priority, Settings
 
-from .limiter import Decision, Scope, allowance, decide, used
+from .limiter import Decision, Scope, allowance, decide, endpoint_share, used
 
 #: Seconds of arrival jitter each limit's count allows for (see limiter.py).
 SKEW = 0.25
@@ -48,7 +49,7 @@ class RateLimiter:
 
     def endpoint_scope(self, service: str, endpoint: str) -> Scope:
         return Scope(f"{service}/{endpoint}",
-                     tuple(self.settings.service(service).limits_for(endpoint)), reserve=False)
+                     tuple(self.settings.service(service).limits_for(endpoint)), share=1.0)
 
     def _bucket(self, scope: str, second: int) -> int:
         window = self._counts.window.current(second + 0.5)
@@ -58,8 +59,17 @@ class RateLimiter:
               priority: Priority = Priority.CRITICAL) -> Decision:
         """May one more call of ``priority`` be made in every one of ``scopes``?"""
         config = self.settings.service(service)
+        shares = config.priority_shares
+        scopes = [scope if scope.share is None else replace(scope, share=endpoint_share(
+            shares, priority.value, self._priority_of(service, scope).value))
+            for scope in scopes]
         return decide(scopes, self._bucket, now, headroom=config.headroom, skew=SKEW,
-                      share=config.priority_shares[priority.value])
+                      share=shares[priority.value])
+
+    def _priority_of(self, service: str, scope: Scope) -> Priority:
+        """The configured priority of the endpoint an endpoint scope belongs to."""
+        endpoint = scope.name.split("/", 1)[1]
+        return self.settings.service(service).endpoints[endpoint].priority
 
     def record(self, scopes: Sequence[Scope], now: float) -> None:
         """Count one call in every scope (before it is sent)."""

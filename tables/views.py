@@ -24,6 +24,7 @@ from quotacache.errors import InvalidSymbol, UnknownTarget
 from quotacache.runtime import Runtime
 
 from .cluster import collect, own_url
+from .guard import authorized, peer_headers
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,11 @@ def register(rt: Runtime) -> None:
                 routed = None
             if routed is not None:
                 return routed
-            return await read_entry(self, rt, service, endpoint, symbol, key, wait, max_age)
+            # A max_age below the TTL forces a call, as POST /refresh with force does:
+            # with a token configured, only a reader that has it may do that.
+            may_force = authorized(rt.settings.web, request.headers.get("Authorization"))
+            return await read_entry(self, rt, service, endpoint, symbol, key, wait, max_age,
+                                    may_force=may_force)
 
     @app.page("/health")
     class HealthView(web.View):
@@ -125,6 +130,7 @@ async def service_status(rt: Runtime, service: str) -> dict[str, Any]:
                 "strategy_pinned": state.pinned, **rt.dispatcher.status(service)}
     try:
         async with app.http_client.get(f"{owner}/status/{service}",
+                                        headers=peer_headers(rt.settings.web),
                                         timeout=aiohttp.ClientTimeout(total=5)) as response:
             return dict(await response.json())
     except Exception as exc:  # the owner is down or rebalancing: say so, do not fail
@@ -151,12 +157,16 @@ async def forward_to_owner(view: web.View, rt: Runtime, request: web.Request, ke
         return None
     url = request.url.with_host(owner.host).with_port(owner.port)
     timeout = aiohttp.ClientTimeout(total=wait + 10.0)
-    async with rt.app.http_client.get(url, headers={ROUTED_HEADER: "1"},
-                                      timeout=timeout) as response:
+    headers = {ROUTED_HEADER: "1", **peer_headers(rt.settings.web)}
+    if "Authorization" in request.headers:  # the owner judges the reader's own rights
+        headers["Authorization"] = request.headers["Authorization"]
+    async with rt.app.http_client.get(url, headers=headers, timeout=timeout) as response:
+        if response.status == 429 or response.status >= 500:
+            return None  # the owner cannot answer now: this worker's copy will do
         body = await response.read()
-        headers = {h: response.headers[h] for h in FORWARDED_HEADERS if h in response.headers}
+        kept = {h: response.headers[h] for h in FORWARDED_HEADERS if h in response.headers}
         return view.bytes(body, content_type=response.content_type, status=response.status,
-                          headers=headers)
+                          headers=kept)
 
 
 def local_stats(rt: Runtime) -> dict[str, Any]:
@@ -203,8 +213,8 @@ def read_options(request: web.Request) -> tuple[float, float | None]:
 
 
 async def read_entry(view: web.View, rt: Runtime, service: str, endpoint: str, symbol: str,
-                     key: str, wait: float = 0.0, max_age: float | None = None
-                     ) -> web.Response:
+                     key: str, wait: float = 0.0, max_age: float | None = None, *,
+                     may_force: bool = True) -> web.Response:
     """Answer a read on the owning worker; ask for a refresh if it is not fresh, and with
     ``wait`` hold the answer until that refresh lands (one upstream call for all)."""
     config = rt.settings.service(service)
@@ -216,7 +226,8 @@ async def read_entry(view: web.View, rt: Runtime, service: str, endpoint: str, s
         1.0 - random.random())
     if state is not Freshness.HIT or early:
         # A max_age tighter than the TTL needs force: by the TTL the entry is fresh.
-        force = entry is not None and max_age is not None and entry.is_fresh(now)
+        force = (may_force and entry is not None and max_age is not None
+                 and entry.is_fresh(now))
         with rt.waiters.watch(key) as landed:
             try:
                 await rt.topics.send(rt.topics.requests, key, RefreshRequest(

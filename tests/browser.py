@@ -51,11 +51,16 @@ class Browser:
             [binary, *FLAGS, f"--user-data-dir={self.profile}",
              f"--window-size={self.size[0]},{self.size[1]}", self.url],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        port = await self._devtools_port(timeout=30.0)
-        self.session = aiohttp.ClientSession()
-        target = await self._page_target(port, timeout=10.0)
-        self.ws = await self.session.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0)
-        await self._loaded(timeout=30.0)
+        try:
+            port = await self._devtools_port(timeout=30.0)
+            self.session = aiohttp.ClientSession()
+            target = await self._page_target(port, timeout=10.0)
+            self.ws = await self.session.ws_connect(target["webSocketDebuggerUrl"],
+                                                    max_msg_size=0)
+            await self._loaded(timeout=30.0)
+        except BaseException:
+            await self.__aexit__()  # never leave a browser behind
+            raise
         return self
 
     async def _loaded(self, timeout: float) -> None:

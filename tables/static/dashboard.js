@@ -95,13 +95,14 @@ function callsLastMinute(service, at) {
   let j = at;
   while (j > 0 && now.t - history[j - 1].t <= 60) j--;
   if (j === at) return null;
-  return service === null ? now.stats.upstream_calls - history[j].stats.upstream_calls
-    : serviceCalls(now.stats, service) - serviceCalls(history[j].stats, service);
+  // Sums can drop (a worker that did not answer, or restarted): never draw below zero.
+  return Math.max(0, service === null ? now.stats.upstream_calls - history[j].stats.upstream_calls
+    : serviceCalls(now.stats, service) - serviceCalls(history[j].stats, service));
 }
 
 function hitRateBetween(a, b) {
-  const reads = b.stats.reads - a.stats.reads;
-  return reads > 0 ? 100 * (b.stats.hits - a.stats.hits) / reads : null;
+  const reads = b.stats.reads - a.stats.reads, hits = b.stats.hits - a.stats.hits;
+  return reads > 0 && hits >= 0 ? Math.min(100, 100 * hits / reads) : null;
 }
 
 function meter(used, allowance) {

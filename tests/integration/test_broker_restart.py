@@ -33,7 +33,7 @@ def ready(worker) -> bool:
 def test_workers_rebuild_after_the_embedded_broker_restarts_empty(tmp_path, simulator):
     port = free_port()
     broker = EmbeddedBroker(port, log_path=tmp_path / "broker-1.log").start()
-    deployment = Deployment(tmp_path, broker.bootstrap, simulator)
+    deployment = Deployment(tmp_path, broker.bootstrap, simulator, embedded=True)
     try:
         worker = deployment.start_worker()
         pid = worker.child.pid

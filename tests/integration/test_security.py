@@ -51,15 +51,16 @@ def test_every_mutating_endpoint_needs_the_token_and_reads_do_not(deployment):
 
 
 def test_a_client_over_the_request_rate_gets_429_and_others_do_not_suffer(deployment):
-    deployment.configure('\n[web]\nmax_requests_per_second = 5\nrequest_burst = 10\n')
+    deployment.configure('\n[web]\nmax_requests_per_second = 0.5\nrequest_burst = 10\n')
     worker = deployment.start_worker()
     with httpx.Client(base_url=worker.url) as http:
         codes = [http.get("/stats").status_code for _ in range(30)]
-        assert codes[:10] == [200] * 10 and codes.count(429) >= 15
+        # One more request per 2 s after the burst: a slow machine adds a few, not 20.
+        assert codes[:10] == [200] * 10 and codes.count(429) >= 15, codes
         limited = http.get("/stats")
         assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
         assert "requests per second" in limited.json()["error"]
-        poll(lambda: http.get("/stats").status_code == 200, timeout=5, interval=0.3,
+        poll(lambda: http.get("/stats").status_code == 200, timeout=10, interval=1,
              message="room again after a pause")
     # Another address is not held back (127.0.0.2 is loopback too).
     other = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"))
@@ -97,10 +98,11 @@ def test_the_key_and_the_token_appear_in_no_output_of_a_run(deployment):
     poll(lambda: worker.get("/cache/cryptometer/ticker/BTC").json()["status"] == "HIT",
          timeout=20)
     for mode in ("500", "error_envelope", "garbage"):  # the error paths log and count
+        failed = sim.stats()["failed"]
         sim.configure(fail={"cryptometer": mode})
         httpx.post(worker.url + "/refresh", headers=headers, json={
             "service": "cryptometer", "endpoint": "ticker", "symbol": "BTC", "force": True})
-        poll(lambda m=mode: sim.stats()["failed"] >= 1, timeout=20, message=mode)
+        poll(lambda m=mode, f=failed: sim.stats()["failed"] > f, timeout=20, message=mode)
     sim.configure(fail={"cryptometer": None})
     httpx.post(worker.url + "/refresh", json={"service": "cryptometer"})  # 401
     for path in ("/cache/cryptometer/ticker/BTC", "/cache/cryptometer/ls_ratio/ETH", "/stats",

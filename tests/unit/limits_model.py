@@ -31,7 +31,7 @@ class MemoryBudget:
 
     def scopes(self, endpoint):
         return [self.service, Scope(f"{self.service.name}/{endpoint}", self.endpoint_limits,
-                                    reserve=False)]
+                                    share=1.0)]
 
     def check(self, endpoint, now, priority):
         return decide(self.scopes(endpoint), self.buckets, now, headroom=self.headroom,

@@ -1,6 +1,6 @@
 """The HTTP guard: the token of mutating endpoints and the per-client request limit."""
 
-from quotacache.tables.guard import RequestLimiter, authorized
+from quotacache.tables.guard import RequestLimiter, authorized, is_peer_request, peer_headers
 
 from quotacache.settings import WebConfig
 
@@ -40,3 +40,12 @@ def test_each_address_gets_its_burst_then_the_rate():
 def test_rate_zero_means_no_limit():
     limiter = RequestLimiter(rate=0, burst=1)
     assert all(limiter.take("a") == 0.0 for _ in range(1000))
+
+
+def test_peers_are_known_by_the_token_only():
+    config = WebConfig(token="s3cret-token")
+    assert is_peer_request(config, peer_headers(config)["X-Quotacache-Peer"])
+    assert not is_peer_request(config, None)
+    assert not is_peer_request(config, "guess")
+    assert not is_peer_request(WebConfig(), "anything")  # no token: no one is exempt
+    assert peer_headers(WebConfig()) == {}

@@ -2,9 +2,10 @@
 
 from collections import defaultdict
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from quotacache.tables.limiter import Scope, allowance, decide
+from quotacache.tables.limiter import Scope, allowance, decide, endpoint_share
 
 from quotacache.settings import RateLimit
 
@@ -52,10 +53,10 @@ def test_headroom_keeps_a_margin_below_each_limit():
     assert allowance(RateLimit(calls=1, seconds=10), 0.5) == 1
 
 
-def test_priority_shares_reserve_room_in_service_limits_only():
+def test_an_endpoint_scope_with_its_own_share_overrides_the_decision_share():
     """A high-priority endpoint may use its own limit fully; the service keeps a reserve."""
     service = Scope("svc", (RateLimit(calls=100, seconds=60),))
-    endpoint = Scope("svc/ls_ratio", (RateLimit(calls=10, seconds=60),), reserve=False)
+    endpoint = Scope("svc/ls_ratio", (RateLimit(calls=10, seconds=60),), share=1.0)
     buckets = Buckets()
     allowed = 0
     for i in range(12):
@@ -63,12 +64,20 @@ def test_priority_shares_reserve_room_in_service_limits_only():
         if decision.allowed:
             buckets.record([service, endpoint], 1000.0 + i)
             allowed += 1
-    assert allowed == 10  # not 6: the endpoint's limit is not shared with other priorities
+    assert allowed == 10  # not 6: the endpoint's own share is used for its limit
     busy = Scope("svc", (RateLimit(calls=10, seconds=60),))
     assert decide([busy], lambda scope, second: 6 if second == 1000 else 0, 1000.5,
                   headroom=0.0, share=0.6).blocked_by == "svc 10/60"
     assert decide([busy], lambda scope, second: 6 if second == 1000 else 0, 1000.5,
                   headroom=0.0, share=1.0).allowed
+
+
+def test_below_its_endpoints_priority_a_call_keeps_a_reserve_in_the_endpoint_limits():
+    shares = {"critical": 1.0, "high": 0.6, "medium": 0.4, "low": 0.2}
+    assert endpoint_share(shares, "high", "high") == 1.0
+    assert endpoint_share(shares, "critical", "high") == 1.0
+    assert endpoint_share(shares, "low", "critical") == 0.2
+    assert endpoint_share(shares, "low", "high") == pytest.approx(1 / 3)
 
 
 def test_one_blocked_scope_blocks_the_call_in_every_scope():
