@@ -34,7 +34,7 @@ def markdown(results: dict) -> str:
                      + " |")
     micro = results.get("micro")
     if micro:
-        lines += ["", "| micro-benchmark (pytest-benchmark) | mean | min |", "|---|---|---|"]
+        lines += ["", "| micro-benchmark (pytest-benchmark) | median | min |", "|---|---|---|"]
         lines += [f"| {name} | {m['mean_us']:.2f} µs | {m['min_us']:.2f} µs |"
                   for name, m in micro.items()]
     return "\n".join(lines) + "\n"
