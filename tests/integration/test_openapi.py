@@ -34,4 +34,5 @@ def test_openapi_matches_the_views_and_schemathesis_finds_no_server_error(deploy
          "--exclude-path", "/events", "--exclude-path", "/dashboard/events"],
         capture_output=True, text=True, timeout=400)
     assert run.returncode == 0, run.stdout[-3000:]
+    print("\nschemathesis:", " ".join(run.stdout.split()[-40:]))
     assert worker.child.alive()

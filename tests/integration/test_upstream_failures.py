@@ -108,6 +108,9 @@ async def test_connection_refused_is_a_failure_like_any_other(deployment):
     assert worker.stats()["errors"] >= 3
 
 
+DOWN_FOR = 120.0
+
+
 def rss_mb(pid: int) -> float:
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
@@ -116,7 +119,8 @@ def rss_mb(pid: int) -> float:
 
 
 @pytest.mark.slow
-async def test_upstream_down_for_a_minute_stale_answers_throughout_then_recovery(deployment):
+async def test_upstream_down_for_two_minutes_stale_answers_throughout_then_recovery(
+        deployment):
     deployment.configure(FAST_RECOVERY)
     worker = deployment.start_worker()
     symbols = ("BTC", "ETH", "SOL")
@@ -124,7 +128,7 @@ async def test_upstream_down_for_a_minute_stale_answers_throughout_then_recovery
     await seed_stale(deployment, worker, symbols)
     calls_before = deployment.simulator.stats()["accepted"]
     reads, breaker_states = 0, set()
-    until = time.monotonic() + 60
+    until = time.monotonic() + DOWN_FOR
     while time.monotonic() < until:  # every read is STALE with its age, none fails
         for symbol in symbols:
             read_stale(worker, symbol)
@@ -133,15 +137,16 @@ async def test_upstream_down_for_a_minute_stale_answers_throughout_then_recovery
         time.sleep(0.5)
     calls_down = deployment.simulator.stats()["accepted"] - calls_before
     assert "open" in breaker_states
-    # Each read asked for a refresh (360 of them); the open breaker let through about one
-    # trial per cooldown (3 s) instead.
-    assert calls_down <= 60 / 3 + 10, calls_down
+    # Each read asked for a refresh (hundreds of them); the open breaker let through about
+    # one trial per cooldown (3 s) instead.
+    assert calls_down <= DOWN_FOR / 3 + 10, calls_down
     deployment.simulator.configure(fail={"cryptometer": None})
     for symbol in symbols:
         await apoll(lambda s=symbol: worker.get(f"/cache/cryptometer/ticker/{s}")
                     .headers["X-Cache"] == "HIT", timeout=30, message=f"{symbol} recovered")
     assert status(worker)["breaker"] == "closed"
-    print(f"\nupstream down 60 s: {reads} reads all STALE, {calls_down} calls, then recovered")
+    print(f"\nupstream down {DOWN_FOR:.0f} s: {reads} reads all STALE, {calls_down} calls, "
+          "then recovered")
 
 
 @pytest.mark.slow
