@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -120,20 +121,25 @@ def read_latency(url: str, count: int) -> tuple[list[float], str]:
     return samples, body
 
 
-def bare_latency(body: str, count: int) -> list[float]:
-    import subprocess
-
+def bare_server(body: str) -> tuple[subprocess.Popen[bytes], str]:
+    """The baseline: a bare aiohttp server answering ``body`` to every GET, once it answers."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(port), body])
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url)
+            return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.terminate()
+    raise SystemExit("bare server did not start")
+
+
+def bare_latency(body: str, count: int) -> list[float]:
+    proc, url = bare_server(body)
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(url)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.05)
         samples = []
         with httpx.Client(base_url=url) as http:
             for _ in range(count):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.pipeline import BARE_SERVER, KEYS, RESULTS, warm
+from bench.pipeline import KEYS, RESULTS, bare_server, warm
 from bench.systems import quotacache_config
 from quotacache.broker import EmbeddedBroker, free_port
 from quotacache.processes import ChildProcess, start_simulator, start_worker
@@ -45,20 +45,6 @@ def load(url: str, paths_file: Path, duration: float, *, rate: float | None = No
 def result(process: subprocess.Popen[str]) -> dict:
     out, _ = process.communicate(timeout=300)
     return json.loads(out)
-
-
-def bare_server(body: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(port), body])
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url)
-            return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise SystemExit("bare server did not start")
 
 
 async def replica_latency(settings, count: int) -> dict:
