@@ -21,6 +21,7 @@ from faust import web
 from quotacache.runtime import Runtime
 
 from .cluster import collect
+from .events import StreamSlots, start_event_stream
 from .views import error, local_stats, service_status
 
 STATIC = Path(__file__).parent / "static"
@@ -62,7 +63,7 @@ class Snapshots:
 def register(rt: Runtime) -> None:
     app = rt.app
     snapshots = Snapshots(rt)
-    viewers = 0
+    viewers = StreamSlots(MAX_VIEWERS)
 
     @app.page("/")
     class DashboardPage(web.View):
@@ -84,19 +85,13 @@ def register(rt: Runtime) -> None:
     @app.page("/dashboard/events")
     class SnapshotEvents(web.View):
         async def get(self, request: web.Request) -> Any:
-            nonlocal viewers
-            if viewers >= MAX_VIEWERS:
-                return error(self, 503, f"at most {MAX_VIEWERS} dashboards per worker")
-            viewers += 1
-            try:
+            with viewers.taken() as free:
+                if not free:
+                    return error(self, 503, f"at most {MAX_VIEWERS} dashboards per worker")
                 return await push(request)
-            finally:
-                viewers -= 1
 
     async def push(request: Any) -> aioweb.StreamResponse:
-        response = aioweb.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                                  "Cache-Control": "no-cache"})
-        await response.prepare(request)
+        response = await start_event_stream(request)
         try:
             while True:
                 snapshot = await snapshots.get()

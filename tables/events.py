@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import web as aioweb
@@ -26,13 +27,40 @@ MAX_STREAMS = 50
 KEEPALIVE = 15.0
 
 
+class StreamSlots:
+    """At most ``limit`` open streams of one kind on this worker."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.open = 0
+
+    @contextlib.contextmanager
+    def taken(self) -> Iterator[bool]:
+        """Yield whether a slot was free; it is held until the block ends."""
+        if self.open >= self.limit:
+            yield False
+            return
+        self.open += 1
+        try:
+            yield True
+        finally:
+            self.open -= 1
+
+
+async def start_event_stream(request: Any) -> aioweb.StreamResponse:
+    """A prepared ``text/event-stream`` answer: the one way every stream starts."""
+    response = aioweb.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                              "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    return response
+
+
 def register(rt: Runtime) -> None:
-    open_streams = 0
+    slots = StreamSlots(MAX_STREAMS)
 
     @rt.app.page("/events")
     class EventsView(web.View):
         async def get(self, request: web.Request) -> Any:
-            nonlocal open_streams
             service = request.query.get("service", "")
             endpoint = request.query.get("endpoint") or None
             if service not in rt.settings.services:
@@ -44,19 +72,14 @@ def register(rt: Runtime) -> None:
                            request.query.get("symbols", "").split(",") if s}
             except ValueError as exc:
                 return error(self, 400, str(exc))
-            if open_streams >= MAX_STREAMS:
-                return error(self, 503, f"at most {MAX_STREAMS} event streams per worker")
-            open_streams += 1
-            try:
+            with slots.taken() as free:
+                if not free:
+                    return error(self, 503, f"at most {MAX_STREAMS} event streams per worker")
                 return await stream(request, service, endpoint, symbols)
-            finally:
-                open_streams -= 1
 
     async def stream(request: Any, service: str, endpoint: str | None,
                      symbols: set[str]) -> aioweb.StreamResponse:
-        response = aioweb.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                                  "Cache-Control": "no-cache"})
-        await response.prepare(request)
+        response = await start_event_stream(request)
         consumer = await positioned_consumer(rt.settings,
                                              data_topics(rt.settings, [service], endpoint),
                                              from_beginning=False)

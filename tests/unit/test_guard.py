@@ -49,3 +49,15 @@ def test_peers_are_known_by_the_token_only():
     assert not is_peer_request(config, "guess")
     assert not is_peer_request(WebConfig(), "anything")  # no token: no one is exempt
     assert peer_headers(WebConfig()) == {}
+
+
+def test_stream_slots_cap_open_streams_and_free_them_when_a_stream_ends():
+    from quotacache.tables.events import StreamSlots
+
+    slots = StreamSlots(1)
+    with slots.taken() as first:
+        with slots.taken() as second:
+            assert first and not second
+    with slots.taken() as again:
+        assert again and slots.open == 1
+    assert slots.open == 0
