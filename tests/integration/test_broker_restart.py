@@ -23,13 +23,6 @@ def status(worker, key):
         return None
 
 
-def ready(worker) -> bool:
-    try:
-        return httpx.get(worker.url + "/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def test_workers_rebuild_after_the_embedded_broker_restarts_empty(tmp_path, simulator):
     port = free_port()
     broker = EmbeddedBroker(port, log_path=tmp_path / "broker-1.log").start()
@@ -49,7 +42,7 @@ def test_workers_rebuild_after_the_embedded_broker_restarts_empty(tmp_path, simu
         # entries went with the old broker, so BTC is a miss, then fetched again.
         poll(lambda: marker.read_text() != before, timeout=30, interval=0.2,
              message="stale data dir discarded for the new cluster")
-        poll(lambda: ready(worker), timeout=60, interval=0.5, message="ready again")
+        worker.child.wait_http(worker.url + "/health", timeout=60)  # ready again
         poll(lambda: status(worker, "ticker/ETH") == "HIT", timeout=30, interval=0.5,
              message="new keys fetched after the restart")
         recovery = time.monotonic() - restarted
