@@ -199,8 +199,13 @@ def main() -> None:
         for child in children:
             child.stop()
         broker.stop()
+    save(results, "pipeline.json")
+
+
+def save(results: dict, name: str) -> None:
+    """Write a benchmark's figures under bench/results and show them."""
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "pipeline.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 
 

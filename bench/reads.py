@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.pipeline import KEYS, RESULTS, bare_server, warm
+from bench.pipeline import KEYS, bare_server, save, warm
 from bench.systems import quotacache_config
 from quotacache.broker import EmbeddedBroker, free_port
 from quotacache.processes import ChildProcess, start_simulator, start_worker
@@ -138,9 +138,7 @@ def main() -> None:
         for child in children:
             child.stop()
         broker.stop()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "reads.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    save(results, "reads.json")
 
 
 if __name__ == "__main__":
