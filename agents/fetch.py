@@ -25,6 +25,14 @@ from typing import Any
 
 import backoff
 import faust
+
+from quotacache.errors import UpstreamError
+from quotacache.policy.dispatch import select_calls
+from quotacache.policy.health import ServiceHealth
+from quotacache.policy.limits import Decision
+from quotacache.policy.queue import FetchQueue
+from quotacache.runtime import Runtime
+from quotacache.settings import Priority
 from quotacache.streams.records import (
     BadMessage,
     DataRecord,
@@ -35,16 +43,8 @@ from quotacache.streams.records import (
     normalize_symbol,
     parse_fetch_message,
 )
-from quotacache.tables.dispatch import select_calls
-from quotacache.tables.health import ServiceHealth
-from quotacache.tables.limiter import Decision
-from quotacache.tables.queue import FetchQueue
 from quotacache.tables.ratelimit import RateLimiter
-
-from quotacache.errors import UpstreamError
-from quotacache.runtime import Runtime
-from quotacache.settings import Priority
-from quotacache.upstream import UpstreamAnswer
+from quotacache.upstream.client import UpstreamAnswer
 
 log = logging.getLogger(__name__)
 

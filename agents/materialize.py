@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 
 import faust
-from quotacache.streams.records import BadMessage, DataRecord, FetchOutcome, parse_message
-from quotacache.tables.freshness import CacheEntry
 
+from quotacache.policy.freshness import CacheEntry
 from quotacache.runtime import Runtime
+from quotacache.streams.records import BadMessage, DataRecord, FetchOutcome, parse_message
 
 
 def register(rt: Runtime) -> None:

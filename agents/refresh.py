@@ -15,12 +15,12 @@ import json
 import logging
 
 import faust
-from quotacache.streams.records import BadMessage, FetchOrder, RefreshRequest, parse_message
-from quotacache.tables.freshness import CacheEntry
-from quotacache.tables.strategy import effective
 
+from quotacache.policy.freshness import CacheEntry
+from quotacache.policy.strategy import effective
 from quotacache.runtime import Runtime
 from quotacache.settings import Priority, ServiceConfig
+from quotacache.streams.records import BadMessage, FetchOrder, RefreshRequest, parse_message
 
 log = logging.getLogger(__name__)
 

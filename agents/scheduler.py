@@ -16,11 +16,11 @@ from __future__ import annotations
 import logging
 
 import faust
-from quotacache.streams.records import BadMessage, RefreshRequest, VolatilitySignal, parse_message
-from quotacache.tables.strategy import Thresholds, adjust
 
 from quotacache.errors import InvalidSymbol, UnknownTarget
+from quotacache.policy.strategy import Thresholds, adjust
 from quotacache.runtime import Runtime
+from quotacache.streams.records import BadMessage, RefreshRequest, VolatilitySignal, parse_message
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,8 @@ is still expired, which writes a tombstone to the changelog.
 
 from __future__ import annotations
 
-from quotacache.streams.records import RefreshRequest
-
 from quotacache.runtime import Runtime
+from quotacache.streams.records import RefreshRequest
 
 
 def register(rt: Runtime) -> None:

@@ -20,8 +20,8 @@ from pathlib import Path
 from bench import report, trace
 from bench.harness import measure
 from bench.systems import API_KEY, Direct, Nginx, Quotacache
-from quotacache.broker import EmbeddedBroker, free_port
-from quotacache.processes import start_simulator
+from quotacache.dev.broker import EmbeddedBroker, free_port
+from quotacache.dev.processes import start_simulator
 from quotacache.settings import load_settings
 
 RESULTS = Path(__file__).parent / "results"

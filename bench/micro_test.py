@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import time
 
-from quotacache.tables.freshness import CacheEntry, classify
-from quotacache.tables.limiter import Scope, decide
-
+from quotacache.policy.freshness import CacheEntry, classify
+from quotacache.policy.limits import Scope, decide
 from quotacache.settings import RateLimit, load_settings
 
 

@@ -27,9 +27,9 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from quotacache.broker import EmbeddedBroker, free_port
 from quotacache.client import Client
-from quotacache.processes import ChildProcess, start_simulator, start_worker
+from quotacache.dev.broker import EmbeddedBroker, free_port
+from quotacache.dev.processes import ChildProcess, start_simulator, start_worker
 from quotacache.settings import load_settings
 
 RESULTS = Path(__file__).parent / "results"

@@ -28,9 +28,9 @@ import httpx
 
 from bench.pipeline import KEYS, bare_server, save, warm
 from bench.systems import quotacache_config
-from quotacache.broker import EmbeddedBroker, free_port
-from quotacache.processes import ChildProcess, start_simulator, start_worker
-from quotacache.replica import LocalReplica
+from quotacache.client.replica import LocalReplica
+from quotacache.dev.broker import EmbeddedBroker, free_port
+from quotacache.dev.processes import ChildProcess, start_simulator, start_worker
 from quotacache.settings import load_settings
 
 

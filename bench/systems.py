@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 
 from bench.trace import ENDPOINTS, Read
-from quotacache.broker import free_port
-from quotacache.processes import ChildProcess, start_worker
+from quotacache.dev.broker import free_port
+from quotacache.dev.processes import ChildProcess, start_worker
 from quotacache.services import CRYPTOMETER
 
 API_KEY = "bench-key"

@@ -14,18 +14,18 @@ from typing import Any
 
 import faust
 import httpx
+
+from quotacache import redact
+from quotacache.runtime import Clock, Runtime
+from quotacache.settings import Settings
 from quotacache.streams.topics import Topics
 from quotacache.tables.cache import CacheTable
 from quotacache.tables.control import ControlTables
-from quotacache.tables.control_views import MAX_BODY_BYTES
-from quotacache.tables.guard import RequestLimiter, rate_limit_middleware
 from quotacache.tables.inflight import InFlight
 from quotacache.tables.ratelimit import RateLimiter
-
-from . import redact
-from .runtime import Clock, Runtime
-from .settings import Settings
-from .upstream import UpstreamClient
+from quotacache.upstream.client import UpstreamClient
+from quotacache.web.control import MAX_BODY_BYTES
+from quotacache.web.guard import RequestLimiter, rate_limit_middleware
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
               transports: dict[str, httpx.AsyncBaseTransport] | None = None) -> Runtime:
     """Create the app and wire every agent, timer and view to one Runtime."""
     from quotacache.agents import fetch, materialize, refresh, scheduler, sweeper
-    from quotacache.tables import control_views, dashboard, events, views
+    from quotacache.web import control, dashboard, events, reads
 
     redact.install([*(cfg.auth.secret() for cfg in settings.services.values() if cfg.auth),
                     settings.web.token_value()])
@@ -83,7 +83,6 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
         clock=clock,
     )
     rt.dispatcher = fetch.register(rt)
-    for module in (refresh, materialize, sweeper, scheduler, views, control_views, events,
-                   dashboard):
+    for module in (refresh, materialize, sweeper, scheduler, reads, control, events, dashboard):
         module.register(rt)
     return rt

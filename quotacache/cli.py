@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from .errors import ConfigError, QuotacacheError
-from .settings import Priority, Settings, load_settings
+from quotacache.errors import ConfigError, QuotacacheError
+from quotacache.settings import Priority, Settings, load_settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -34,14 +34,14 @@ def _latency(text: str) -> tuple[float, float]:
 
 
 def cmd_worker(args: argparse.Namespace, extra: list[str]) -> int:
-    from . import worker
+    from quotacache import worker
 
     logging.basicConfig(level=logging.INFO)
     return worker.run(_settings(args), extra)
 
 
 def cmd_upstream_sim(args: argparse.Namespace, extra: list[str]) -> int:
-    from . import simulator
+    from quotacache.dev import simulator
 
     print(f"upstream simulator on http://{args.host}:{args.port} "
           f"(latency {args.latency[0]:g}-{args.latency[1]:g}s)", flush=True)
@@ -50,7 +50,7 @@ def cmd_upstream_sim(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
-    from . import demo
+    from quotacache.dev import demo
 
     return demo.run(duration=args.duration, web_port=args.web_port, sim_port=args.sim_port,
                     broker_port=args.broker_port, symbols=args.symbols.split(","),
@@ -72,7 +72,7 @@ def _print(data: Any, as_json: bool) -> None:
 
 
 def cmd_request(args: argparse.Namespace, extra: list[str]) -> int:
-    from .client import Client
+    from quotacache.client import Client
 
     async def go() -> None:
         async with Client(_settings(args)) as client:
@@ -85,7 +85,7 @@ def cmd_request(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_get(args: argparse.Namespace, extra: list[str]) -> int:
-    from .client import Client
+    from quotacache.client import Client
 
     async def go() -> dict[str, Any]:
         async with Client(_settings(args), base_url=args.url) as client:
@@ -97,8 +97,8 @@ def cmd_get(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_stats(args: argparse.Namespace, extra: list[str]) -> int:
-    from .client import Client
-    from .console import stats_table
+    from quotacache.client import Client
+    from quotacache.client.console import stats_table
 
     async def go() -> dict[str, Any]:
         async with Client(_settings(args), base_url=args.url) as client:
@@ -119,8 +119,8 @@ def cmd_watch(args: argparse.Namespace, extra: list[str]) -> int:
     from rich.console import Console
     from rich.live import Live
 
-    from .client import Client
-    from .console import watch_view
+    from quotacache.client import Client
+    from quotacache.client.console import watch_view
 
     async def go() -> None:
         async with Client(_settings(args), base_url=args.url) as client:
@@ -142,7 +142,7 @@ def cmd_watch(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _http_command(args: argparse.Namespace, call: Any) -> int:
-    from .client import Client
+    from quotacache.client import Client
 
     async def go() -> dict[str, Any]:
         async with Client(_settings(args), base_url=args.url) as client:

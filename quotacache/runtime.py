@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+
+from quotacache.errors import InvalidSymbol, UnknownTarget
+from quotacache.settings import Settings
 from quotacache.streams.records import BadMessage, normalize_symbol
 from quotacache.streams.topics import Topics
 from quotacache.tables.cache import CacheTable
@@ -20,11 +23,7 @@ from quotacache.tables.inflight import InFlight
 from quotacache.tables.ratelimit import RateLimiter
 from quotacache.tables.stats import Stats
 from quotacache.tables.waiters import Waiters
-
-from quotacache.settings import Settings
-from quotacache.upstream import UpstreamClient
-
-from .errors import InvalidSymbol, UnknownTarget
+from quotacache.upstream.client import UpstreamClient
 
 Clock = Callable[[], float]
 

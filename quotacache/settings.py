@@ -26,8 +26,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from .errors import ConfigError
-from .units import Duration, Priority, RateLimit, parse_duration
+from quotacache.errors import ConfigError
+from quotacache.units import Duration, Priority, RateLimit, parse_duration
 
 __all__ = ["Duration", "Priority", "RateLimit", "parse_duration", "Settings", "load_settings"]
 
@@ -341,7 +341,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
 
     Raises ConfigError with every bad key named.
     """
-    from .services import PROFILES
+    from quotacache.services import PROFILES
 
     path = path or os.environ.get("QUOTACACHE_CONFIG")
     raw: dict[str, Any] = {}

@@ -15,8 +15,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from .app import build_app
-from .broker import (
+from quotacache.app import build_app
+from quotacache.dev.broker import (
     EmbeddedBroker,
     cluster_id,
     discard_stale_data_dir,
@@ -24,8 +24,8 @@ from .broker import (
     install_tansu_compat,
     port_open,
 )
-from .runtime import Runtime
-from .settings import Settings
+from quotacache.runtime import Runtime
+from quotacache.settings import Settings
 
 log = logging.getLogger(__name__)
 

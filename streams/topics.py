@@ -20,8 +20,7 @@ from typing import Any
 import faust
 
 from quotacache.settings import Settings
-
-from .records import DeadLetter, Record, preview
+from quotacache.streams.records import DeadLetter, Record, preview
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import faust
 
-from .freshness import CacheEntry
+from quotacache.policy.freshness import CacheEntry
 
 FRESHNESS_EVERY = 1.0
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import faust
 
-from .strategy import Strategy, StrategyState
+from quotacache.policy.strategy import Strategy, StrategyState
 
 
 class ControlTables:

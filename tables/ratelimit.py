@@ -19,9 +19,8 @@ from typing import Any
 
 import faust
 
+from quotacache.policy.limits import Decision, Scope, allowance, decide, endpoint_share, used
 from quotacache.settings import Priority, Settings
-
-from .limiter import Decision, Scope, allowance, decide, endpoint_share, used
 
 #: Seconds of arrival jitter each limit's count allows for (see limiter.py).
 SKEW = 0.25

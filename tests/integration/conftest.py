@@ -22,8 +22,8 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from quotacache.broker import EmbeddedBroker, free_port
-from quotacache.processes import ChildProcess, start_simulator, start_worker
+from quotacache.dev.broker import EmbeddedBroker, free_port
+from quotacache.dev.processes import ChildProcess, start_simulator, start_worker
 from quotacache.settings import Settings, load_settings
 
 API_KEY = "sk-integration-5e1f0c2a"

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from quotacache.broker import CLUSTER_ID_FILE, EmbeddedBroker, free_port
+from quotacache.dev.broker import CLUSTER_ID_FILE, EmbeddedBroker, free_port
 
 from .conftest import Deployment, poll
 

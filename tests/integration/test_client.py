@@ -7,10 +7,10 @@ import json
 import time
 
 import pytest
-from quotacache.streams.records import DataRecord
 
 from quotacache.client import Client
-from quotacache.replica import LocalReplica, subscribe
+from quotacache.client.replica import LocalReplica, subscribe
+from quotacache.streams.records import DataRecord
 
 from .conftest import apoll, json_key
 

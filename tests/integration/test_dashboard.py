@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from quotacache.client import Client
-from quotacache.demo import DEMO_READS, Load
+from quotacache.dev.demo import DEMO_READS, Load
 
 from ..browser import Browser, chromium_path
 from .conftest import poll

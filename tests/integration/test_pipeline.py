@@ -7,9 +7,9 @@ import json
 import time
 
 import pytest
-from quotacache.streams.records import DataRecord
 
 from quotacache.client import Client
+from quotacache.streams.records import DataRecord
 
 from ..windows import max_in_any_window
 from .conftest import API_KEY, apoll, json_key, poll

@@ -11,6 +11,7 @@ import time
 
 import httpx
 import pytest
+
 from quotacache.streams.records import DataRecord
 
 from .conftest import json_key, poll

@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from quotacache.streams.records import DataRecord
 
-from quotacache.broker import free_port
+from quotacache.dev.broker import free_port
+from quotacache.streams.records import DataRecord
 
 from .conftest import apoll, json_key
 

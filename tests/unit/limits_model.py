@@ -2,7 +2,7 @@
 
 from collections import defaultdict
 
-from quotacache.tables.limiter import Scope, decide
+from quotacache.policy.limits import Scope, decide
 
 
 class Buckets:

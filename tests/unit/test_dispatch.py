@@ -5,13 +5,13 @@ from email.utils import formatdate
 import httpx
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from quotacache.agents.fetch import rate_hint, retry_delay
-from quotacache.streams.records import FetchOrder
-from quotacache.tables.dispatch import select_calls
-from quotacache.tables.health import Breaker, ServiceHealth
-from quotacache.tables.queue import FetchQueue
 
+from quotacache.agents.fetch import rate_hint, retry_delay
+from quotacache.policy.dispatch import select_calls
+from quotacache.policy.health import Breaker, ServiceHealth
+from quotacache.policy.queue import FetchQueue
 from quotacache.settings import Priority, RateLimit
+from quotacache.streams.records import FetchOrder
 
 from ..windows import max_in_any_window
 from .limits_model import MemoryBudget
@@ -110,7 +110,7 @@ def test_rate_hints_and_retry_delays():
 
 
 def test_retry_after_as_http_date_reaches_the_pause():
-    from quotacache.upstream import parse_retry_after
+    from quotacache.upstream.client import parse_retry_after
 
     health = ServiceHealth()
     health.on_rate_limited(1000, parse_retry_after(formatdate(1030, usegmt=True), 1000), 60)

@@ -1,4 +1,4 @@
-from quotacache.tables.freshness import CacheEntry, Freshness, classify
+from quotacache.policy.freshness import CacheEntry, Freshness, classify
 from quotacache.tables.inflight import InFlight
 
 
@@ -42,7 +42,7 @@ def test_inflight_claim_is_single_until_released_or_expired():
 def test_xfetch_refreshes_a_key_read_often_just_before_it_expires():
     import math
 
-    from quotacache.tables.freshness import xfetch_due
+    from quotacache.policy.freshness import xfetch_due
 
     entry = CacheEntry(1, fetched_at=0.0, ttl=120)
     draws = [(i + 0.5) / 1000 for i in range(1000)]  # uniform over (0, 1)

@@ -1,8 +1,7 @@
 """The HTTP guard: the token of mutating endpoints and the per-client request limit."""
 
-from quotacache.tables.guard import RequestLimiter, authorized, is_peer_request, peer_headers
-
 from quotacache.settings import WebConfig
+from quotacache.web.guard import RequestLimiter, authorized, is_peer_request, peer_headers
 
 
 def test_without_a_token_everyone_may_change_things():
@@ -52,7 +51,7 @@ def test_peers_are_known_by_the_token_only():
 
 
 def test_stream_slots_cap_open_streams_and_free_them_when_a_stream_ends():
-    from quotacache.tables.events import StreamSlots
+    from quotacache.web.events import StreamSlots
 
     slots = StreamSlots(1)
     with slots.taken() as first:

@@ -5,8 +5,8 @@ from collections import defaultdict
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from quotacache.tables.limiter import Scope, allowance, decide, endpoint_share
 
+from quotacache.policy.limits import Scope, allowance, decide, endpoint_share
 from quotacache.settings import RateLimit
 
 from ..windows import max_in_any_window

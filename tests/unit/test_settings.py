@@ -119,7 +119,7 @@ def test_defaults_bind_to_loopback():
 
 
 def test_a_data_dir_from_another_broker_is_discarded(tmp_path):
-    from quotacache.broker import discard_stale_data_dir
+    from quotacache.dev.broker import discard_stale_data_dir
 
     data = tmp_path / "data"
     assert not discard_stale_data_dir(data, "cluster-a")  # new: nothing to discard

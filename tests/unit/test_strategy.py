@@ -1,4 +1,4 @@
-from quotacache.tables.strategy import (
+from quotacache.policy.strategy import (
     Strategy,
     StrategyState,
     Thresholds,

@@ -7,7 +7,7 @@ import pytest
 
 from quotacache.errors import UpstreamError
 from quotacache.settings import load_settings
-from quotacache.upstream import UpstreamClient, parse_retry_after
+from quotacache.upstream.client import UpstreamClient, parse_retry_after
 
 KEY = "sk-test-4f8a9c"
 

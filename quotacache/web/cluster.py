@@ -14,10 +14,10 @@ from collections import Counter
 from typing import Any
 
 import aiohttp
-from quotacache.tables.guard import peer_headers
-from quotacache.tables.stats import FIELDS, rates
 
 from quotacache.runtime import Runtime
+from quotacache.tables.stats import FIELDS, rates
+from quotacache.web.guard import peer_headers
 
 PEER_TIMEOUT = aiohttp.ClientTimeout(total=2.0)
 

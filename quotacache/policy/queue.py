@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from quotacache.streams.records import FetchOrder
-
 from quotacache.settings import Priority
+from quotacache.streams.records import FetchOrder
 
 
 @dataclass(order=True)

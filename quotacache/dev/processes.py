@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from .errors import QuotacacheError
+from quotacache.errors import QuotacacheError
 
 
 class ChildProcess:

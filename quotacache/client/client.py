@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from .settings import Priority, Settings
-from .streams.records import RefreshRequest, VolatilitySignal, cache_key
+from quotacache.settings import Priority, Settings
+from quotacache.streams.records import RefreshRequest, VolatilitySignal, cache_key
 
 
 class Client:

@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
-from .errors import UpstreamError
-from .settings import ServiceConfig
+from quotacache.errors import UpstreamError
+from quotacache.settings import ServiceConfig
 
 USER_AGENT = "quotacache/0.1"
 MAX_BODY_BYTES = 8 * 1024 * 1024

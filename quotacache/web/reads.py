@@ -17,14 +17,13 @@ from typing import Any
 
 import aiohttp
 from faust import web
-from quotacache.streams.records import RefreshRequest
-from quotacache.tables.freshness import Freshness, classify, xfetch_due
 
 from quotacache.errors import InvalidSymbol, UnknownTarget
+from quotacache.policy.freshness import Freshness, classify, xfetch_due
 from quotacache.runtime import Runtime
-
-from .cluster import collect, own_url
-from .guard import authorized, peer_headers
+from quotacache.streams.records import RefreshRequest
+from quotacache.web.cluster import collect, own_url
+from quotacache.web.guard import authorized, peer_headers
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +72,14 @@ def register(rt: Runtime) -> None:
     @app.page("/openapi.json")
     class OpenApiView(web.View):
         async def get(self, request: web.Request) -> web.Response:
-            from .openapi import document
+            from quotacache.web.openapi import document
 
             return self.json(document(rt.settings))
 
     @app.page("/metrics")
     class MetricsView(web.View):
         async def get(self, request: web.Request) -> web.Response:
-            from .metrics import CONTENT_TYPE, render
+            from quotacache.web.metrics import CONTENT_TYPE, render
 
             response = self.bytes(render(rt), content_type="text/plain")
             response.headers["Content-Type"] = CONTENT_TYPE  # with the exposition version

@@ -19,10 +19,9 @@ from aiohttp import web as aioweb
 from faust import web
 
 from quotacache.runtime import Runtime
-
-from .cluster import collect
-from .events import StreamSlots, start_event_stream
-from .views import error, local_stats, service_status
+from quotacache.web.cluster import collect
+from quotacache.web.events import StreamSlots, start_event_stream
+from quotacache.web.reads import error, local_stats, service_status
 
 STATIC = Path(__file__).parent / "static"
 INTERVAL = 1.0

@@ -20,8 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .services import CRYPTOMETER, KINGFISHER, KINGFISHER_AIRTABLE, KINGFISHER_TELEGRAM
-from .settings import RateLimit
+from quotacache.services import CRYPTOMETER, KINGFISHER, KINGFISHER_AIRTABLE, KINGFISHER_TELEGRAM
+from quotacache.settings import RateLimit
 
 FAIL_MODES = ("500", "garbage", "timeout", "error_envelope", "429", "429date")
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from quotacache.policy.health import ServiceHealth
+from quotacache.policy.limits import Decision
+from quotacache.policy.queue import FetchQueue, Queued
 from quotacache.settings import Priority
-
-from .health import ServiceHealth
-from .limiter import Decision
-from .queue import FetchQueue, Queued
 
 
 class Budget(Protocol):

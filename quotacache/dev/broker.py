@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from .errors import BrokerError
+from quotacache.errors import BrokerError
 
 log = logging.getLogger(__name__)
 

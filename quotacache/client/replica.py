@@ -17,10 +17,16 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from .settings import Settings
-from .streams.records import BadMessage, DataRecord, cache_key, normalize_symbol, parse_message
-from .streams.topics import data_topic_name
-from .tables.freshness import CacheEntry, Freshness, classify
+from quotacache.policy.freshness import CacheEntry, Freshness, classify
+from quotacache.settings import Settings
+from quotacache.streams.records import (
+    BadMessage,
+    DataRecord,
+    cache_key,
+    normalize_symbol,
+    parse_message,
+)
+from quotacache.streams.topics import data_topic_name
 
 
 def data_topics(settings: Settings, services: Iterable[str] | None = None,

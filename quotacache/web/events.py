@@ -16,12 +16,11 @@ from typing import Any
 
 from aiohttp import web as aioweb
 from faust import web
-from quotacache.streams.records import normalize_symbol
 
-from quotacache.replica import data_topics, positioned_consumer, records
+from quotacache.client.replica import data_topics, positioned_consumer, records
 from quotacache.runtime import Runtime
-
-from .views import error
+from quotacache.streams.records import normalize_symbol
+from quotacache.web.reads import error
 
 MAX_STREAMS = 50
 KEEPALIVE = 15.0

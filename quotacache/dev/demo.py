@@ -23,10 +23,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from .broker import EmbeddedBroker, free_port, port_open
-from .client import Client
-from .processes import start_simulator, start_worker
-from .settings import load_settings
+from quotacache.client import Client
+from quotacache.dev.broker import EmbeddedBroker, free_port, port_open
+from quotacache.dev.processes import start_simulator, start_worker
+from quotacache.settings import load_settings
 
 #: Endpoints the demo reads, most popular first (critical data is read most).
 DEMO_READS = [("cryptometer", "ticker"), ("cryptometer", "rapid_movements"),

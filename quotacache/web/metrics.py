@@ -11,10 +11,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from quotacache.tables.stats import FIELDS
-from quotacache.tables.strategy import Strategy
 
+from quotacache.policy.strategy import Strategy
 from quotacache.runtime import Runtime
+from quotacache.tables.stats import FIELDS
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -11,15 +11,14 @@ import json
 from typing import Any
 
 from faust import web
-from quotacache.streams.records import RefreshRequest, normalize_symbol
-from quotacache.tables.strategy import Strategy, pin, release
 
 from quotacache.errors import InvalidSymbol, UnknownTarget
+from quotacache.policy.strategy import Strategy, pin, release
 from quotacache.runtime import Runtime
 from quotacache.settings import Priority
-
-from .guard import authorized
-from .views import error
+from quotacache.streams.records import RefreshRequest, normalize_symbol
+from quotacache.web.guard import authorized
+from quotacache.web.reads import error
 
 MAX_BATCH = 2000
 

@@ -1,0 +1,1 @@
+"""Development tooling: the embedded broker, the upstream simulator, the demo, child processes."""

@@ -1,0 +1,1 @@
+"""The HTTP layer: every Faust web view (reads, control, status, events, dashboard, metrics)."""
