@@ -12,27 +12,21 @@ The HTTP call runs in a task (bounded by ``max_in_flight``) so a slow upstream d
 stall the stream. Its result goes to the endpoint's data topic; how it ended goes back
 to the service's partition as feedback (health is a table, written only here). Failed
 calls are retried by sending the order again after a backoff (exponential, full jitter,
-from the ``backoff`` library): a retry is a new order and passes the limiter like any
-other. No call is ever made without the limiter's yes.
+``policy.upstream``): a retry is a new order and passes the limiter like
+any other. No call is ever made without the limiter's yes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import Counter, defaultdict
 from typing import Any
 
-import backoff
 import faust
 
 from quotacache.errors import UpstreamError
 from quotacache.policy.dispatch import select_calls
-from quotacache.policy.health import ServiceHealth
-from quotacache.policy.limits import Decision
-from quotacache.policy.queue import FetchQueue
+from quotacache.policy.upstream import fan_out, rate_hint, retry_delay
 from quotacache.runtime import Runtime
-from quotacache.settings import Priority
 from quotacache.streams.records import (
     BadMessage,
     DataRecord,
@@ -40,11 +34,10 @@ from quotacache.streams.records import (
     FetchOutcome,
     ServiceFeedback,
     Tick,
-    normalize_symbol,
     parse_fetch_message,
 )
-from quotacache.tables.ratelimit import RateLimiter
-from quotacache.upstream.client import UpstreamAnswer
+from quotacache.tables.ratelimit import ServiceBudget
+from quotacache.upstream import UpstreamAnswer
 
 log = logging.getLogger(__name__)
 
@@ -52,71 +45,13 @@ log = logging.getLogger(__name__)
 TICK_INTERVAL = 0.25
 
 
-def retry_delay(attempt: int, base: float, cap: float) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
-    return float(backoff.full_jitter(min(cap, base * 2 ** attempt)))
-
-
-def rate_hint(answer_headers: Any, now: float) -> dict[str, Any] | None:
-    """remaining, reset_at (and limit) from X-RateLimit-Remaining / -Reset (/ -Limit)."""
-    remaining = answer_headers.get("X-RateLimit-Remaining")
-    reset = answer_headers.get("X-RateLimit-Reset")
-    if remaining is None or reset is None:
-        return None
-    try:
-        left, at = int(remaining), float(reset)
-        limit = int(answer_headers["X-RateLimit-Limit"]) if answer_headers.get(
-            "X-RateLimit-Limit") else None
-    except ValueError:
-        return None
-    # Reset is epoch seconds, or seconds from now.
-    return {"remaining": left, "reset_at": at if at > 1e9 else now + at, "limit": limit}
-
-
-def fan_out(symbol: str, data: Any, field: str | None) -> list[tuple[str, Any]]:
-    """(symbol, data) entries from one answer: itself, plus each listed item for a list
-    endpoint. Items without a valid symbol are kept only in the whole list."""
-    entries = [(symbol, data)]
-    if field and isinstance(data, list):
-        for item in data:
-            try:
-                entries.append((normalize_symbol(item[field]), item))
-            except (KeyError, TypeError, ValueError):
-                continue
-    return entries
-
-
-class ServiceBudget:
-    """The rate limiter seen from one service: the service's scope plus an endpoint's."""
-
-    def __init__(self, limiter: RateLimiter, service: str):
-        self.limiter = limiter
-        self.service = service
-        self.service_scope = limiter.service_scope(service)
-
-    def _scopes(self, endpoint: str) -> list:
-        return [self.service_scope, self.limiter.endpoint_scope(self.service, endpoint)]
-
-    def check(self, endpoint: str, now: float, priority: Priority) -> Decision:
-        return self.limiter.check(self.service, self._scopes(endpoint), now, priority)
-
-    def record(self, endpoint: str, now: float) -> None:
-        self.limiter.record(self._scopes(endpoint), now)
-
-
 class FetchDispatcher:
     """Queues, health and in-flight calls of the services this worker owns."""
 
-    def __init__(self, rt: Runtime, health_table: Any):
+    def __init__(self, rt: Runtime):
         self.rt = rt
-        self.health_table = health_table
-        self.queues: dict[str, FetchQueue] = defaultdict(FetchQueue)
-        #: Upstream calls under way per service (at most its max_in_flight).
-        self.calls_in_flight: Counter[str] = Counter()
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    def health(self, service: str) -> ServiceHealth:
-        return ServiceHealth.from_dict(self.health_table.get(service))
+        self.queues = rt.backlog.queues
+        self.calls_in_flight = rt.backlog.calls_in_flight
 
     # -- inside stream iteration -------------------------------------------------------
     async def on_order(self, order: FetchOrder) -> None:
@@ -128,7 +63,7 @@ class FetchDispatcher:
 
     def on_feedback(self, feedback: ServiceFeedback) -> None:
         config = self.rt.settings.service(feedback.service)
-        health = self.health(feedback.service)
+        health = self.rt.health.get(feedback.service)
         if feedback.outcome == "success":
             health.on_success()
         elif feedback.outcome == "failure":
@@ -137,7 +72,7 @@ class FetchDispatcher:
             health.on_rate_limited(feedback.at, feedback.retry_after, config.default_retry_after)
         if feedback.remaining is not None and feedback.reset_at is not None:
             health.on_hint(feedback.remaining, feedback.reset_at, feedback.limit)
-        self.health_table[feedback.service] = health.to_dict()
+        self.rt.health.put(feedback.service, health)
 
     async def drain(self, service: str) -> None:
         """Serve the queue in priority order while health, limits and concurrency allow."""
@@ -151,13 +86,13 @@ class FetchDispatcher:
             await self.finish(order, "dropped", "would be stale before it could be fetched")
         if not queue:
             return
-        health = self.health(service)
+        health = rt.health.get(service)
         free_slots = config.max_in_flight - self.calls_in_flight[service]
         selection = select_calls(queue, health, ServiceBudget(rt.limiter, service), now,
                                  service=service, cooldown=config.breaker_cooldown,
                                  free_slots=free_slots, shares=config.priority_shares)
         if selection.calls:
-            self.health_table[service] = health.to_dict()
+            rt.health.put(service, health)
         for queued in selection.calls:
             queue.remove(queued.key)
             self._launch(queued.order)
@@ -168,9 +103,7 @@ class FetchDispatcher:
 
     def _launch(self, order: FetchOrder) -> None:
         self.calls_in_flight[order.service] += 1
-        task = asyncio.ensure_future(self.call(order))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.rt.tasks.spawn(self.call(order))
 
     # -- outside stream iteration (tasks) ------------------------------------------------
     async def call(self, order: FetchOrder) -> None:
@@ -224,9 +157,7 @@ class FetchDispatcher:
                 and now + delay - order.requested_at <= config.retry_deadline):
             rt.stats.count("retries", name)
             retry = order.model_copy(update={"attempt": order.attempt + 1})
-            asyncio.get_running_loop().call_later(
-                delay, lambda: asyncio.ensure_future(
-                    rt.topics.send(rt.topics.fetch, order.service, retry)))
+            rt.tasks.later(delay, rt.topics.send(rt.topics.fetch, order.service, retry))
             return
         await self.finish(order, "error", str(exc))
 
@@ -242,35 +173,9 @@ class FetchDispatcher:
                               at=self.rt.clock())
         await self.rt.topics.send(self.rt.topics.outcomes, order.key, record)
 
-    def budget_use(self, service: str, now: float) -> float:
-        """Calls in window / allowance, the highest over the service's limits, or the
-        upstream's own hint when it is higher. Read outside stream iteration."""
-        rows = [r for r in self.rt.limiter.usage(service, now) if r["scope"] == service]
-        use = max((r["used"] / r["allowance"] for r in rows), default=0.0)
-        hinted = self.health(service).hinted_use(now)
-        return max(use, hinted or 0.0)
 
-    def status(self, service: str) -> dict[str, Any]:
-        config = self.rt.settings.service(service)
-        now = self.rt.clock()
-        health = self.health(service)
-        return {
-            "limits": self.rt.limiter.usage(service, now),
-            "paused_until": health.paused_until if health.paused_until > now else None,
-            "pause_reason": health.pause_reason if health.paused_until > now else None,
-            "breaker": health.breaker_state(now, config.breaker_cooldown).value,
-            "consecutive_failures": health.consecutive_failures,
-            "upstream_remaining_hint": health.hint_remaining if health.hint_reset > now else None,
-            "budget_use": round(self.budget_use(service, now), 3),
-            "queue": self.queues[service].by_priority() if service in self.queues else {},
-            "in_flight_calls": self.calls_in_flight[service],
-        }
-
-
-def register(rt: Runtime) -> FetchDispatcher:
-    health_table = rt.app.Table("service-health", partitions=rt.settings.broker.partitions,
-                                help="pauses, hints and breaker state per service")
-    dispatcher = FetchDispatcher(rt, health_table)
+def register(rt: Runtime) -> None:
+    dispatcher = FetchDispatcher(rt)
 
     @rt.app.agent(rt.topics.fetch, name="fetch")
     async def fetch(stream: faust.StreamT) -> None:
@@ -298,5 +203,3 @@ def register(rt: Runtime) -> FetchDispatcher:
         for service, queue in list(dispatcher.queues.items()):
             if queue:
                 await rt.topics.send(rt.topics.fetch, service, Tick(service=service))
-
-    return dispatcher

@@ -63,7 +63,7 @@ def register(rt: Runtime) -> None:
             if not rt.owns(service):
                 continue
             state = rt.control.strategy(service)
-            use = rt.dispatcher.budget_use(service, now)
+            use = rt.budget_use(service, now)
             if adjust(state, use, now, thresholds(rt)):
                 log.warning("strategy of %s -> %s (%s)", service, state.strategy, state.reason)
                 rt.control.save_strategy(service, state)

@@ -21,11 +21,12 @@ from quotacache.settings import Settings
 from quotacache.streams.topics import Topics
 from quotacache.tables.cache import CacheTable
 from quotacache.tables.control import ControlTables
+from quotacache.tables.health import HealthTable
 from quotacache.tables.inflight import InFlight
 from quotacache.tables.ratelimit import RateLimiter
 from quotacache.upstream.client import UpstreamClient
-from quotacache.web.control import MAX_BODY_BYTES
-from quotacache.web.guard import RequestLimiter, rate_limit_middleware
+from quotacache.web.guard import RequestLimiter, guard_middleware
+from quotacache.web.schemas import MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +64,12 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
               transports: dict[str, httpx.AsyncBaseTransport] | None = None) -> Runtime:
     """Create the app and wire every agent, timer and view to one Runtime."""
     from quotacache.agents import fetch, materialize, refresh, scheduler, sweeper
-    from quotacache.web import control, dashboard, events, reads
+    from quotacache.web import control, dashboard, events, metrics, openapi, reads, status
 
     redact.install([*(cfg.auth.secret() for cfg in settings.services.values() if cfg.auth),
                     settings.web.token_value()])
     limiter = RequestLimiter(settings.web.max_requests_per_second, settings.web.request_burst)
-    app = faust_app(settings, [rate_limit_middleware(limiter, settings.web)])
+    app = faust_app(settings, [guard_middleware(limiter, settings.web)])
     transports = transports or {}
     rt = Runtime(
         settings=settings,
@@ -79,10 +80,16 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
         upstreams={name: UpstreamClient(name, cfg, transports.get(name))
                    for name, cfg in settings.services.items()},
         control=ControlTables(app),
+        health=HealthTable(app, settings.broker.partitions),
         inflight=InFlight(settings.cache.inflight_timeout),
         clock=clock,
     )
-    rt.dispatcher = fetch.register(rt)
-    for module in (refresh, materialize, sweeper, scheduler, reads, control, events, dashboard):
+    for module in (fetch, refresh, materialize, sweeper, scheduler,
+                   reads, status, control, events, dashboard, metrics, openapi):
         module.register(rt)
+
+    @app.on_before_shutdown.connect
+    async def cancel_background_tasks(app: faust.App, **kwargs: object) -> None:
+        await rt.tasks.cancel_all()
+
     return rt

@@ -14,16 +14,20 @@ from typing import Any
 import faust
 
 from quotacache.errors import InvalidSymbol, UnknownTarget
+from quotacache.policy.queue import Backlog
+from quotacache.policy.strategy import budget_use
 from quotacache.settings import Settings
 from quotacache.streams.records import BadMessage, normalize_symbol
 from quotacache.streams.topics import Topics
 from quotacache.tables.cache import CacheTable
 from quotacache.tables.control import ControlTables
+from quotacache.tables.health import HealthTable
 from quotacache.tables.inflight import InFlight
 from quotacache.tables.ratelimit import RateLimiter
 from quotacache.tables.stats import Stats
 from quotacache.tables.waiters import Waiters
-from quotacache.upstream.client import UpstreamClient
+from quotacache.tasks import BackgroundTasks
+from quotacache.upstream import UpstreamClient
 
 Clock = Callable[[], float]
 
@@ -37,12 +41,14 @@ class Runtime:
     limiter: RateLimiter
     upstreams: dict[str, UpstreamClient]
     control: ControlTables
+    health: HealthTable
     stats: Stats = field(default_factory=Stats)
     inflight: InFlight = field(default_factory=lambda: InFlight(30.0))
     clock: Clock = time.time
     waiters: Waiters = field(default_factory=Waiters)
-    #: The fetch agent's queues and service health (agents.fetch.FetchDispatcher).
-    dispatcher: Any = None
+    #: Fetches queued or under way for the services this worker owns (the fetch agent's).
+    backlog: Backlog = field(default_factory=Backlog)
+    tasks: BackgroundTasks = field(default_factory=BackgroundTasks)
 
     def resolve(self, service: str, endpoint: str, symbol: str) -> tuple[str, str]:
         """Check a (service, endpoint, symbol) against the config; return (symbol, cache key).
@@ -69,13 +75,18 @@ class Runtime:
     def owner_url(self, service: str) -> str | None:
         """The web URL of the worker that owns ``service`` (None before assignment)."""
         try:
-            return str(self.app.router.key_store(self.dispatcher.health_table.name,
+            return str(self.app.router.key_store(self.health.name,
                                                  service)).rstrip("/")
         except KeyError:
             return None
 
     def owns(self, service: str) -> bool:
         return self.owner_url(service) == str(self.app.conf.canonical_url).rstrip("/")
+
+    def budget_use(self, service: str, now: float) -> float:
+        """How much of its budget ``service`` uses now (0..1), by our counts or its own."""
+        return budget_use(self.limiter.usage(service, now), service,
+                          self.health.get(service).hinted_use(now))
 
     async def dead_letter(self, event: Any, reason: str) -> None:
         """Dead-letter the event being processed (with the reason) and count it."""

@@ -68,10 +68,6 @@ class EndpointConfig(BaseModel):
     #: fills every listed symbol's entry (and the whole list under ``*``).
     fan_out: str | None = None
 
-    @field_validator("ttl", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        return parse_duration(value)
 
     @field_validator("path")
     @classmethod
@@ -131,11 +127,6 @@ class ServiceConfig(BaseModel):
     queue_limit: int = Field(default=10_000, gt=0)
     endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
 
-    @field_validator("timeout", "max_staleness", "retry_base", "retry_cap", "retry_deadline",
-                     "breaker_cooldown", "default_retry_after", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        return parse_duration(value)
 
     @field_validator("priority_shares")
     @classmethod
@@ -223,10 +214,6 @@ class CacheConfig(BaseModel):
     #: How long a request waits for a fetch already in flight before another may start.
     inflight_timeout: Duration = 30.0
 
-    @field_validator("sweep_interval", "inflight_timeout", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        return parse_duration(value)
 
 
 class SchedulerConfig(BaseModel):
@@ -249,7 +236,10 @@ class SchedulerConfig(BaseModel):
     xfetch_beta: float = Field(default=1.0, gt=0)
     volatility_threshold: float = Field(default=0.7, ge=0, le=1)
     volatility_duration: Duration = 600.0
-    #: Refresh point as a multiple of the TTL, per strategy.
+    #: Refresh point as a multiple of the TTL, per strategy. The seed's intervals by
+    #: priority (critical / high / medium / low, minutes) are AGGRESSIVE 2/5/10/30, NORMAL
+    #: 5/10/20/60, CONSERVATIVE 10/20/40/120, MINIMAL 20/40/80/240: half, once, twice and
+    #: four times the NORMAL pace, which with TTLs as refresh periods gives these factors.
     factors: dict[str, float] = Field(default_factory=lambda: {
         "AGGRESSIVE": 0.5, "NORMAL": 1.0, "CONSERVATIVE": 2.0, "MINIMAL": 4.0})
     #: What a monitored symbol is kept fresh for when no endpoints are given.
@@ -257,11 +247,6 @@ class SchedulerConfig(BaseModel):
         "cryptometer/ticker", "cryptometer/ls_ratio", "cryptometer/open_interest",
         "cryptometer/liquidation_data_v2", "kingfisher/liquidation_map"])
 
-    @field_validator("scan_interval", "evaluate_interval", "min_dwell",
-                     "volatility_duration", "xfetch_delta", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        return parse_duration(value)
 
     @model_validator(mode="after")
     def _order(self) -> SchedulerConfig:

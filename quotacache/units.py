@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|hr|d)?\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {None: 1.0, "ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0,
@@ -66,4 +66,5 @@ class RateLimit(BaseModel):
         return f"{self.calls}/{self.seconds:g}"
 
 
-Duration = float
+#: Seconds, written as a number or "30s", "2m", "1h", "1d" in the configuration.
+Duration = Annotated[float, BeforeValidator(parse_duration)]

@@ -77,14 +77,6 @@ class RateLimiter:
             key = (scope.name, window)
             self._counts[key] = int(self._counts.get(key) or 0) + 1
 
-    def try_acquire(self, service: str, endpoint: str, now: float) -> Decision:
-        """Decide one call and, if allowed, count it in every scope at once."""
-        scopes = [self.service_scope(service), self.endpoint_scope(service, endpoint)]
-        decision = self.check(service, scopes, now)
-        if decision.allowed:
-            self.record(scopes, now)
-        return decision
-
     def usage(self, service: str, now: float) -> list[dict[str, Any]]:
         """Calls used and allowed in each of the service's (and its busy endpoints') limits."""
         config = self.settings.service(service)
@@ -99,3 +91,21 @@ class RateLimiter:
                     rows.append({"scope": scope.name, "limit": str(limit), "used": count,
                                  "allowance": cap, "left": max(0, cap - count)})
         return rows
+
+
+class ServiceBudget:
+    """The rate limiter seen from one service: the service's scope plus an endpoint's."""
+
+    def __init__(self, limiter: RateLimiter, service: str):
+        self.limiter = limiter
+        self.service = service
+        self.service_scope = limiter.service_scope(service)
+
+    def _scopes(self, endpoint: str) -> list[Scope]:
+        return [self.service_scope, self.limiter.endpoint_scope(self.service, endpoint)]
+
+    def check(self, endpoint: str, now: float, priority: Priority) -> Decision:
+        return self.limiter.check(self.service, self._scopes(endpoint), now, priority)
+
+    def record(self, endpoint: str, now: float) -> None:
+        self.limiter.record(self._scopes(endpoint), now)

@@ -8,11 +8,11 @@ that owns the service; after a crash, requests come again from readers and produ
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from quotacache.settings import Priority
 from quotacache.streams.records import FetchOrder
+from quotacache.units import Priority
 
 
 @dataclass(order=True)
@@ -68,3 +68,17 @@ class FetchQueue:
 
     def __contains__(self, key: str) -> bool:
         return key in self._entries
+
+
+class Backlog:
+    """The fetches of the services this worker owns: queued, and calls under way."""
+
+    def __init__(self) -> None:
+        self.queues: defaultdict[str, FetchQueue] = defaultdict(FetchQueue)
+        #: Upstream calls under way per service (at most its max_in_flight).
+        self.calls_in_flight: Counter[str] = Counter()
+
+    def by_priority(self, service: str) -> dict[str, int]:
+        """Queued fetches of ``service`` per priority (all zero when it has none)."""
+        queue = self.queues.get(service)
+        return queue.by_priority() if queue is not None else FetchQueue().by_priority()

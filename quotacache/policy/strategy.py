@@ -24,15 +24,6 @@ class Strategy(StrEnum):
     MINIMAL = "MINIMAL"
 
 
-#: Refresh point as a multiple of the TTL. The seed's intervals by priority (critical /
-#: high / medium / low, minutes) are AGGRESSIVE 2/5/10/30, NORMAL 5/10/20/60,
-#: CONSERVATIVE 10/20/40/120, MINIMAL 20/40/80/240: half, once, twice and four times
-#: the NORMAL pace, which with TTLs as refresh periods gives these factors.
-DEFAULT_FACTORS = {Strategy.AGGRESSIVE: 0.5, Strategy.NORMAL: 1.0,
-                   Strategy.CONSERVATIVE: 2.0, Strategy.MINIMAL: 4.0}
-#: The seed's scheduler cycle per strategy, in seconds.
-DEFAULT_CYCLES = {Strategy.AGGRESSIVE: 30.0, Strategy.NORMAL: 60.0,
-                  Strategy.CONSERVATIVE: 120.0, Strategy.MINIMAL: 300.0}
 HISTORY = 50
 
 
@@ -113,3 +104,11 @@ def effective(state: StrategyState, volatile_until: float | None, now: float) ->
     if volatile_until is not None and now < volatile_until and current is Strategy.NORMAL:
         return Strategy.AGGRESSIVE
     return current
+
+
+def budget_use(rows: list[dict[str, Any]], service: str, hinted: float | None) -> float:
+    """Calls in window / allowance, the highest over the service's own limits, or the
+    upstream's own view (``hinted``) when that is higher."""
+    use = max((r["used"] / r["allowance"] for r in rows
+               if r["scope"] == service and r["allowance"]), default=0.0)
+    return max(use, hinted or 0.0)

@@ -19,7 +19,7 @@ from quotacache.errors import UpstreamError
 from quotacache.settings import ServiceConfig
 
 USER_AGENT = "quotacache/0.1"
-MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -89,7 +89,7 @@ class UpstreamClient:
         if response.status_code >= 400:
             raise UpstreamError(f"{where}: HTTP {response.status_code}",
                                 status=response.status_code)
-        if len(response.content) > MAX_BODY_BYTES:
+        if len(response.content) > MAX_ANSWER_BYTES:
             raise UpstreamError(f"{where}: body of {len(response.content)} bytes is too large")
         try:
             body = json.loads(response.content)

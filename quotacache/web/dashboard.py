@@ -20,8 +20,9 @@ from faust import web
 
 from quotacache.runtime import Runtime
 from quotacache.web.cluster import collect
+from quotacache.web.errors import HttpError
 from quotacache.web.events import StreamSlots, start_event_stream
-from quotacache.web.reads import error, local_stats, service_status
+from quotacache.web.status import local_stats, service_status
 
 STATIC = Path(__file__).parent / "static"
 INTERVAL = 1.0
@@ -86,7 +87,7 @@ def register(rt: Runtime) -> None:
         async def get(self, request: web.Request) -> Any:
             with viewers.taken() as free:
                 if not free:
-                    return error(self, 503, f"at most {MAX_VIEWERS} dashboards per worker")
+                    raise HttpError(503, f"at most {MAX_VIEWERS} dashboards per worker")
                 return await push(request)
 
     async def push(request: Any) -> aioweb.StreamResponse:

@@ -20,7 +20,7 @@ from faust import web
 from quotacache.client.replica import data_topics, positioned_consumer, records
 from quotacache.runtime import Runtime
 from quotacache.streams.records import normalize_symbol
-from quotacache.web.reads import error
+from quotacache.web.errors import HttpError
 
 MAX_STREAMS = 50
 KEEPALIVE = 15.0
@@ -63,17 +63,17 @@ def register(rt: Runtime) -> None:
             service = request.query.get("service", "")
             endpoint = request.query.get("endpoint") or None
             if service not in rt.settings.services:
-                return error(self, 404, f"unknown service {service!r}")
+                raise HttpError(404, f"unknown service {service!r}")
             if endpoint is not None and endpoint not in rt.settings.service(service).endpoints:
-                return error(self, 404, f"unknown endpoint {endpoint!r} of {service!r}")
+                raise HttpError(404, f"unknown endpoint {endpoint!r} of {service!r}")
             try:
                 symbols = {normalize_symbol(s) for s in
                            request.query.get("symbols", "").split(",") if s}
             except ValueError as exc:
-                return error(self, 400, str(exc))
+                raise HttpError(400, str(exc)) from None
             with slots.taken() as free:
                 if not free:
-                    return error(self, 503, f"at most {MAX_STREAMS} event streams per worker")
+                    raise HttpError(503, f"at most {MAX_STREAMS} event streams per worker")
                 return await stream(request, service, endpoint, symbols)
 
     async def stream(request: Any, service: str, endpoint: str | None,

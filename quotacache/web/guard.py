@@ -1,4 +1,10 @@
-"""Who may do what over HTTP: the token of mutating endpoints and a per-client rate limit.
+"""The one middleware in front of every route: request limit, token, and error answers.
+
+Who may do what: every POST and DELETE changes something and needs the token (when one
+is configured); every client address has a request rate limit. What goes wrong: the
+errors views raise (``HttpError``, unknown names, invalid symbols, bad bodies) and any
+unexpected exception become the one JSON error shape, so no route answers HTML or a
+bare 500 page.
 
 The token is compared in constant time (``hmac.compare_digest``), so its bytes cannot be
 guessed from answer times. The rate limit is a token bucket per client address, applied
@@ -12,14 +18,18 @@ owner refuses is answered by the forwarding worker from its own copy).
 from __future__ import annotations
 
 import hmac
-import json
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web as aioweb
 
+from quotacache.errors import InvalidSymbol, UnknownTarget
 from quotacache.settings import WebConfig
+from quotacache.web.errors import HttpError, error_response
+
+log = logging.getLogger(__name__)
 
 Handler = Callable[[aioweb.Request], Awaitable[aioweb.StreamResponse]]
 Middleware = Callable[[aioweb.Request, Handler], Awaitable[aioweb.StreamResponse]]
@@ -56,12 +66,6 @@ def peer_headers(config: WebConfig) -> dict[str, str]:
     return {PEER_HEADER: token} if token else {}
 
 
-def json_error(status: int, message: str, headers: dict[str, str] | None = None
-               ) -> aioweb.Response:
-    return aioweb.Response(text=json.dumps({"error": message, "status": status}),
-                           status=status, content_type="application/json", headers=headers)
-
-
 class RequestLimiter:
     """A token bucket per client address: ``rate`` per second, ``burst`` at most."""
 
@@ -92,17 +96,38 @@ class RequestLimiter:
         self.buckets[address] = (tokens, now)
 
 
-def rate_limit_middleware(limiter: RequestLimiter, config: WebConfig) -> Middleware:
+#: Methods that change something: they need the token when one is configured.
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+UNAUTHORIZED = "a valid 'Authorization: Bearer <token>' header is required to change anything"
+
+
+def guard_middleware(limiter: RequestLimiter, config: WebConfig) -> Middleware:
     @aioweb.middleware
-    async def limit_requests(request: aioweb.Request, handler: Handler
-                             ) -> aioweb.StreamResponse:
+    async def guard(request: aioweb.Request, handler: Handler) -> aioweb.StreamResponse:
         if request.path != "/health" and not is_peer_request(  # probes are never held
                 config, request.headers.get(PEER_HEADER)):
-            address = request.remote or "?"
-            wait = limiter.take(address)
+            wait = limiter.take(request.remote or "?")
             if wait > 0:
-                return json_error(429, f"more than {limiter.rate:g} requests per second "
-                                  "from this address", {"Retry-After": str(math.ceil(wait))})
-        return await handler(request)
+                return error_response(429, f"more than {limiter.rate:g} requests per second "
+                                      "from this address", {"Retry-After": str(math.ceil(wait))})
+        if request.method in MUTATING and not authorized(config,
+                                                         request.headers.get("Authorization")):
+            return error_response(401, UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
+        try:
+            return await handler(request)
+        except HttpError as exc:
+            return error_response(exc.status, exc.message, exc.headers)
+        except UnknownTarget as exc:
+            return error_response(404, str(exc))
+        except InvalidSymbol as exc:
+            return error_response(400, str(exc))
+        except aioweb.HTTPException as exc:  # aiohttp's own: no route, wrong method, too big
+            if exc.status < 400:
+                raise
+            return error_response(exc.status, exc.reason, {
+                k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")})
+        except Exception:
+            log.exception("%s %s failed", request.method, request.path)
+            return error_response(500, "internal error (logged by the worker)")
 
-    return limit_requests
+    return guard

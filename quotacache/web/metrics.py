@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from faust import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -61,3 +62,12 @@ def render(rt: Runtime, registry: Any = None) -> bytes:
     registry = registry or CollectorRegistry()
     registry.register(QuotacacheCollector(rt))
     return generate_latest(registry)
+
+
+def register(rt: Runtime) -> None:
+    @rt.app.page("/metrics")
+    class MetricsView(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            response = self.bytes(render(rt), content_type="text/plain")
+            response.headers["Content-Type"] = CONTENT_TYPE  # with the exposition version
+            return response

@@ -1,29 +1,63 @@
 """The OpenAPI document of the HTTP API (``GET /openapi.json``).
 
-Kept beside the views it describes; a test checks that its paths and methods are exactly
-the routes the worker serves, and fuzzes them against a live worker.
+Request bodies and the error shape are generated from the pydantic models the views
+validate with (``schemas``, ``errors``), so they cannot drift apart. A test checks that
+the paths and methods are exactly the routes the worker serves, and fuzzes them against
+a live worker.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from faust import web
+from pydantic import BaseModel
+
+from quotacache.runtime import Runtime
 from quotacache.settings import Settings
+from quotacache.web.errors import ErrorBody
+from quotacache.web.schemas import (
+    BatchBody,
+    MonitorBody,
+    RefreshBody,
+    StrategyBody,
+    UnmonitorBody,
+)
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-ERROR = {"type": "object", "required": ["error", "status"],
-         "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}}
+def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema in OpenAPI 3.0 terms: definitions inlined, ``X | None``
+    written as ``nullable``."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def convert(node: Any) -> Any:
+        if isinstance(node, list):
+            return [convert(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            return convert(defs[node["$ref"].rsplit("/", 1)[1]])
+        options = node.get("anyOf")
+        if options and {"type": "null"} in options and len(options) == 2:
+            other = next(o for o in options if o != {"type": "null"})
+            rest = {k: v for k, v in node.items() if k not in ("anyOf", "default")}
+            return {**convert(other), **rest, "nullable": True}
+        return {k: convert(v) for k, v in node.items() if k != "title"}
+
+    return dict(convert(schema))
+
+
+ERROR = openapi_schema(ErrorBody)
 ANY_OBJECT = {"type": "object"}
-STRINGS = {"type": "array", "items": {"type": "string"}, "minItems": 1}
-PRIORITY = {"type": "string", "enum": ["critical", "high", "medium", "low"]}
 
 
-def _body(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": openapi_schema(model)}}}
 
 
 def document(settings: Settings) -> dict[str, Any]:
@@ -71,41 +105,26 @@ def _paths(settings: Settings) -> dict[str, Any]:
                               "202": _json(entry, "MISS: a refresh was requested"), **bad}}},
             "/refresh": {"post": {
                 "summary": "Request one refresh",
-                "requestBody": _body({"type": "object", "required": ["service", "endpoint"],
-                                      "properties": {"service": {"type": "string"},
-                                                     "endpoint": {"type": "string"},
-                                                     "symbol": {"type": "string"},
-                                                     "priority": PRIORITY,
-                                                     "force": {"type": "boolean"}}}),
+                "requestBody": _body(RefreshBody),
                 "responses": {"202": _json(ANY_OBJECT, "published"), **bad}}},
             "/batch": {"post": {
                 "summary": "Refresh symbols x endpoints (list endpoints once)",
-                "requestBody": _body({"type": "object", "required": ["symbols", "endpoints"],
-                                      "properties": {"symbols": STRINGS, "endpoints": STRINGS,
-                                                     "priority": PRIORITY,
-                                                     "force": {"type": "boolean"}}}),
+                "requestBody": _body(BatchBody),
                 "responses": {"202": _json(ANY_OBJECT, "published"), **bad}}},
             "/symbols": {
                 "get": {"summary": "Monitored symbols",
                         "responses": {"200": _json(ANY_OBJECT, "symbol -> endpoints")}},
                 "post": {"summary": "Monitor symbols",
-                         "requestBody": _body({"type": "object", "required": ["symbols"],
-                                               "properties": {"symbols": STRINGS,
-                                                              "endpoints": STRINGS}}),
+                         "requestBody": _body(MonitorBody),
                          "responses": {"200": _json(ANY_OBJECT, "monitored symbols"), **bad}},
                 "delete": {"summary": "Stop monitoring symbols",
-                           "requestBody": _body({"type": "object", "required": ["symbols"],
-                                                 "properties": {"symbols": STRINGS}}),
+                           "requestBody": _body(UnmonitorBody),
                            "responses": {"200": _json(ANY_OBJECT, "removed"), **bad}}},
             "/strategy": {
                 "get": {"summary": "Strategy of each service",
                         "responses": {"200": _json(ANY_OBJECT, "service -> state")}},
                 "post": {"summary": "Pin a strategy, or release the pin",
-                         "requestBody": _body({"type": "object", "required": ["service"],
-                                               "properties": {
-                                                   "service": {"type": "string"},
-                                                   "strategy": {"type": "string"},
-                                                   "release": {"type": "boolean"}}}),
+                         "requestBody": _body(StrategyBody),
                          "responses": {"200": _json(ANY_OBJECT, "the new state"), **bad}}},
             "/stats": {"get": {
                 "summary": "Cache statistics of every worker, summed (scope=local: this one)",
@@ -157,3 +176,10 @@ def _paths(settings: Settings) -> dict[str, Any]:
                                       "responses": {"200": _json(ANY_OBJECT, "OpenAPI")}}},
         },
     }
+
+
+def register(rt: Runtime) -> None:
+    @rt.app.page("/openapi.json")
+    class OpenApiView(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            return self.json(document(rt.settings))

@@ -1,4 +1,4 @@
-"""HTTP views (Faust web): cache reads routed to the worker that owns the key, and stats.
+"""Cache reads over HTTP (Faust web), answered by the worker that owns the key.
 
 ``GET /cache/{service}/{endpoint}/{symbol}`` answers HIT (fresh), STALE (past its TTL,
 served with its age) or MISS (202, a refresh has been requested); a stale or missing
@@ -18,21 +18,17 @@ from typing import Any
 import aiohttp
 from faust import web
 
-from quotacache.errors import InvalidSymbol, UnknownTarget
 from quotacache.policy.freshness import Freshness, classify, xfetch_due
 from quotacache.runtime import Runtime
 from quotacache.streams.records import RefreshRequest
-from quotacache.web.cluster import collect, own_url
+from quotacache.web.cluster import own_url
+from quotacache.web.errors import HttpError
 from quotacache.web.guard import authorized, peer_headers
 
 log = logging.getLogger(__name__)
 
 #: The longest a reader may wait for a refresh (?wait=SECONDS).
 MAX_WAIT = 60.0
-
-
-def error(view: web.View, status: int, message: str) -> web.Response:
-    return view.json({"error": message, "status": status}, status=status)
 
 
 def register(rt: Runtime) -> None:
@@ -42,13 +38,8 @@ def register(rt: Runtime) -> None:
     class CacheView(web.View):
         async def get(self, request: web.Request, service: str, endpoint: str,
                       symbol: str) -> web.Response:
-            try:
-                symbol, key = rt.resolve(service, endpoint, symbol)
-                wait, max_age = read_options(request)
-            except UnknownTarget as exc:
-                return error(self, 404, str(exc))
-            except (InvalidSymbol, ValueError) as exc:
-                return error(self, 400, str(exc))
+            symbol, key = rt.resolve(service, endpoint, symbol)
+            wait, max_age = read_options(request)
             try:
                 routed = await forward_to_owner(self, rt, request, key, wait)
             except Exception as exc:  # owner down or rebalancing: answer from what we have
@@ -62,78 +53,6 @@ def register(rt: Runtime) -> None:
             may_force = authorized(rt.settings.web, request.headers.get("Authorization"))
             return await read_entry(self, rt, service, endpoint, symbol, key, wait, max_age,
                                     may_force=may_force)
-
-    @app.page("/health")
-    class HealthView(web.View):
-        async def get(self, request: web.Request) -> web.Response:
-            ready = is_ready(rt)
-            return self.json({"ready": ready}, status=200 if ready else 503)
-
-    @app.page("/openapi.json")
-    class OpenApiView(web.View):
-        async def get(self, request: web.Request) -> web.Response:
-            from quotacache.web.openapi import document
-
-            return self.json(document(rt.settings))
-
-    @app.page("/metrics")
-    class MetricsView(web.View):
-        async def get(self, request: web.Request) -> web.Response:
-            from quotacache.web.metrics import CONTENT_TYPE, render
-
-            response = self.bytes(render(rt), content_type="text/plain")
-            response.headers["Content-Type"] = CONTENT_TYPE  # with the exposition version
-            return response
-
-    @app.page("/stats")
-    class StatsView(web.View):
-        async def get(self, request: web.Request) -> web.Response:
-            scope = request.query.get("scope", "cluster")
-            if scope not in ("cluster", "local"):
-                return error(self, 400, "scope must be 'cluster' or 'local'")
-            local = local_stats(rt)
-            if scope == "local":
-                return self.json({**local, "scope": "local", "worker": own_url(rt)})
-            return self.json(await collect(rt, local))
-
-    @app.page("/status")
-    class StatusView(web.View):
-        async def get(self, request: web.Request) -> web.Response:
-            services = {}
-            for name in rt.settings.services:
-                services[name] = await service_status(rt, name)
-            now = rt.clock()
-            volatile = {str(symbol): until for symbol, until in rt.control.volatile.items()
-                        if float(until) > now}
-            return self.json({"in_flight_keys": len(rt.inflight), "volatile": volatile,
-                              "asyncio_tasks": len(asyncio.all_tasks()),
-                              "services": services})
-
-    @app.page("/status/{service}")
-    class ServiceStatusView(web.View):
-        async def get(self, request: web.Request, service: str) -> web.Response:
-            if service not in rt.settings.services:
-                return error(self, 404, f"unknown service {service!r}")
-            return self.json(await service_status(rt, service))
-
-
-async def service_status(rt: Runtime, service: str) -> dict[str, Any]:
-    """The service's status from the worker that owns it (this one, or asked over HTTP)."""
-    app = rt.app
-    owner = rt.owner_url(service)
-    if owner is None:
-        return {"error": "partitions not assigned yet"}
-    if owner == str(app.conf.canonical_url).rstrip("/"):
-        state = rt.control.strategy(service)
-        return {"owner": str(app.conf.canonical_url), "strategy": state.strategy,
-                "strategy_pinned": state.pinned, **rt.dispatcher.status(service)}
-    try:
-        async with app.http_client.get(f"{owner}/status/{service}",
-                                        headers=peer_headers(rt.settings.web),
-                                        timeout=aiohttp.ClientTimeout(total=5)) as response:
-            return dict(await response.json())
-    except Exception as exc:  # the owner is down or rebalancing: say so, do not fail
-        return {"error": f"owner {owner} unavailable: {type(exc).__name__}"}
 
 
 ROUTED_HEADER = "X-Quotacache-Routed"
@@ -168,25 +87,6 @@ async def forward_to_owner(view: web.View, rt: Runtime, request: web.Request, ke
                           headers=kept)
 
 
-def local_stats(rt: Runtime) -> dict[str, Any]:
-    """This worker's counters, the freshness of the entries it owns, and the global tables."""
-    return {
-        **rt.stats.snapshot(),
-        "freshness": rt.cache.freshness(rt.clock()),
-        "monitored_symbols": len(rt.control.monitored_endpoints()),
-        "strategy_history": {name: rt.control.strategy(name).history
-                             for name in rt.settings.services},
-    }
-
-
-def is_ready(rt: Runtime) -> bool:
-    """Partitions assigned and every table recovered: reads are answered from full state."""
-    app = rt.app
-    recovery = app.tables.recovery
-    return (bool(app.assignor.assigned_actives()) and recovery.completed.is_set()
-            and not getattr(app, "rebalancing", False))
-
-
 def _seconds(request: web.Request, name: str) -> float | None:
     raw = request.query.get(name)
     if raw is None:
@@ -194,20 +94,20 @@ def _seconds(request: web.Request, name: str) -> float | None:
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a number of seconds, not {raw[:20]!r}") from None
+        raise HttpError(400, f"{name} must be a number of seconds, not {raw[:20]!r}") from None
     if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a non-negative number of seconds")
+        raise HttpError(400, f"{name} must be a non-negative number of seconds")
     return value
 
 
 def read_options(request: web.Request) -> tuple[float, float | None]:
-    """``wait`` (0..MAX_WAIT s) and ``max_age`` (> 0 s); ValueError names the bad one."""
+    """``wait`` (0..MAX_WAIT s) and ``max_age`` (> 0 s); a 400 names the bad one."""
     wait = _seconds(request, "wait") or 0.0
     if wait > MAX_WAIT:
-        raise ValueError(f"wait is at most {MAX_WAIT:g} seconds")
+        raise HttpError(400, f"wait is at most {MAX_WAIT:g} seconds")
     max_age = _seconds(request, "max_age")
     if max_age == 0:
-        raise ValueError("max_age must be more than 0 seconds")
+        raise HttpError(400, "max_age must be more than 0 seconds")
     return wait, max_age
 
 
