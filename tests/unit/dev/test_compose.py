@@ -6,7 +6,7 @@ import yaml
 
 from quotacache.settings import load_settings
 
-COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
+COMPOSE = Path(__file__).resolve().parents[3] / "docker-compose.yml"
 
 
 def test_compose_runs_kafka_in_kraft_mode_two_workers_and_the_simulator(monkeypatch):
