@@ -48,14 +48,19 @@ class Record(BaseModel):
         return self.model_dump_json().encode()
 
 
-class RefreshRequest(Record):
-    """Ask for one key to be refreshed: published on ``<prefix>refresh``."""
+class RefreshTarget(Record):
+    """What a producer asks to refresh: a refresh message, and the body of POST /refresh."""
 
     service: str
     endpoint: str
     symbol: str = "*"
     priority: Priority | None = None
     force: bool = False
+
+
+class RefreshRequest(RefreshTarget):
+    """Ask for one key to be refreshed: published on ``<prefix>refresh``."""
+
     reason: Reason = "request"
 
     _service = field_validator("service", "endpoint")(classmethod(lambda cls, v: _name(v)))

@@ -13,6 +13,7 @@ from aiohttp import web as aioweb
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from quotacache.policy.strategy import Strategy
+from quotacache.streams.records import RefreshTarget
 from quotacache.units import Priority
 from quotacache.web.errors import HttpError
 
@@ -26,16 +27,6 @@ Names = Annotated[list[str], Field(min_length=1)]
 
 class Body(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
-
-
-class RefreshBody(Body):
-    """POST /refresh: one refresh of (service, endpoint, symbol)."""
-
-    service: str
-    endpoint: str
-    symbol: str = "*"
-    priority: Priority | None = None
-    force: bool = False
 
 
 class BatchBody(Body):
@@ -72,7 +63,10 @@ class StrategyBody(Body):
     release: bool = False
 
 
-M = TypeVar("M", bound=Body)
+#: POST /refresh takes exactly what a refresh message on the topic carries.
+RefreshBody = RefreshTarget
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def describe(exc: ValidationError) -> str:
