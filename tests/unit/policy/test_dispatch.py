@@ -12,8 +12,8 @@ from quotacache.policy.health import Breaker, ServiceHealth
 from quotacache.policy.queue import FetchQueue
 from quotacache.settings import Priority, RateLimit
 from quotacache.streams.records import FetchOrder
-
 from tests.windows import max_in_any_window
+
 from .limits_model import MemoryBudget
 
 LIMITS = [RateLimit(calls=20, seconds=10), RateLimit(calls=10, seconds=5)]

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from quotacache.policy.limits import Scope, allowance, decide, endpoint_share
 from quotacache.settings import RateLimit
-
 from tests.windows import max_in_any_window
+
 from .limits_model import Buckets
 
 SERVICE = ("svc", (RateLimit(calls=100, seconds=60), RateLimit(calls=20, seconds=10),
