@@ -153,7 +153,7 @@ class FetchDispatcher:
         await self.feedback(order, "failure")
         now = rt.clock()
         delay = retry_delay(order.attempt, config.retry_base, config.retry_cap)
-        if (order.attempt < config.retry_attempts
+        if (exc.retryable and order.attempt < config.retry_attempts
                 and now + delay - order.requested_at <= config.retry_deadline):
             rt.stats.count("retries", name)
             retry = order.model_copy(update={"attempt": order.attempt + 1})

@@ -77,8 +77,11 @@ def register(rt: Runtime) -> None:
                 await rt.dead_letter(event, str(exc))
                 continue
             if signal.score >= cfg.volatility_threshold:
-                until = rt.clock() + cfg.volatility_duration
-                rt.control.volatile[signal.symbol] = until
-                rt.stats.count("volatility_signals", f"*/{signal.symbol}")
+                now = rt.clock()
+                until = now + cfg.volatility_duration
+                if not rt.control.mark_volatile(signal.symbol, until, now):
+                    await rt.dead_letter(event, "too many symbols are volatile at once")
+                    continue
+                rt.stats.count_event("volatility_signals")
                 log.info("volatility %.2f on %s: AGGRESSIVE until %.0f", signal.score,
                          signal.symbol, until)

@@ -25,6 +25,7 @@ from quotacache.tables.health import HealthTable
 from quotacache.tables.inflight import InFlight
 from quotacache.tables.ratelimit import RateLimiter
 from quotacache.upstream.client import UpstreamClient
+from quotacache.web import control, dashboard, events, metrics, openapi, reads, status
 from quotacache.web.guard import RequestLimiter, guard_middleware
 from quotacache.web.schemas import MAX_BODY_BYTES
 
@@ -64,12 +65,13 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
               transports: dict[str, httpx.AsyncBaseTransport] | None = None) -> Runtime:
     """Create the app and wire every agent, timer and view to one Runtime."""
     from quotacache.agents import fetch, materialize, refresh, scheduler, sweeper
-    from quotacache.web import control, dashboard, events, metrics, openapi, reads, status
 
     redact.install([*(cfg.auth.secret() for cfg in settings.services.values() if cfg.auth),
                     settings.web.token_value()])
     limiter = RequestLimiter(settings.web.max_requests_per_second, settings.web.request_burst)
-    app = faust_app(settings, [guard_middleware(limiter, settings.web)])
+    # The guard asks the runtime built below; it runs only once requests arrive.
+    app = faust_app(settings, [guard_middleware(limiter, settings.web,
+                                                lambda: status.not_ready(rt))])
     transports = transports or {}
     rt = Runtime(
         settings=settings,

@@ -23,10 +23,13 @@ class UpstreamError(QuotacacheError):
     """The upstream answered with something that is not data (error status, garbage, refusal)."""
 
     def __init__(self, message: str, *, status: int | None = None,
-                 retry_after: float | None = None):
+                 retry_after: float | None = None, retryable: bool = True):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        #: False when the same call would fail the same way again (a 4xx other than 429,
+        #: an oversized or malformed body): retrying it only spends budget.
+        self.retryable = retryable
 
 
 class BrokerError(QuotacacheError):

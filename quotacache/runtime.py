@@ -75,9 +75,8 @@ class Runtime:
     def owner_url(self, service: str) -> str | None:
         """The web URL of the worker that owns ``service`` (None before assignment)."""
         try:
-            return str(self.app.router.key_store(self.health.name,
-                                                 service)).rstrip("/")
-        except KeyError:
+            return str(self.app.router.key_store(self.health.name, service)).rstrip("/")
+        except (KeyError, TypeError):  # TypeError: aiokafka before the first metadata
             return None
 
     def owns(self, service: str) -> bool:

@@ -101,7 +101,12 @@ class ServiceConfig(BaseModel):
     limits: list[RateLimit] = Field(default_factory=list)
     endpoint_limits: list[RateLimit] = Field(default_factory=list)
     headers: dict[str, str] = Field(default_factory=dict)
+    #: httpx's timeout for each step of a call (connect, each read of the body).
     timeout: Duration = 10.0
+    #: The whole call at most (connect + headers + body), however the upstream dribbles.
+    call_deadline: Duration = 15.0
+    #: Answers larger than this are cut off at this size and count as failures.
+    max_answer_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     envelope: Literal["json", "cryptometer"] = "json"
     max_staleness: Duration = 24 * 3600.0
     max_in_flight: int = Field(default=8, gt=0)
@@ -267,6 +272,13 @@ class Settings(BaseSettings):
     app_id: str = "quotacache"
     topic_prefix: str = "quotacache."
     data_dir: Path = Path("quotacache-data")
+    #: Where each worker journals the upstream calls it sends, so spent budget survives
+    #: any restart (default: quotacache-journal beside data_dir; never inside it, since
+    #: a data dir is wiped when the broker is new). Workers of one app on one machine
+    #: share it.
+    journal_dir: Path | None = None
+    #: fsync the journal after every call: survives a power loss, costs a disk flush.
+    limits_fsync: bool = False
     profiles: list[str] = Field(default_factory=lambda: ["cryptometer", "kingfisher"])
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     web: WebConfig = Field(default_factory=WebConfig)

@@ -97,6 +97,7 @@ def run(settings: Settings, faust_args: Sequence[str]) -> int:
     if settings.broker.embedded:
         install_tansu_compat(settings.broker.bootstrap_servers())
     runtime = build_app(settings)
+    runtime.limiter.open_journal(runtime.clock())
     started_with = asyncio.run(prepare_broker(settings, runtime.topics.names()))
     if broker is None:  # a broker we started ourselves cannot be restarted under us
         watch_broker(runtime, started_with)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from quotacache.redact import redact
 from quotacache.settings import Priority
 
 #: Symbols are tickers such as BTC, 1000PEPE or ETH2; '*' names a whole-market entry.
@@ -45,7 +46,8 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     def to_json(self) -> bytes:
-        return self.model_dump_json().encode()
+        """The record as sent on a topic, with every configured secret masked."""
+        return redact(self.model_dump_json()).encode()
 
 
 class RefreshTarget(Record):

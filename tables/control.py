@@ -15,6 +15,11 @@ import faust
 
 from quotacache.policy.strategy import Strategy, StrategyState
 
+#: Symbols that may be volatile at once (expired ones are pruned first).
+MAX_VOLATILE = 1_000
+#: Symbols that may be monitored at once.
+MAX_MONITORED = 5_000
+
 
 class ControlTables:
     def __init__(self, app: faust.App):
@@ -40,6 +45,18 @@ class ControlTables:
         """Until when ``symbol`` (or the whole market) is volatile, if it is now."""
         until = max(float(self.volatile.get(symbol) or 0), float(self.volatile.get("*") or 0))
         return until if until > now else None
+
+    def mark_volatile(self, symbol: str, until: float, now: float) -> bool:
+        """Make ``symbol`` volatile until ``until``; False when too many symbols are
+        volatile already (expired marks are deleted first, so the table stays small)."""
+        if symbol not in self.volatile and len(self.volatile) >= MAX_VOLATILE:
+            for old, old_until in list(self.volatile.items()):
+                if float(old_until) <= now:
+                    del self.volatile[old]
+            if len(self.volatile) >= MAX_VOLATILE:
+                return False
+        self.volatile[symbol] = until
+        return True
 
     def monitored_endpoints(self) -> dict[str, list[str]]:
         return {str(symbol): list(endpoints) for symbol, endpoints in self.monitored.items()}

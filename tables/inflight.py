@@ -3,10 +3,14 @@
 The mark lives in memory on the worker that owns the key's partition (requests, data
 and outcome topics are co-partitioned, so claim and release happen in one process). A
 mark expires after ``timeout`` so a lost outcome (a crash between claim and fetch) only
-delays the next fetch, never blocks it forever.
+delays the next fetch, never blocks it forever; expired marks are pruned as new ones are
+made, so the map holds at most the keys claimed in the last ``timeout`` seconds, however
+many distinct keys requests name.
 """
 
 from __future__ import annotations
+
+from itertools import islice
 
 
 class InFlight:
@@ -19,8 +23,20 @@ class InFlight:
         deadline = self._deadlines.get(key)
         if deadline is not None and deadline > now:
             return False
+        self._prune(now)
+        self._deadlines.pop(key, None)  # re-inserted last: the dict stays in deadline order
         self._deadlines[key] = now + self.timeout
         return True
+
+    def _prune(self, now: float) -> None:
+        """Drop expired marks from the front (marks are kept in the order they expire)."""
+        expired = []
+        for key, deadline in islice(self._deadlines.items(), 64):  # amortised O(1) per claim
+            if deadline > now:
+                break
+            expired.append(key)
+        for key in expired:
+            del self._deadlines[key]
 
     def release(self, key: str) -> None:
         self._deadlines.pop(key, None)

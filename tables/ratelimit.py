@@ -5,22 +5,28 @@ the table's changelog partition is that of the event being processed, so one par
 (one worker at a time) owns all of a service's counts. A worker that takes the partition
 over after a crash restores the counts from the changelog before it makes any call.
 
-The decision itself is ``limiter.decide``; this module only reads and writes buckets.
-Reads and writes must happen inside stream iteration (Faust's rule for table writes).
+The decision itself is ``policy.limits.decide``; this module only reads and writes
+buckets. Reads and writes must happen inside stream iteration (Faust's rule for table
+writes). Each call is also appended to a durable ``CallJournal`` before it is sent, and
+each bucket counts ``max(table, journal)``: spent budget survives the loss of the
+changelog (a memory-only broker restarted, the whole stack restarted).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import faust
 
 from quotacache.policy.limits import Decision, Scope, allowance, decide, endpoint_share, used
 from quotacache.settings import Priority, Settings
+from quotacache.tables.journal import CallJournal
 
 #: Seconds of arrival jitter each limit's count allows for (see limiter.py).
 SKEW = 0.25
@@ -38,6 +44,9 @@ class RateLimiter:
             help="upstream calls per scope per second",
         ).tumbling(1.0, expires=timedelta(seconds=math.ceil(longest + SKEW) + 5))
         self._counts = self.windows.table
+        self.journal = CallJournal(journal_dir(settings), worker_name(settings),
+                                   horizon=longest + SKEW + 1.0,
+                                   fsync=settings.limits_fsync)
 
     @property
     def name(self) -> str:
@@ -50,9 +59,14 @@ class RateLimiter:
         return Scope(f"{service}/{endpoint}",
                      tuple(self.settings.service(service).limits_for(endpoint)), share=1.0)
 
+    def open_journal(self, now: float) -> None:
+        """Count the calls every worker of this app journaled before this start."""
+        self.journal.load(now)
+
     def _bucket(self, scope: str, second: int) -> int:
         window = self._counts.window.current(second + 0.5)
-        return int(self._counts.get((scope, window)) or 0)
+        return max(int(self._counts.get((scope, window)) or 0),
+                   self.journal.count(scope, second))
 
     def check(self, service: str, scopes: Sequence[Scope], now: float,
               priority: Priority = Priority.CRITICAL) -> Decision:
@@ -71,7 +85,8 @@ class RateLimiter:
         return self.settings.service(service).endpoints[endpoint].priority
 
     def record(self, scopes: Sequence[Scope], now: float) -> None:
-        """Count one call in every scope (before it is sent)."""
+        """Count one call in every scope (before it is sent), in the table and the journal."""
+        self.journal.append(now, [scope.name for scope in scopes])
         window = self._counts.window.current(now)
         for scope in scopes:
             key = (scope.name, window)
@@ -91,6 +106,18 @@ class RateLimiter:
                     rows.append({"scope": scope.name, "limit": str(limit), "used": count,
                                  "allowance": cap, "left": max(0, cap - count)})
         return rows
+
+
+def journal_dir(settings: Settings) -> Path:
+    """Where the call journals of this app live: never inside a worker's data dir."""
+    base = settings.journal_dir or settings.data_dir.parent / "quotacache-journal"
+    return base / settings.app_id
+
+
+def worker_name(settings: Settings) -> str:
+    """A name for this worker's journal that stays the same across its restarts: its
+    data dir (each worker has its own) as a short hash."""
+    return hashlib.sha1(str(settings.data_dir.resolve()).encode()).hexdigest()[:12]
 
 
 class ServiceBudget:

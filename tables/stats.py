@@ -1,4 +1,9 @@
-"""Counters of what the cache did, per endpoint (``service/endpoint``), kept by each worker."""
+"""Counters of what the cache did, per endpoint (``service/endpoint``), kept by each worker.
+
+Counters are keyed only by configured names (endpoints, subscribed topics), never by a
+symbol or anything else a request names, so the map stays as small as the configuration.
+Worker-wide events (volatility signals) have counters of their own.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,13 @@ FIELDS = ("hits", "misses", "stale_served", "upstream_calls", "calls_saved",
 class Stats:
     def __init__(self) -> None:
         self.by_endpoint: dict[str, Counter[str]] = defaultdict(Counter)
+        self.events: Counter[str] = Counter()
 
     def count(self, field: str, endpoint: str, n: int = 1) -> None:
         self.by_endpoint[endpoint][field] += n
+
+    def count_event(self, name: str) -> None:
+        self.events[name] += 1
 
     def totals(self) -> Counter[str]:
         total: Counter[str] = Counter()
@@ -31,6 +40,7 @@ class Stats:
             **rates(total),
             "endpoints": {name: {f: c[f] for f in FIELDS}
                           for name, c in sorted(self.by_endpoint.items())},
+            "events": dict(self.events),
         }
 
 

@@ -4,14 +4,23 @@ Request data reaches an upstream URL only as the validated symbol, formatted int
 endpoint's configured parameter; paths, hosts and other parameters come from the
 configuration. Errors never carry the URL's query or the key (the key may be in it).
 Tests swap the network through ``transport`` (e.g. ``httpx.MockTransport``).
+
+What comes back is treated as hostile: the body is streamed and the call abandoned once
+it passes ``max_answer_bytes`` (memory stays bounded whatever the upstream sends), the
+whole call (connect, headers, body) ends at ``call_deadline`` however slowly the bytes
+come, and the service's key is scrubbed from the body before it is parsed, so an
+upstream that echoes the request URL cannot carry the key into topics, tables or
+answers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import httpx
 
@@ -19,7 +28,7 @@ from quotacache.errors import UpstreamError
 from quotacache.settings import ServiceConfig
 
 USER_AGENT = "quotacache/0.1"
-MAX_ANSWER_BYTES = 8 * 1024 * 1024
+MASK = b"***"
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -52,6 +61,10 @@ class UpstreamClient:
         self.config = config
         headers = {"User-Agent": USER_AGENT, **config.headers}
         secret = config.auth.secret() if config.auth else None
+        #: The key as an upstream could echo it: plain and URL-encoded.
+        forms = {secret, quote(secret, safe=""), quote_plus(secret)} if secret else set()
+        self._secret_forms = sorted((f.encode() for f in forms if len(f) >= 4),
+                                    key=len, reverse=True)
         self._query_auth: dict[str, str] = {}
         if config.auth and secret:
             if config.auth.header:
@@ -73,36 +86,59 @@ class UpstreamClient:
 
     async def fetch(self, endpoint: str, symbol: str, now: float) -> UpstreamAnswer:
         """One upstream call. Raises UpstreamError (with status/retry_after) on any failure."""
-        spec = self.config.endpoints[endpoint]
         where = f"{self.name}/{endpoint}"
+        deadline = self.config.call_deadline
         try:
-            response = await self._client.get(
-                spec.path, params={**self.params_for(endpoint, symbol), **self._query_auth})
+            async with asyncio.timeout(deadline):
+                status, headers, raw = await self._get(endpoint, symbol, where)
+        except TimeoutError:
+            raise UpstreamError(f"{where}: no complete answer within {deadline:g}s") from None
         except httpx.TimeoutException:
             raise UpstreamError(f"{where}: timed out after {self.config.timeout:g}s") from None
         except httpx.HTTPError as exc:
             raise UpstreamError(f"{where}: {type(exc).__name__}") from None
-        if response.status_code == 429:
+        if status == 429:
             raise UpstreamError(f"{where}: rate limited (429)", status=429,
-                                retry_after=parse_retry_after(
-                                    response.headers.get("Retry-After"), now))
-        if response.status_code >= 400:
-            raise UpstreamError(f"{where}: HTTP {response.status_code}",
-                                status=response.status_code)
-        if len(response.content) > MAX_ANSWER_BYTES:
-            raise UpstreamError(f"{where}: body of {len(response.content)} bytes is too large")
+                                retry_after=parse_retry_after(headers.get("Retry-After"), now))
+        if status >= 400:
+            raise UpstreamError(f"{where}: HTTP {status}", status=status,
+                                retryable=status >= 500)
         try:
-            body = json.loads(response.content)
+            body = json.loads(self._scrub(raw))
         except (UnicodeDecodeError, json.JSONDecodeError):
-            raise UpstreamError(f"{where}: answer is not JSON",
-                                status=response.status_code) from None
-        return UpstreamAnswer(self._unwrap(where, body), response.headers)
+            raise UpstreamError(f"{where}: answer is not JSON", status=status,
+                                retryable=False) from None
+        return UpstreamAnswer(self._unwrap(where, body), headers)
+
+    async def _get(self, endpoint: str, symbol: str, where: str
+                   ) -> tuple[int, httpx.Headers, bytes]:
+        """Status, headers and body, read only up to ``max_answer_bytes``."""
+        spec = self.config.endpoints[endpoint]
+        cap = self.config.max_answer_bytes
+        params = {**self.params_for(endpoint, symbol), **self._query_auth}
+        async with self._client.stream("GET", spec.path, params=params) as response:
+            if response.status_code >= 400:  # the body of a refusal is not needed
+                return response.status_code, response.headers, b""
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():  # decoded: a zip bomb hits the cap too
+                size += len(chunk)
+                if size > cap:
+                    raise UpstreamError(f"{where}: answer larger than {cap} bytes",
+                                        retryable=False)
+                chunks.append(chunk)
+            return response.status_code, response.headers, b"".join(chunks)
+
+    def _scrub(self, raw: bytes) -> bytes:
+        for form in self._secret_forms:
+            raw = raw.replace(form, MASK)
+        return raw
 
     def _unwrap(self, where: str, body: Any) -> Any:
         if self.config.envelope != "cryptometer":
             return body
         if not isinstance(body, dict):
-            raise UpstreamError(f"{where}: answer is not a JSON object")
+            raise UpstreamError(f"{where}: answer is not a JSON object", retryable=False)
         if str(body.get("success", "")).lower() != "true":
             message = body.get("error") or body.get("message") or "success is not true"
             raise UpstreamError(f"{where}: upstream error: {str(message)[:200]}")

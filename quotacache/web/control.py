@@ -14,6 +14,7 @@ from quotacache.errors import InvalidSymbol, UnknownTarget
 from quotacache.policy.strategy import pin, release
 from quotacache.runtime import Runtime
 from quotacache.streams.records import RefreshRequest, normalize_symbol
+from quotacache.tables.control import MAX_MONITORED
 from quotacache.units import Priority
 from quotacache.web.errors import HttpError
 from quotacache.web.schemas import (
@@ -99,6 +100,9 @@ def register(rt: Runtime) -> None:
             wanted = {f"{s}/{e}" for s, e in endpoint_refs(rt, refs)}
             if not wanted:
                 raise HttpError(400, "no endpoints to monitor")
+            new = {s for s in symbols if s not in rt.control.monitored}
+            if len(rt.control.monitored) + len(new) > MAX_MONITORED:
+                raise HttpError(400, f"at most {MAX_MONITORED} symbols can be monitored")
             for symbol in symbols:
                 current = set(rt.control.monitored.get(symbol) or [])
                 rt.control.monitored[symbol] = sorted(current | wanted)

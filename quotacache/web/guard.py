@@ -1,18 +1,17 @@
-"""The one middleware in front of every route: request limit, token, and error answers.
+"""The one middleware in front of every route: readiness, request limit, token, errors.
 
-Who may do what: every POST and DELETE changes something and needs the token (when one
-is configured); every client address has a request rate limit. What goes wrong: the
-errors views raise (``HttpError``, unknown names, invalid symbols, bad bodies) and any
-unexpected exception become the one JSON error shape, so no route answers HTML or a
-bare 500 page.
+Until the worker is ready every route answers 503 with Retry-After. Every client address
+has a request rate limit. Every POST and DELETE changes something and needs the token
+(when one is configured). The errors views raise (``HttpError``, unknown names, invalid
+symbols, bad bodies) and any unexpected exception become the one JSON error shape, so no
+route answers an HTML page or a bare 500.
 
 The token is compared in constant time (``hmac.compare_digest``), so its bytes cannot be
-guessed from answer times. The rate limit is a token bucket per client address, applied
-to every request before any view runs; a client over it gets 429 with Retry-After.
-``/health`` probes are not limited, nor are the app's own workers when a token is
-configured (they send it in ``X-Quotacache-Peer`` when they forward reads or collect
-stats; without a token they are limited like any client, and a forwarded read that the
-owner refuses is answered by the forwarding worker from its own copy).
+guessed from answer times. ``/health`` probes are not rate limited, nor are the app's own
+workers when a token is configured (they send it in ``X-Quotacache-Peer`` when they
+forward reads or collect stats; without a token they are limited like any client, and a
+forwarded read that the owner refuses is answered by the forwarding worker from its own
+copy).
 """
 
 from __future__ import annotations
@@ -101,7 +100,16 @@ MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 UNAUTHORIZED = "a valid 'Authorization: Bearer <token>' header is required to change anything"
 
 
-def guard_middleware(limiter: RequestLimiter, config: WebConfig) -> Middleware:
+#: What a client not yet served is told to wait, in seconds.
+RETRY_WHILE_STARTING = 2
+
+
+def guard_middleware(limiter: RequestLimiter, config: WebConfig,
+                     not_ready: Callable[[], str | None]) -> Middleware:
+    """``not_ready`` says why the worker cannot answer yet (None once it can): until then
+    every route, ``/health`` included, answers 503 with Retry-After, and nothing is
+    written to a table before recovery has finished."""
+
     @aioweb.middleware
     async def guard(request: aioweb.Request, handler: Handler) -> aioweb.StreamResponse:
         if request.path != "/health" and not is_peer_request(  # probes are never held
@@ -110,6 +118,10 @@ def guard_middleware(limiter: RequestLimiter, config: WebConfig) -> Middleware:
             if wait > 0:
                 return error_response(429, f"more than {limiter.rate:g} requests per second "
                                       "from this address", {"Retry-After": str(math.ceil(wait))})
+        reason = not_ready()
+        if reason is not None:
+            return error_response(503, f"not ready: {reason}",
+                                  {"Retry-After": str(RETRY_WHILE_STARTING)})
         if request.method in MUTATING and not authorized(config,
                                                          request.headers.get("Authorization")):
             return error_response(401, UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})

@@ -73,6 +73,8 @@ def describe(exc: ValidationError) -> str:
     """``field: problem`` for each error, the way a user can fix it."""
     parts = []
     for err in exc.errors():
+        if err["type"] == "json_invalid":
+            return f"body is not JSON: {err['ctx'].get('error', err['msg'])}"
         where = ".".join(str(p) for p in err["loc"]) or "body"
         parts.append(f"{where}: {err['msg']}")
     return "; ".join(parts)

@@ -110,9 +110,18 @@ def local_stats(rt: Runtime) -> dict[str, Any]:
     }
 
 
-def is_ready(rt: Runtime) -> bool:
-    """Partitions assigned and every table recovered: reads are answered from full state."""
+def not_ready(rt: Runtime) -> str | None:
+    """Why reads cannot be answered from full state yet, or None once partitions are
+    assigned and every table is recovered."""
     app = rt.app
-    recovery = app.tables.recovery
-    return (bool(app.assignor.assigned_actives()) and recovery.completed.is_set()
-            and not getattr(app, "rebalancing", False))
+    if getattr(app, "rebalancing", False):
+        return "rebalancing"
+    if not app.assignor.assigned_actives():
+        return "partitions not assigned yet"
+    if not app.tables.recovery.completed.is_set():
+        return "tables are being recovered"
+    return None
+
+
+def is_ready(rt: Runtime) -> bool:
+    return not_ready(rt) is None

@@ -1,0 +1,98 @@
+"""An upstream that attacks: a 400 MB answer, bytes that dribble for minutes, the API key
+echoed back, errors that no retry can fix. The worker stays bounded in memory and time,
+the key reaches no topic and no answer, and only what can succeed on retry is retried."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.hostile import HostileUpstream
+
+from .conftest import API_KEY, poll
+
+pytestmark = pytest.mark.integration
+
+SYMBOLS = [f"H{i}" for i in range(8)]
+
+
+@pytest.fixture
+def hostile():
+    with HostileUpstream().running() as upstream:
+        yield upstream
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def errors(worker) -> int:
+    return worker.get("/stats?scope=local").json()["errors"]
+
+
+def test_huge_answers_are_cut_at_the_cap_and_memory_stays_bounded(deployment, hostile):
+    deployment.configure('max_answer_bytes = 1048576\nretry_attempts = 0\n',
+                         base_url=hostile.url)
+    worker = deployment.start_worker()
+    before = rss_mb(worker.child.pid)
+    hostile.mode = "huge"
+    for symbol in SYMBOLS:  # eight calls at once: max_in_flight of them open together
+        assert worker.get(f"/cache/cryptometer/ticker/{symbol}").status_code == 202
+    poll(lambda: errors(worker) >= len(SYMBOLS), timeout=60,
+         message="every oversized answer failed")
+    peak = rss_mb(worker.child.pid)
+    print(f"\nRSS {before:.0f} MB -> {peak:.0f} MB after {len(SYMBOLS)} answers of 400 MB")
+    assert peak - before < 60
+    assert hostile.calls == len(SYMBOLS)  # too large is not retried
+
+
+def test_a_dribbling_answer_ends_at_the_call_deadline(deployment, hostile):
+    deployment.configure('timeout = "10s"\ncall_deadline = "3s"\nretry_attempts = 0\n',
+                         base_url=hostile.url)
+    worker = deployment.start_worker()
+    hostile.mode = "drip"  # every read arrives within httpx's 10 s: only a total cap helps
+    started = time.monotonic()
+    worker.get("/cache/cryptometer/ticker/BTC")
+    poll(lambda: errors(worker) >= 1, timeout=20, message="the call given up")
+    took = time.monotonic() - started
+    print(f"\ndribbling answer abandoned after {took:.1f} s (deadline 3 s)")
+    assert took < 3 + 4
+
+
+@pytest.mark.parametrize("mode", ["echo", "echo_error"])
+async def test_an_echoed_key_reaches_no_topic_and_no_answer(deployment, hostile, mode):
+    deployment.configure("retry_attempts = 0\n", base_url=hostile.url)
+    worker = deployment.start_worker()
+    hostile.mode = mode
+    answers = [worker.get("/cache/cryptometer/ticker/BTC?wait=5").text]
+    poll(lambda: hostile.calls >= 1 and (mode != "echo" or worker.get(
+        "/cache/cryptometer/ticker/BTC").headers["X-Cache"] == "HIT"), timeout=30,
+         message="the echo answered")
+    for path in ("/cache/cryptometer/ticker/BTC", "/stats", "/status", "/metrics",
+                 "/dashboard/snapshot"):
+        answers.append(worker.get(path).text)
+    assert all(API_KEY not in text for text in answers)
+    if mode == "echo":
+        assert "***" in answers[1]  # the data arrived, with the key masked
+    records = await deployment.consume_all(lambda t: t.startswith(deployment.app_id))
+    assert records, "nothing to scan"
+    leaked = [r.topic for r in records if API_KEY.encode() in (r.value or b"")
+              or API_KEY.encode() in (r.key or b"")]
+    assert leaked == []
+    assert API_KEY not in Path(deployment.tmp_path / "w1.log").read_text()
+
+
+def test_a_4xx_is_not_retried(deployment, hostile):
+    deployment.configure('retry_attempts = 3\nretry_base = "0.1s"\n', base_url=hostile.url)
+    worker = deployment.start_worker()
+    hostile.mode = "404"
+    for symbol in ("BTC", "ETH"):
+        worker.get(f"/cache/cryptometer/ticker/{symbol}")
+    poll(lambda: errors(worker) >= 2, timeout=20, message="both calls failed")
+    time.sleep(1.5)  # retries would have come within 0.1-0.8 s: none may come
+    assert hostile.calls == 2
