@@ -2,8 +2,12 @@
 
 Replays one trace against direct upstream calls, nginx as a caching proxy, and
 quotacache with one and with two workers, all against the upstream simulator with the
-cryptometer limits; runs the micro-benchmarks; writes bench/results/compare.{json,md,png}.
-About 7 minutes on 2 cores. Not part of CI.
+trace's limits; runs the micro-benchmarks; writes bench/results/compare.{json,md,png}.
+Every system is scored against the trace's optimum (bench/optimum.py), and a missed
+target is printed loudly. About 7 minutes on 2 cores. Not part of CI.
+
+    python -m bench [--trace zipf|tight|longtail|shift|FILE] [--seed N] [--only SYSTEMS]
+    python -m bench optimum --trace NAME    # just the optima, no systems run
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import report, trace
+from bench import optimum, report, trace
 from bench.harness import measure
 from bench.systems import API_KEY, Direct, Nginx, Quotacache
 from quotacache.dev.broker import EmbeddedBroker, free_port
@@ -40,26 +44,58 @@ def micro() -> dict:
             for b in data["benchmarks"]}
 
 
+def solve_optima(the_trace: trace.Trace, time_limit: float) -> dict[str, dict]:
+    """The trace's optima, each printed as it is solved (they take seconds to a minute)."""
+    found = {}
+    for objective in optimum.OBJECTIVES:
+        best = optimum.solve(the_trace, objective, time_limit=time_limit)
+        found[objective] = best.as_dict()
+        print(f"optimum {objective}: {best.value}/{best.reads} reads (bound {best.bound}, "
+              f"gap {best.gap:.2%}, {best.status}) in {best.seconds:.1f} s", flush=True)
+    return found
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=float, default=90.0, help="trace length (s)")
-    parser.add_argument("--rate", type=float, default=30.0, help="base reads per second")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", nargs="?", choices=("compare", "optimum"), default="compare",
+                        help="compare the systems (default), or only print the trace's optima")
+    parser.add_argument("--trace", default="zipf",
+                        help=f"built-in trace ({', '.join(trace.BUILT_IN)}) or JSON-lines file")
+    parser.add_argument("--seed", type=int, default=7, help="seed of a built-in trace")
+    parser.add_argument("--duration", type=float, help="built-in trace length (s)")
+    parser.add_argument("--rate", type=float, help="built-in trace's base reads per second")
     parser.add_argument("--only", help="comma-separated systems (default: all)")
+    parser.add_argument("--time-limit", type=float, default=60.0,
+                        help="seconds per optimum solve (past it, the gap is reported)")
     args = parser.parse_args()
-    os.environ["CRYPTOMETER_API_KEY"] = API_KEY
-    the_trace = trace.build(duration=args.duration, rate=args.rate)
+    try:
+        the_trace = trace.named(args.trace, args.seed, args.duration, args.rate)
+    except trace.TraceError as exc:
+        parser.error(str(exc))
     summary = trace.summary(the_trace)
-    print(f"trace: {summary['reads']} reads of {summary['keys_read']} keys in "
-          f"{args.duration:.0f} s, oracle minimum {summary['oracle_calls']} calls", flush=True)
+    print(report.trace_line(summary), flush=True)
+    optima = solve_optima(the_trace, args.time_limit)
+    if args.command == "optimum":
+        print("\n" + report.optimum_table(optima, summary))
+        return
+    os.environ["CRYPTOMETER_API_KEY"] = API_KEY
+    ttls = {name: the_trace.ttls[name] for name in {read.endpoint for read in the_trace.reads}}
     work = Path(tempfile.mkdtemp(prefix="quotacache-compare-"))
     broker = EmbeddedBroker(free_port(), log_path=work / "broker.log").start()
     sim_port = free_port()
     sim_url = f"http://127.0.0.1:{sim_port}"
     simulator = start_simulator(sim_port, latency="0.2-0.5", log_path=work / "sim.log")
-    systems = [Direct(sim_url), Nginx(sim_port, work)] + [
-        Quotacache(n, broker.port, broker.process.pid, sim_url, work) for n in (1, 2)]
+    systems = [Direct(sim_url), Nginx(sim_port, work, ttls)] + [
+        Quotacache(n, broker.port, broker.process.pid, sim_url, work, ttls, the_trace.limits)
+        for n in (1, 2)]
     if args.only:
-        systems = [s for s in systems if s.name in args.only.split(",")]
+        wanted = args.only.split(",")
+        unknown = set(wanted) - {s.name for s in systems}
+        if unknown:
+            parser.error(f"unknown systems {sorted(unknown)}: "
+                         f"use {', '.join(s.name for s in systems)}")
+        systems = [s for s in systems if s.name in wanted]
     rows = []
     try:
         for system in systems:
@@ -78,7 +114,7 @@ def main() -> None:
         broker.stop()
     print("micro-benchmarks ...", flush=True)
     results = {"machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}",
-               "trace": summary, "systems": rows, "micro": micro()}
+               "trace": summary, "optimum": optima, "systems": rows, "micro": micro()}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "compare.json").write_text(json.dumps(results, indent=2) + "\n")
     report.main()

@@ -17,7 +17,7 @@ import aiohttp
 import httpx
 
 from bench.systems import Quotacache, System, cpu_seconds, peak_rss_mb
-from bench.trace import Read, Trace
+from bench.trace import SERVICE, Read, Trace
 from quotacache.client import Client
 
 #: Data younger than its TTL plus this is fresh (the upstream's own latency is counted).
@@ -29,13 +29,16 @@ class Outcome:
         self.latencies: list[float] = []
         self.answered = 0
         self.fresh = 0
+        self.critical_fresh = 0
         self.statuses: dict[str, int] = {}
 
-    def add(self, latency: float, status: str, answered: bool, fresh: bool) -> None:
+    def add(self, latency: float, status: str, answered: bool, fresh: bool,
+            critical: bool) -> None:
         self.latencies.append(latency)
         self.statuses[status] = self.statuses.get(status, 0) + 1
         self.answered += answered
         self.fresh += fresh
+        self.critical_fresh += fresh and critical
 
 
 async def replay(system: System, trace: Trace, settings: Any = None) -> Outcome:
@@ -53,10 +56,12 @@ async def replay(system: System, trace: Trace, settings: Any = None) -> Outcome:
                     if response.status == 200:
                         made = system.generated_at(json.loads(body))
                         answered = made is not None
-                        fresh = answered and time.time() - made <= read.ttl + FRESH_SLACK
+                        fresh = made is not None and (
+                            time.time() - made <= trace.ttl(read) + FRESH_SLACK)
             except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
                 status = type(exc).__name__
-            outcome.add(time.perf_counter() - due, status, answered, fresh)
+            outcome.add(time.perf_counter() - due, status, answered, fresh,
+                        trace.critical(read))
 
         async def progress() -> None:
             while True:
@@ -66,8 +71,8 @@ async def replay(system: System, trace: Trace, settings: Any = None) -> Outcome:
                       f"{outcome.fresh} fresh", flush=True)
 
         reporter = asyncio.create_task(progress())
-        spike_start, _, spike_symbols = trace.spike
-        spiked = not isinstance(system, Quotacache)
+        spike_start, _, spike_symbols = trace.spike or (0.0, 0.0, [])
+        spiked = not isinstance(system, Quotacache) or trace.spike is None
         tasks = []
         start = time.perf_counter() + 0.1
         for index, read in enumerate(trace.reads):
@@ -95,6 +100,8 @@ def measure(system: System, trace: Trace, sim_url: str, settings: Any = None) ->
     system.start()
     try:
         httpx.post(f"{sim_url}/_sim/reset").raise_for_status()
+        limits = {name: {SERVICE: values} for name, values in trace.limits.as_config().items()}
+        httpx.post(f"{sim_url}/_sim/config", json=limits).raise_for_status()
         pids = system.pids()
         broker = [getattr(system, "broker_pid", 0)]
         cpu_before, broker_before = cpu_seconds(pids), cpu_seconds(broker)
@@ -108,6 +115,7 @@ def measure(system: System, trace: Trace, sim_url: str, settings: Any = None) ->
     finally:
         system.stop()
     reads = len(trace.reads)
+    critical = sum(trace.critical(read) for read in trace.reads)
     calls = sim["accepted"] + sim["rejected"]
     cuts = statistics.quantiles(outcome.latencies, n=100)
     return {
@@ -115,6 +123,9 @@ def measure(system: System, trace: Trace, sim_url: str, settings: Any = None) ->
         "rejected_429": sim["rejected"],
         "calls_per_oracle": round(calls / trace.oracle_calls(), 2),
         "fresh": round(outcome.fresh / reads, 4), "answered": round(outcome.answered / reads, 4),
+        "fresh_reads": outcome.fresh, "answered_reads": outcome.answered,
+        "critical_fresh_reads": outcome.critical_fresh,
+        "critical_fresh": round(outcome.critical_fresh / critical, 4) if critical else None,
         "p50_ms": round(cuts[49] * 1000, 2), "p99_ms": round(cuts[98] * 1000, 1),
         "reads_per_s": round(reads / elapsed, 1),
         "cpu_s": round(cpu, 2) if pids else None,

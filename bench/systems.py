@@ -10,16 +10,18 @@ which processes to charge CPU and memory to.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
 
-from bench.trace import ENDPOINTS, Read
+from bench.trace import Limits, Read
 from quotacache.dev.broker import free_port
 from quotacache.dev.processes import ChildProcess, start_worker
 from quotacache.services import CRYPTOMETER
@@ -147,8 +149,9 @@ class Nginx(System):
 
     name = "nginx"
 
-    def __init__(self, sim_port: int, work: Path):
+    def __init__(self, sim_port: int, work: Path, ttls: Mapping[str, float]):
         self.sim_port = sim_port
+        self.ttls = ttls
         self.work = work / "nginx"
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -159,7 +162,7 @@ class Nginx(System):
             f"        location {CRYPTOMETER['endpoints'][name]['path']} {{\n"
             f"            proxy_cache_valid 200 {int(ttl)}s;\n"
             f"            proxy_pass http://simulator$uri?$args&api_key={API_KEY};\n"
-            f"        }}" for name, (ttl, _) in ENDPOINTS.items())
+            f"        }}" for name, ttl in self.ttls.items())
         # As root, nginx's workers would become "nobody" and not reach a private temp dir.
         user = "user root;" if os.getuid() == 0 else ""
         return NGINX_CONF.format(user=user, work=self.work, sim_port=self.sim_port, port=self.port,
@@ -196,12 +199,15 @@ class Nginx(System):
 
 
 def quotacache_config(path: Path, app_id: str, broker_port: int, sim_url: str,
-                      ttls: dict[str, float] | None = None) -> Path:
-    """A benchmark worker's config: the cryptometer profile on the simulator, optional TTLs,
-    and no per-client request limit (one load process would hit it: the read path is
-    measured, not the guard)."""
+                      ttls: Mapping[str, float] | None = None,
+                      limits: Limits | None = None) -> Path:
+    """A benchmark worker's config: the cryptometer profile on the simulator, optional TTLs
+    and limits (the trace's), and no per-client request limit (one load process would hit
+    it: the read path is measured, not the guard)."""
     endpoints = "\n".join(f'[services.cryptometer.endpoints.{name}]\nttl = "{int(ttl)}s"'
                           for name, ttl in (ttls or {}).items())
+    own_limits = "\n".join(f"{name} = {json.dumps(values)}"
+                           for name, values in (limits.as_config() if limits else {}).items())
     path.write_text(f"""
 app_id = "{app_id}"
 topic_prefix = "{app_id}."
@@ -212,6 +218,7 @@ embedded_port = {broker_port}
 max_requests_per_second = 0
 [services.cryptometer]
 base_url = "{sim_url}"
+{own_limits}
 {endpoints}
 """)
     return path
@@ -219,14 +226,13 @@ base_url = "{sim_url}"
 
 class Quotacache(System):
     def __init__(self, workers: int, broker_port: int, broker_pid: int, sim_url: str,
-                 work: Path):
+                 work: Path, ttls: Mapping[str, float], limits: Limits):
         self.name = f"quotacache-{workers}"
         self.workers = workers
         self.work = work / self.name
         self.work.mkdir(parents=True, exist_ok=True)
         self.config = quotacache_config(self.work / "quotacache.toml", f"bench-{self.name}",
-                                        broker_port, sim_url,
-                                        {name: ttl for name, (ttl, _) in ENDPOINTS.items()})
+                                        broker_port, sim_url, ttls, limits)
         self.broker_pid = broker_pid
         self.children: list[ChildProcess] = []
         self.urls: list[str] = []

@@ -1,35 +1,100 @@
-"""A reproducible read trace and the oracle it is judged against.
+"""Reproducible read traces, and the limits and TTLs they are judged under.
 
-Zipf popularity over N keys of the cryptometer endpoints, a steady rate with bursts, and
-a volatility spike in which a few symbols are read far more. Times are seconds from the
-start of the replay. The same seed gives the same trace, for every system measured.
+A trace is a list of reads (seconds from the start of the replay, endpoint, symbol) plus
+the limits and TTLs every system replaying it, and the optimum, must respect: carrying
+them in the trace is what lets ``tight`` halve the limits for everyone at once.
 
-The oracle minimum is one upstream call per key per TTL period in which it was read:
-for each key, a call at its first read, then at the first read at least a TTL after the
-last call. No cache can answer every read fresh with fewer calls.
+Built-in traces (the same seed gives the same trace):
+
+* ``zipf``: Zipf 1.1 popularity over 74 keys, a steady rate with bursts, and a volatility
+  spike in which a few symbols are read far more;
+* ``tight``: the same reads with every limit halved;
+* ``longtail``: Zipf 0.8 over 362 keys (60 symbols);
+* ``shift``: the popular symbols change halfway, when a spike hits formerly quiet ones.
+
+A file trace is JSON lines ``{"at": s, "service", "endpoint", "symbol"}``.
+
+Limits are the cryptometer profile's, in real seconds (the simulator enforces them in
+real time); TTLs are the profile's divided by TIME_SCALE, so a 90 s replay spans several
+TTL periods of the busy keys.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
 import random
+import re
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
 
-#: Endpoint -> (TTL in seconds for the replay, takes a symbol). The profile's TTLs divided
-#: by TIME_SCALE, so a 90 s replay spans several TTL periods of the busy keys.
+from quotacache.services import CRYPTOMETER
+from quotacache.units import parse_duration
+
+SERVICE = "cryptometer"
 TIME_SCALE = 5
-ENDPOINTS = {
-    "ticker": (120 / TIME_SCALE, True),
-    "rapid_movements": (180 / TIME_SCALE, False),
-    "ls_ratio": (300 / TIME_SCALE, True),
-    "liquidation_data_v2": (300 / TIME_SCALE, True),
-    "xtrades": (300 / TIME_SCALE, True),
-    "large_trades_activity": (300 / TIME_SCALE, True),
-    "open_interest": (600 / TIME_SCALE, True),
-    "ai_screener": (1800 / TIME_SCALE, False),
+#: Every endpoint of the profile -> its TTL in the replay.
+TTLS: dict[str, float] = {name: parse_duration(spec["ttl"]) / TIME_SCALE
+                          for name, spec in CRYPTOMETER["endpoints"].items()}
+CRITICAL = frozenset(name for name, spec in CRYPTOMETER["endpoints"].items()
+                     if spec["priority"] == "critical")
+#: The endpoints of the built-in traces -> whether they take a symbol.
+ENDPOINTS: dict[str, bool] = {
+    "ticker": True, "rapid_movements": False, "ls_ratio": True, "liquidation_data_v2": True,
+    "xtrades": True, "large_trades_activity": True, "open_interest": True,
+    "ai_screener": False,
 }
 SYMBOLS = ["BTC", "ETH", "SOL", "XRP", "DOGE", "ADA", "AVAX", "LINK", "DOT", "TRX",
            "LTC", "BCH"]
+LONGTAIL_SYMBOLS = SYMBOLS + [
+    "BNB", "TON", "SHIB", "NEAR", "APT", "ARB", "OP", "SUI", "ATOM", "FIL", "ICP", "HBAR",
+    "ETC", "XLM", "INJ", "UNI", "AAVE", "MKR", "RNDR", "IMX", "STX", "GRT", "SEI", "TIA",
+    "PEPE", "WIF", "BONK", "FLOKI", "JUP", "PYTH", "LDO", "CRV", "SNX", "ALGO", "EGLD",
+    "SAND", "MANA", "AXS", "GALA", "CHZ", "FTM", "KAS", "RUNE", "ORDI", "ENS", "DYDX", "ZEC",
+    "XMR"]
+SYMBOL_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,30}|\*")
+
+
+class Limit(NamedTuple):
+    """At most ``calls`` upstream calls in any window of ``seconds`` seconds."""
+
+    calls: int
+    seconds: float
+
+    @classmethod
+    def parse(cls, text: str) -> Limit:
+        calls, seconds = text.split("/")
+        return cls(int(calls), float(seconds))
+
+    def __str__(self) -> str:
+        return f"{self.calls}/{self.seconds:g}"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A service's limits: shared by all its endpoints, and each endpoint's own."""
+
+    service: tuple[Limit, ...]
+    endpoint: tuple[Limit, ...]
+
+    @classmethod
+    def profile(cls) -> Limits:
+        return cls(tuple(Limit.parse(t) for t in CRYPTOMETER["limits"]),
+                   tuple(Limit.parse(t) for t in CRYPTOMETER["endpoint_limits"]))
+
+    def halved(self) -> Limits:
+        def half(limits: tuple[Limit, ...]) -> tuple[Limit, ...]:
+            return tuple(Limit(max(1, lim.calls // 2), lim.seconds) for lim in limits)
+        return Limits(half(self.service), half(self.endpoint))
+
+    def as_config(self) -> dict[str, list[str]]:
+        """The ``limits`` and ``endpoint_limits`` of a service config (and of /_sim/config)."""
+        return {"limits": [str(lim) for lim in self.service],
+                "endpoint_limits": [str(lim) for lim in self.endpoint]}
 
 
 @dataclass(frozen=True)
@@ -42,23 +107,31 @@ class Read:
     def key(self) -> str:
         return f"{self.endpoint}/{self.symbol}"
 
-    @property
-    def ttl(self) -> float:
-        return ENDPOINTS[self.endpoint][0]
-
 
 @dataclass(frozen=True)
 class Trace:
     reads: list[Read]
     duration: float
-    spike: tuple[float, float, list[str]]  # start, end, symbols
+    spike: tuple[float, float, list[str]] | None  # start, end, symbols
+    name: str = "zipf"
+    limits: Limits = field(default_factory=Limits.profile)
+    ttls: Mapping[str, float] = field(default_factory=lambda: dict(TTLS))
+
+    def ttl(self, read: Read) -> float:
+        return self.ttls[read.endpoint]
+
+    def critical(self, read: Read) -> bool:
+        return read.endpoint in CRITICAL
 
     def oracle_calls(self) -> int:
+        """One call per key per TTL period in which it was read: for each key, a call at
+        its first read, then at the first read at least a TTL after the last call. No cache
+        answers every read fresh with fewer calls (limits ignored)."""
         last_call: dict[str, float] = {}
         calls = 0
         for read in self.reads:
             previous = last_call.get(read.key)
-            if previous is None or read.at - previous >= read.ttl:
+            if previous is None or read.at - previous >= self.ttl(read):
                 last_call[read.key] = read.at
                 calls += 1
         return calls
@@ -67,24 +140,31 @@ class Trace:
         return {read.key for read in self.reads}
 
 
-def keys_by_popularity() -> list[tuple[str, str]]:
+class TraceError(ValueError):
+    """A trace that cannot be loaded; the message names the file and line."""
+
+
+def keys_by_popularity(symbols: list[str] = SYMBOLS) -> list[tuple[str, str]]:
     """Every (endpoint, symbol) key, most popular first: big symbols, fast endpoints."""
     keys = []
-    for endpoint, (_, takes_symbol) in ENDPOINTS.items():
-        for rank, symbol in enumerate(SYMBOLS if takes_symbol else ["*"]):
-            keys.append((rank + list(ENDPOINTS).index(endpoint) * 0.7, endpoint, symbol))
+    for index, (endpoint, takes_symbol) in enumerate(ENDPOINTS.items()):
+        for rank, symbol in enumerate(symbols if takes_symbol else ["*"]):
+            keys.append((rank + index * 0.7, endpoint, symbol))
     return [(endpoint, symbol) for _, endpoint, symbol in sorted(keys)]
 
 
 def build(seed: int = 7, duration: float = 90.0, rate: float = 30.0, zipf: float = 1.1,
-          burst_every: float = 20.0, burst_length: float = 3.0, burst_factor: float = 4.0
+          burst_every: float = 20.0, burst_length: float = 3.0, burst_factor: float = 4.0,
+          symbols: list[str] = SYMBOLS, shifted: list[str] | None = None,
+          spike_symbols: tuple[str, ...] = ("SOL", "DOGE", "AVAX"), name: str = "zipf"
           ) -> Trace:
+    """Zipf reads with bursts and a spike from halfway for 15 s. With ``shifted``, the
+    symbols' popularity order becomes ``shifted`` at the spike."""
     rng = random.Random(seed)
-    keys = keys_by_popularity()
-    weights = [1 / (rank + 1) ** zipf for rank in range(len(keys))]
+    before = keys_by_popularity(symbols)
+    after = keys_by_popularity(shifted) if shifted else before
+    weights = [1 / (rank + 1) ** zipf for rank in range(len(before))]
     spike_start, spike_end = duration * 0.5, duration * 0.5 + 15.0
-    spike_symbols = ["SOL", "DOGE", "AVAX"]
-    spike_keys = [k for k in keys if k[1] in spike_symbols]
     reads: list[Read] = []
     at = 0.0
     while True:
@@ -92,17 +172,97 @@ def build(seed: int = 7, duration: float = 90.0, rate: float = 30.0, zipf: float
         at += rng.expovariate(rate * (burst_factor if in_burst else 1.0))
         if at >= duration:
             break
+        keys = after if at >= spike_start else before
         if spike_start <= at < spike_end and rng.random() < 0.6:
-            endpoint, symbol = rng.choice(spike_keys)
+            endpoint, symbol = rng.choice([k for k in keys if k[1] in spike_symbols])
         else:
             endpoint, symbol = rng.choices(keys, weights)[0]
         reads.append(Read(round(at, 4), endpoint, symbol))
-    return Trace(reads, duration, (spike_start, spike_end, spike_symbols))
+    return Trace(reads, duration, (spike_start, spike_end, list(spike_symbols)), name)
 
 
-def summary(trace: Trace) -> dict[str, float]:
+def tight(seed: int = 7, duration: float = 90.0, rate: float = 30.0) -> Trace:
+    zipf = build(seed, duration, rate)
+    return dataclasses.replace(zipf, name="tight", limits=zipf.limits.halved())
+
+
+def longtail(seed: int = 7, duration: float = 90.0, rate: float = 30.0) -> Trace:
+    return build(seed, duration, rate, zipf=0.8, symbols=LONGTAIL_SYMBOLS, name="longtail")
+
+
+def shift(seed: int = 7, duration: float = 90.0, rate: float = 30.0) -> Trace:
+    """The second half reads the quiet half of the symbols most, starting with a spike."""
+    shifted = SYMBOLS[6:] + SYMBOLS[:6]
+    return build(seed, duration, rate, shifted=shifted, spike_symbols=("DOT", "LTC", "BCH"),
+                 name="shift")
+
+
+#: Name -> builder(seed, duration, rate).
+BUILT_IN: dict[str, Callable[[int, float, float], Trace]] = {
+    "zipf": build, "tight": tight, "longtail": longtail, "shift": shift}
+
+
+def load(path: Path) -> Trace:
+    """A JSON-lines trace, checked line by line: bad input names its line."""
+    reads: list[Read] = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                reads.append(_read(json.loads(line)))
+            except (ValueError, TypeError) as exc:
+                raise TraceError(f"{path}:{number}: {exc}") from None
+    if not reads:
+        raise TraceError(f"{path}: no reads")
+    reads.sort(key=lambda read: read.at)
+    return Trace(reads, float(math.ceil(reads[-1].at)), None, path.stem)
+
+
+def _read(item: object) -> Read:
+    if not isinstance(item, dict):
+        raise ValueError("not a JSON object")
+    missing = {"at", "service", "endpoint", "symbol"} - item.keys()
+    if missing:
+        raise ValueError(f"missing {', '.join(sorted(missing))}")
+    at, service, endpoint, symbol = (item[k] for k in ("at", "service", "endpoint", "symbol"))
+    if isinstance(at, bool) or not isinstance(at, int | float) or not 0 <= at < math.inf:
+        raise ValueError(f"at must be seconds >= 0, not {at!r}")
+    if service != SERVICE:
+        raise ValueError(f"service must be {SERVICE!r} (the benchmarked profile), not {service!r}")
+    spec = CRYPTOMETER["endpoints"].get(endpoint) if isinstance(endpoint, str) else None
+    if spec is None:
+        raise ValueError(f"unknown endpoint {endpoint!r} of {SERVICE}")
+    if spec["fan_out"]:
+        raise ValueError(f"list endpoint {endpoint!r} fills many keys per call: not modelled")
+    if not isinstance(symbol, str) or not SYMBOL_PATTERN.fullmatch(symbol):
+        raise ValueError(f"symbol must be 1-30 letters, digits, '_' or '-', not {symbol!r}")
+    if spec["symbol_param"] is None:
+        symbol = "*"
+    elif symbol == "*":
+        raise ValueError(f"endpoint {endpoint!r} needs a symbol")
+    return Read(float(at), endpoint, symbol.upper())
+
+
+def named(name: str, seed: int = 7, duration: float | None = None,
+          rate: float | None = None) -> Trace:
+    """A built-in trace by name (90 s at 30 reads/s unless told), or a JSON-lines file."""
+    if name in BUILT_IN:
+        return BUILT_IN[name](seed, duration or 90.0, rate or 30.0)
+    path = Path(name)
+    if not path.is_file():
+        raise TraceError(f"{name!r} is neither a built-in trace ({', '.join(BUILT_IN)}) "
+                         f"nor a file")
+    if duration or rate:
+        raise TraceError(f"duration and rate shape built-in traces, not the file {name}")
+    return load(path)
+
+
+def summary(trace: Trace) -> dict[str, object]:
     per_key: dict[str, int] = defaultdict(int)
     for read in trace.reads:
         per_key[read.key] += 1
-    return {"reads": len(trace.reads), "keys_read": len(per_key),
-            "oracle_calls": trace.oracle_calls(), "duration_s": trace.duration}
+    return {"name": trace.name, "reads": len(trace.reads), "keys_read": len(per_key),
+            "critical_reads": sum(trace.critical(read) for read in trace.reads),
+            "oracle_calls": trace.oracle_calls(), "duration_s": trace.duration,
+            **trace.limits.as_config()}

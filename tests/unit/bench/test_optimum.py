@@ -1,0 +1,62 @@
+"""The optimum on traces small enough to know the answer by hand."""
+
+from __future__ import annotations
+
+from bench import trace
+from bench.optimum import needed, score, solve, violations
+from bench.trace import Limit, Limits, Read, Trace
+
+
+def tiny(reads: list[tuple[float, str]], service: tuple[str, ...] = ("1/10",),
+         endpoint: tuple[str, ...] = (), ttl: float = 5.0) -> Trace:
+    """Reads (at, key) with a TTL of ``ttl`` on every endpoint."""
+    return Trace([Read(at, *key.split("/")) for at, key in sorted(reads)], 30.0, None, "tiny",
+                 Limits(tuple(map(Limit.parse, service)), tuple(map(Limit.parse, endpoint))),
+                 {name: ttl for name in trace.TTLS})
+
+
+def test_one_key_one_call_per_window():
+    # Slot 0 serves the read at 1; slots 4-7 serve both later reads; calls 10 slots apart.
+    reads = tiny([(1.0, "ls_ratio/BTC"), (8.0, "ls_ratio/BTC"), (9.0, "ls_ratio/BTC")])
+    fresh = solve(reads, "fresh")
+    assert (fresh.value, fresh.bound, fresh.optimal) == (2, 2, True)
+    assert len(fresh.calls) == 1 and 4 <= fresh.calls[0][0] <= 7
+    answered = solve(reads, "answered")
+    assert (answered.value, answered.calls) == (3, [(0, "ls_ratio/BTC")])
+
+
+def test_latency_decides_what_can_be_answered():
+    reads = tiny([(0.2, "ls_ratio/BTC"), (0.4, "ls_ratio/BTC"), (7.0, "ls_ratio/BTC")])
+    assert solve(reads, "answered").value == 2  # a call sent at 0 completes at 0.35
+    assert solve(reads, "fresh", latency=0.5).value == 1  # only the read at 7
+
+
+def test_endpoint_limit_is_shared_by_its_keys():
+    same = tiny([(5.0, "ticker/BTC"), (5.0, "ticker/ETH")], ("10/5",), ("1/60",))
+    other = tiny([(5.0, "ticker/BTC"), (5.0, "ls_ratio/BTC")], ("10/5",), ("1/60",))
+    assert solve(same, "fresh").value == 1
+    assert solve(other, "fresh").value == 2
+
+
+def test_every_sliding_window_holds():
+    # Two calls per 10 slots: three keys read every 5 s cannot all stay fresh.
+    reads = tiny([(at + 0.5, key) for at in range(0, 30, 5)
+                  for key in ("ls_ratio/BTC", "xtrades/BTC", "ticker/BTC")], ("2/10",))
+    best = solve(reads, "fresh")
+    assert best.optimal and violations(reads, best.calls) == []
+    assert score(reads, best.calls).fresh == best.value
+    assert violations(reads, [(0, "ticker/BTC"), (4, "ls_ratio/BTC"), (9, "xtrades/BTC")])
+
+
+def test_critical_objective_counts_only_critical_reads():
+    reads = tiny([(5.0, "ticker/BTC")] + [(at, "ls_ratio/BTC") for at in (5.0, 6.0, 7.0)],
+                 ("1/60",))
+    assert solve(reads, "fresh").value == 3
+    critical = solve(reads, "critical")
+    assert (critical.value, critical.reads, critical.calls[0][1]) == (1, 1, "ticker/BTC")
+
+
+def test_implied_limits_are_left_out():
+    limits = [Limit.parse(t) for t in ("100/60", "20/10", "10/5")]
+    assert needed(limits) == [Limit(10, 5.0), Limit(100, 60.0)]
+    assert needed([Limit(5, 10.0), Limit(5, 10.0)]) == [Limit(5, 10.0)]

@@ -1,0 +1,70 @@
+"""Built-in traces keep their shape; file traces reject bad lines by number."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import trace
+from bench.trace import Limit, TraceError
+
+
+def test_zipf_is_todays_trace():
+    zipf = trace.named("zipf", 7)
+    assert (len(zipf.reads), len(zipf.keys()), zipf.oracle_calls()) == (4097, 74, 156)
+    assert zipf.limits.as_config() == {"limits": ["100/60", "20/10", "10/5"],
+                                       "endpoint_limits": ["10/60"]}
+    assert zipf.ttls["ticker"] == 24
+
+
+def test_tight_halves_every_limit_on_the_same_reads():
+    tight, zipf = trace.named("tight", 7), trace.named("zipf", 7)
+    assert tight.reads == zipf.reads
+    assert tight.limits.service == (Limit(50, 60), Limit(10, 10), Limit(5, 5))
+    assert tight.limits.endpoint == (Limit(5, 60),)
+
+
+def test_longtail_and_shift():
+    assert len(trace.named("longtail", 7).keys()) >= 300
+    shift = trace.named("shift", 7)
+    half = shift.duration / 2
+    top = [max(trace.SYMBOLS, key=lambda s, part=part: sum(r.symbol == s for r in part))
+           for part in ([r for r in shift.reads if r.at < half],
+                        [r for r in shift.reads if r.at >= half + 15])]
+    assert top[0] != top[1]
+
+
+def test_file_trace(tmp_path):
+    path = tmp_path / "t.jsonl"
+    lines = [{"at": 2, "service": "cryptometer", "endpoint": "ticker", "symbol": "btc"},
+             {"at": 1.5, "service": "cryptometer", "endpoint": "rapid_movements",
+              "symbol": "BTC"}]
+    path.write_text("\n".join(map(json.dumps, lines)) + "\n\n")
+    loaded = trace.named(str(path))
+    assert [(r.at, r.key) for r in loaded.reads] == [(1.5, "rapid_movements/*"),
+                                                      (2.0, "ticker/BTC")]
+    assert loaded.duration == 2 and loaded.spike is None
+
+
+@pytest.mark.parametrize(("line", "error"), [
+    ('{"at": 1, "service": "cryptometer"', "Expecting"),
+    ('{"at": 1, "service": "cryptometer", "endpoint": "ticker"}', "missing symbol"),
+    ('{"at": -1, "service": "cryptometer", "endpoint": "ticker", "symbol": "BTC"}', "at must"),
+    ('{"at": 1, "service": "kingfisher", "endpoint": "ticker", "symbol": "BTC"}', "service"),
+    ('{"at": 1, "service": "cryptometer", "endpoint": "nope", "symbol": "BTC"}', "unknown"),
+    ('{"at": 1, "service": "cryptometer", "endpoint": "coinlist", "symbol": "BTC"}', "list"),
+    ('{"at": 1, "service": "cryptometer", "endpoint": "ticker", "symbol": "*"}', "needs"),
+    ('[1, 2]', "not a JSON object"),
+])
+def test_bad_line_is_named(tmp_path, line, error):
+    path = tmp_path / "bad.jsonl"
+    good = '{"at": 0.5, "service": "cryptometer", "endpoint": "ticker", "symbol": "BTC"}'
+    path.write_text(f"{good}\n\n{line}\n")
+    with pytest.raises(TraceError, match=f"bad.jsonl:3: .*{error}"):
+        trace.load(path)
+
+
+def test_unknown_name():
+    with pytest.raises(TraceError, match="neither a built-in trace"):
+        trace.named("no-such-trace")
