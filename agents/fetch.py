@@ -24,7 +24,7 @@ from typing import Any
 import faust
 
 from quotacache.errors import UpstreamError
-from quotacache.policy.dispatch import select_calls
+from quotacache.policy.dispatch import Valuation, select_calls
 from quotacache.policy.upstream import fan_out, rate_hint, retry_delay
 from quotacache.runtime import Runtime
 from quotacache.streams.records import (
@@ -55,6 +55,8 @@ class FetchDispatcher:
 
     # -- inside stream iteration -------------------------------------------------------
     async def on_order(self, order: FetchOrder) -> None:
+        if order.key in self.rt.backlog.calling:
+            return  # a call for this key is under way: its data will land for everyone
         queue = self.queues[order.service]
         queue.limit = self.rt.settings.service(order.service).queue_limit
         pushed_out = queue.add(order.key, order)
@@ -74,36 +76,52 @@ class FetchDispatcher:
             health.on_hint(feedback.remaining, feedback.reset_at, feedback.limit)
         self.rt.health.put(feedback.service, health)
 
+    def valuation(self, service: str) -> Valuation:
+        config = self.rt.settings.service(service)
+        return Valuation(ttl_of={name: spec.ttl for name, spec in config.endpoints.items()},
+                         weights=config.priority_weights,
+                         latency=self.rt.backlog.latency[service],
+                         answered_bonus=config.answered_bonus,
+                         margin=config.refresh_margin)
+
     async def drain(self, service: str) -> None:
-        """Serve the queue in priority order while health, limits and concurrency allow."""
+        """Make the calls worth most while health, limits and concurrency allow."""
         rt = self.rt
         config = rt.settings.service(service)
         queue = self.queues[service]
         now = rt.clock()
-        ttl_of = {name: spec.ttl for name, spec in config.endpoints.items()}
-        for order in queue.drop_expired(now, ttl_of):
-            rt.stats.count("dropped_stale", f"{service}/{order.endpoint}")
-            await self.finish(order, "dropped", "would be stale before it could be fetched")
+        valuation = self.valuation(service)
+        for order in queue.drop_unread(now, dict(valuation.ttl_of)):
+            rt.stats.count("dropped_unread", f"{service}/{order.endpoint}")
         if not queue:
             return
         health = rt.health.get(service)
         free_slots = config.max_in_flight - self.calls_in_flight[service]
         selection = select_calls(queue, health, ServiceBudget(rt.limiter, service), now,
                                  service=service, cooldown=config.breaker_cooldown,
-                                 free_slots=free_slots, shares=config.priority_shares)
+                                 free_slots=free_slots, valuation=valuation)
         if selection.calls:
             rt.health.put(service, health)
         for queued in selection.calls:
             queue.remove(queued.key)
             self._launch(queued.order)
-        for queued in selection.waiting:
+        for queued in selection.blocked:
             if not queued.blocked_counted:
                 queued.blocked_counted = True
                 rt.stats.count("rate_limit_blocks", f"{service}/{queued.order.endpoint}")
 
     def _launch(self, order: FetchOrder) -> None:
         self.calls_in_flight[order.service] += 1
+        self.rt.backlog.calling.add(order.key)
         self.rt.tasks.spawn(self.call(order))
+
+    def wants_tick(self, service: str, now: float) -> bool:
+        """Is a call eligible now, or a planned one about to be? (Idle queues sleep.)"""
+        queue = self.queues.get(service)
+        if not queue:
+            return False
+        valuation = self.valuation(service)
+        return any(valuation.eligible(q, now + TICK_INTERVAL) for q in queue.entries())
 
     # -- outside stream iteration (tasks) ------------------------------------------------
     async def call(self, order: FetchOrder) -> None:
@@ -111,9 +129,11 @@ class FetchDispatcher:
         rt = self.rt
         name = f"{order.service}/{order.endpoint}"
         rt.stats.count("upstream_calls", name)
+        started = rt.clock()
         try:
             answer = await rt.upstreams[order.service].fetch(order.endpoint, order.symbol,
-                                                             rt.clock())
+                                                             started)
+            rt.backlog.observe_latency(order.service, rt.clock() - started)
         except UpstreamError as exc:
             failure: UpstreamError | None = exc
         except Exception as exc:  # a bug must not lose the order silently
@@ -123,6 +143,7 @@ class FetchDispatcher:
             failure = None
         finally:
             self.calls_in_flight[order.service] -= 1
+            rt.backlog.calling.discard(order.key)
         if failure is not None:
             await self.failed(order, failure)
         else:
@@ -200,6 +221,7 @@ def register(rt: Runtime) -> None:
 
     @rt.app.timer(TICK_INTERVAL, name="fetch-ticks")
     async def ticks() -> None:
-        for service, queue in list(dispatcher.queues.items()):
-            if queue:
+        now = rt.clock()
+        for service in list(dispatcher.queues):
+            if dispatcher.wants_tick(service, now):
                 await rt.topics.send(rt.topics.fetch, service, Tick(service=service))

@@ -12,8 +12,15 @@ import json
 import faust
 
 from quotacache.policy.freshness import CacheEntry
+from quotacache.policy.queue import MIN_READS
 from quotacache.runtime import Runtime
-from quotacache.streams.records import BadMessage, DataRecord, FetchOutcome, parse_message
+from quotacache.streams.records import (
+    BadMessage,
+    DataRecord,
+    FetchOrder,
+    FetchOutcome,
+    parse_message,
+)
 
 
 def register(rt: Runtime) -> None:
@@ -46,5 +53,24 @@ def register(rt: Runtime) -> None:
             current = rt.cache.get(key)
             if current is None or current.fetched_at <= record.fetched_at:
                 rt.cache.put(key, CacheEntry(record.data, record.fetched_at, record.ttl))
+                await plan_refresh(rt, record, key)
             rt.inflight.release(key)
             rt.waiters.wake(key)
+
+
+async def plan_refresh(rt: Runtime, record: DataRecord, key: str) -> None:
+    """Tell the service's owner when this key's new data expires and how often it is read,
+    so a key read often is renewed as it expires, whether or not a read comes then. A key
+    nobody reads is not planned. List endpoints fill many keys from one call and are
+    refreshed on request only."""
+    spec = rt.settings.service(record.service).endpoints[record.endpoint]
+    if spec.fan_out:
+        return
+    now = rt.clock()
+    rate = rt.demand.rate(key, now)
+    if rate * record.ttl < MIN_READS:
+        return
+    order = FetchOrder(service=record.service, endpoint=record.endpoint, symbol=record.symbol,
+                       priority=spec.priority, reason="planned", requested_at=now, rate=rate,
+                       fresh_until=record.fetched_at + record.ttl)
+    await rt.topics.send(rt.topics.fetch, record.service, order)

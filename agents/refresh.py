@@ -19,7 +19,7 @@ import faust
 from quotacache.policy.freshness import CacheEntry
 from quotacache.policy.strategy import effective
 from quotacache.runtime import Runtime
-from quotacache.settings import Priority, ServiceConfig
+from quotacache.settings import Priority
 from quotacache.streams.records import BadMessage, FetchOrder, RefreshRequest, parse_message
 
 log = logging.getLogger(__name__)
@@ -53,18 +53,13 @@ def register(rt: Runtime) -> None:
                 await rt.dead_letter(event, f"admission failed: {type(exc).__name__}")
 
 
-def needs_refresh(entry: CacheEntry, now: float, config: ServiceConfig) -> bool:
-    """Past ``refresh_ahead`` of its TTL: refresh now, while readers still get a HIT."""
-    return entry.age(now) >= entry.ttl * config.refresh_ahead
-
-
 def scheduled_refresh_due(rt: Runtime, entry: CacheEntry, request: RefreshRequest,
                           now: float) -> bool:
     """Due when the key will pass its strategy's refresh point before the next scan.
 
-    The refresh point is TTL x the strategy's factor x ``refresh_ahead``, so under NORMAL
-    a key is renewed before it expires. Critical data keeps its TTL under every strategy
-    (its factor never exceeds 1): budget pressure is absorbed by the lower priorities.
+    The refresh point is TTL x the strategy's factor, so under NORMAL a key is renewed as
+    it expires. Critical data keeps its TTL under every strategy (its factor never
+    exceeds 1): budget pressure is absorbed by the lower priorities.
     """
     state = rt.control.strategy(request.service)
     strategy = effective(state, rt.control.volatile_until(request.symbol, now), now)
@@ -72,7 +67,7 @@ def scheduled_refresh_due(rt: Runtime, entry: CacheEntry, request: RefreshReques
     spec = rt.settings.service(request.service).endpoints[request.endpoint]
     if spec.priority is Priority.CRITICAL:
         factor = min(factor, 1.0)
-    point = entry.ttl * factor * rt.settings.service(request.service).refresh_ahead
+    point = entry.ttl * factor
     return entry.age(now) + rt.settings.scheduler.scan_interval >= point
 
 
@@ -89,7 +84,7 @@ async def admit_request(rt: Runtime, request: RefreshRequest, symbol: str, key: 
     if request.reason == "schedule":
         if entry is not None and not scheduled_refresh_due(rt, entry, request, now):
             return  # a scheduled look, not a request for data: nothing saved, nothing spent
-    elif not request.force and entry is not None and not needs_refresh(entry, now, config):
+    elif not request.force and entry is not None and entry.is_fresh(now):
         rt.stats.count("calls_saved", endpoint_name)
         return
     if not rt.inflight.claim(key, now):
@@ -97,8 +92,12 @@ async def admit_request(rt: Runtime, request: RefreshRequest, symbol: str, key: 
         return
     spec = config.endpoints[request.endpoint]
     # A list endpoint is fetched once, as a whole, for all the symbols it fills.
+    rate = rt.demand.rate(key, now)
+    if request.reason == "schedule":  # monitored: worth a read per TTL even if unread
+        rate = max(rate, 1.0 / entry.ttl if entry else 1.0 / spec.ttl)
     order = FetchOrder(service=request.service, endpoint=request.endpoint,
                        symbol="*" if spec.fan_out else symbol,
                        priority=request.priority or spec.priority, reason=request.reason,
-                       requested_at=now)
+                       requested_at=now, rate=rate, force=request.force,
+                       fresh_until=entry.fetched_at + entry.ttl if entry else None)
     await rt.topics.send(rt.topics.fetch, request.service, order)

@@ -14,6 +14,7 @@ from typing import Any
 import faust
 
 from quotacache.errors import InvalidSymbol, UnknownTarget
+from quotacache.policy.demand import ReadRates
 from quotacache.policy.queue import Backlog
 from quotacache.policy.strategy import budget_use
 from quotacache.settings import Settings
@@ -48,6 +49,8 @@ class Runtime:
     waiters: Waiters = field(default_factory=Waiters)
     #: Fetches queued or under way for the services this worker owns (the fetch agent's).
     backlog: Backlog = field(default_factory=Backlog)
+    #: Read rates of the keys this worker owns (every read of a key is answered here).
+    demand: ReadRates = field(default_factory=ReadRates)
     tasks: BackgroundTasks = field(default_factory=BackgroundTasks)
 
     def resolve(self, service: str, endpoint: str, symbol: str) -> tuple[str, str]:

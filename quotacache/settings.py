@@ -110,13 +110,20 @@ class ServiceConfig(BaseModel):
     envelope: Literal["json", "cryptometer"] = "json"
     max_staleness: Duration = 24 * 3600.0
     max_in_flight: int = Field(default=8, gt=0)
-    #: Fraction kept free below every limit, for counts lost in a crash.
-    headroom: float = Field(default=0.1, ge=0.0, lt=1.0)
-    #: The part of every limit each priority may use; the rest is kept for higher ones.
-    priority_shares: dict[str, float] = Field(default_factory=lambda: {
-        "critical": 1.0, "high": 0.6, "medium": 0.4, "low": 0.2})
-    #: A request refreshes a key once this fraction of its TTL has passed.
-    refresh_ahead: float = Field(default=0.8, gt=0.0, le=1.0)
+    #: Fraction of every limit left unused. Spent budget survives restarts through the
+    #: call journal, so none is needed on one machine; see the README for clusters.
+    headroom: float = Field(default=0.0, ge=0.0, lt=1.0)
+    #: Spread of network delays between our send and the upstream's count: each limit
+    #: counts calls over its window plus this (see policy/limits.py for the bound).
+    arrival_jitter: Duration = 0.25
+    #: How much a fresh read of each priority is worth when the budget is scarce.
+    priority_weights: dict[str, float] = Field(default_factory=lambda: {
+        "critical": 4.0, "high": 2.0, "medium": 1.0, "low": 1.0})
+    #: Seconds of reads a key's first fetch is worth beyond its TTL (misses answered).
+    answered_bonus: float = Field(default=0.0, ge=0.0)
+    #: A planned refresh goes this long (plus the call's latency) before the data
+    #: expires: the time data takes from the upstream's answer into the cache.
+    refresh_margin: float = Field(default=1.5, ge=0.0)
     #: Retries of failed calls (not 429s): attempts after the first, with exponential
     #: backoff and full jitter from retry_base up to retry_cap, within retry_deadline.
     retry_attempts: int = Field(default=3, ge=0)
@@ -133,16 +140,16 @@ class ServiceConfig(BaseModel):
     endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
 
 
-    @field_validator("priority_shares")
+    @field_validator("priority_weights")
     @classmethod
-    def _shares(cls, value: dict[str, float]) -> dict[str, float]:
-        shares = {p.value: 1.0 for p in Priority} | value
-        unknown = set(shares) - {p.value for p in Priority}
+    def _weights(cls, value: dict[str, float]) -> dict[str, float]:
+        weights = {p.value: 1.0 for p in Priority} | value
+        unknown = set(weights) - {p.value for p in Priority}
         if unknown:
             raise ValueError(f"unknown priorities {sorted(unknown)}")
-        if not all(0.0 < share <= 1.0 for share in shares.values()):
-            raise ValueError("each share must be in (0, 1]")
-        return shares
+        if not all(weight > 0.0 for weight in weights.values()):
+            raise ValueError("each weight must be positive")
+        return weights
 
     @field_validator("base_url")
     @classmethod
@@ -235,10 +242,6 @@ class SchedulerConfig(BaseModel):
     normal_below: float = Field(default=0.4, ge=0, lt=1)
     #: Seconds after a change before an automatic step back towards NORMAL.
     min_dwell: Duration = 60.0
-    #: Probabilistic early refresh of read keys (XFetch): how long a refresh takes to
-    #: land, and how eagerly to refresh ahead of it (beta > 1 refreshes earlier).
-    xfetch_delta: Duration = 2.0
-    xfetch_beta: float = Field(default=1.0, gt=0)
     volatility_threshold: float = Field(default=0.7, ge=0, le=1)
     volatility_duration: Duration = 600.0
     #: Refresh point as a multiple of the TTL, per strategy. The seed's intervals by

@@ -22,7 +22,7 @@ NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
 #: Payloads beyond this are refused before parsing.
 MAX_MESSAGE_BYTES = 64 * 1024
 
-Reason = Literal["request", "read", "schedule", "batch", "force", "sweep"]
+Reason = Literal["request", "read", "schedule", "batch", "force", "sweep", "planned"]
 
 
 class BadMessage(ValueError):
@@ -89,6 +89,12 @@ class FetchOrder(Record):
     reason: Reason
     requested_at: float
     attempt: int = 0
+    #: Reads per second of the key when it was ordered (its owner counts them).
+    rate: float = 0.0
+    #: When the key's current data stops being fresh; None when it has none.
+    fresh_until: float | None = None
+    #: Asked with force: called even while the key is fresh.
+    force: bool = False
 
     @property
     def key(self) -> str:

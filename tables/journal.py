@@ -7,21 +7,20 @@ remembers every call of its window. So every call is also appended here, before 
 sent, to a file outside the data dir (which is wiped when the broker is new).
 
 At start a worker reads the journals of every worker of its app in the same directory
-(one file per worker, so no two processes write one file) and keeps, per scope and
-second, the calls they recorded within the longest window. The limiter counts
-``max(table, journal)`` in each bucket: both count the same calls, so the larger is the
-truth whichever of them survived. A call reaches the journal with one ``write`` before
-it is sent, so it survives SIGKILL of the worker (the OS holds the bytes); with
-``fsync`` set it also survives a power loss, at the cost of one disk flush per call.
+(one file per worker, so no two processes write one file) and keeps, per scope, the send
+times they recorded within the longest window. The limiter counts the union of the
+table's send times and the journal's: both hold the same calls (to the millisecond), so
+the union is the truth whichever of them survived. A call reaches the journal with one
+``write`` before it is sent, so it survives SIGKILL of the worker (the OS holds the
+bytes); with ``fsync`` set it also survives a power loss, at one disk flush per call.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -39,7 +38,7 @@ class CallJournal:
         self.horizon = horizon
         self.fsync = fsync
         self._fd: int | None = None
-        self._recorded: Counter[tuple[str, int]] = Counter()
+        self._recorded: defaultdict[str, list[float]] = defaultdict(list)
 
     def load(self, now: float) -> None:
         """Read every worker's journal of this app: the calls of the last ``horizon``."""
@@ -51,22 +50,22 @@ class CallJournal:
                 if at > now - self.horizon:
                     calls += 1
                     for scope in scopes:
-                        self._recorded[(scope, math.floor(at))] += 1
+                        self._recorded[scope].append(at)
         if calls:
             log.warning("call journal: %d calls of the last %.0f s count against the limits",
                         calls, self.horizon)
         self._compact(now)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
-    def count(self, scope: str, second: int) -> int:
-        """Calls the journals recorded in ``scope`` during ``second`` (before this start)."""
-        return self._recorded.get((scope, second), 0)
+    def times(self, scope: str) -> list[float]:
+        """Send times (to the ms) the journals recorded in ``scope`` before this start."""
+        return self._recorded.get(scope, [])
 
     def append(self, at: float, scopes: Iterable[str]) -> None:
         """Record one call (before it is sent)."""
         if self._fd is None:
             return
-        line = json.dumps({"at": round(at, 3), "scopes": list(scopes)}) + "\n"
+        line = json.dumps({"at": at, "scopes": list(scopes)}) + "\n"
         os.write(self._fd, line.encode())
         if self.fsync:
             os.fsync(self._fd)

@@ -1,96 +1,81 @@
-"""The rate limiter's state: calls per scope per second in a windowed (tumbling 1 s) table.
+"""The rate limiter's state: the send times of recent calls, per scope, in a table.
 
 All fetches of a service arrive on the ``internal.fetch`` partition its name hashes to, and
 the table's changelog partition is that of the event being processed, so one partition
 (one worker at a time) owns all of a service's counts. A worker that takes the partition
-over after a crash restores the counts from the changelog before it makes any call.
+over after a crash restores them from the changelog before it makes any call.
 
-The decision itself is ``policy.limits.decide``; this module only reads and writes
-buckets. Reads and writes must happen inside stream iteration (Faust's rule for table
-writes). Each call is also appended to a durable ``CallJournal`` before it is sent, and
-each bucket counts ``max(table, journal)``: spent budget survives the loss of the
-changelog (a memory-only broker restarted, the whole stack restarted).
+The decision itself is ``policy.limits.decide``; this module only reads and writes send
+times (to the millisecond; older than the longest window they are dropped on the next
+write). Writes must happen inside stream iteration (Faust's rule for table writes). Each
+call is also appended to a durable ``CallJournal`` before it is sent, and a scope's count
+is the union of the table's times and the journal's: spent budget survives the loss of
+the changelog (a memory-only broker restarted, the whole stack restarted).
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
-from dataclasses import replace
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import faust
 
-from quotacache.policy.limits import Decision, Scope, allowance, decide, endpoint_share, used
-from quotacache.settings import Priority, Settings
+from quotacache.policy.limits import Decision, Scope, allowance, decide, used
+from quotacache.settings import Settings
 from quotacache.tables.journal import CallJournal
-
-#: Seconds of arrival jitter each limit's count allows for (see limiter.py).
-SKEW = 0.25
 
 
 class RateLimiter:
     def __init__(self, app: faust.App, settings: Settings):
         self.settings = settings
-        longest = max((lim.seconds for svc in settings.services.values()
-                       for lim in [*svc.limits, *svc.endpoint_limits,
-                                   *(x for ep in svc.endpoints.values() for x in ep.limits or [])]),
-                      default=60.0)
-        self.windows = app.Table(
-            "ratelimit", default=int, partitions=settings.broker.partitions,
-            help="upstream calls per scope per second",
-        ).tumbling(1.0, expires=timedelta(seconds=math.ceil(longest + SKEW) + 5))
-        self._counts = self.windows.table
+        self.horizon = max((lim.seconds + svc.arrival_jitter
+                            for svc in settings.services.values()
+                            for lim in [*svc.limits, *svc.endpoint_limits,
+                                        *(x for ep in svc.endpoints.values()
+                                          for x in ep.limits or [])]), default=60.0)
+        self._times = app.Table("ratelimit", default=list,
+                                partitions=settings.broker.partitions,
+                                help="send times of recent upstream calls per scope")
         self.journal = CallJournal(journal_dir(settings), worker_name(settings),
-                                   horizon=longest + SKEW + 1.0,
-                                   fsync=settings.limits_fsync)
+                                   horizon=self.horizon + 1.0, fsync=settings.limits_fsync)
 
     @property
     def name(self) -> str:
-        return self._counts.name
+        return self._times.name
+
+    def open_journal(self, now: float) -> None:
+        """Count the calls every worker of this app journaled before this start."""
+        self.journal.load(now)
 
     def service_scope(self, service: str) -> Scope:
         return Scope(service, tuple(self.settings.service(service).limits))
 
     def endpoint_scope(self, service: str, endpoint: str) -> Scope:
         return Scope(f"{service}/{endpoint}",
-                     tuple(self.settings.service(service).limits_for(endpoint)), share=1.0)
+                     tuple(self.settings.service(service).limits_for(endpoint)))
 
-    def open_journal(self, now: float) -> None:
-        """Count the calls every worker of this app journaled before this start."""
-        self.journal.load(now)
+    def times(self, scope: str) -> list[float]:
+        """Send times of ``scope``'s recent calls: the table's and the journal's."""
+        recorded = self._times.get(scope) or []
+        journaled = self.journal.times(scope)
+        return sorted(set(recorded).union(journaled)) if journaled else list(recorded)
 
-    def _bucket(self, scope: str, second: int) -> int:
-        window = self._counts.window.current(second + 0.5)
-        return max(int(self._counts.get((scope, window)) or 0),
-                   self.journal.count(scope, second))
-
-    def check(self, service: str, scopes: Sequence[Scope], now: float,
-              priority: Priority = Priority.CRITICAL) -> Decision:
-        """May one more call of ``priority`` be made in every one of ``scopes``?"""
+    def check(self, service: str, scopes: Sequence[Scope], now: float) -> Decision:
+        """May one more call be made in every one of ``scopes``?"""
         config = self.settings.service(service)
-        shares = config.priority_shares
-        scopes = [scope if scope.share is None else replace(scope, share=endpoint_share(
-            shares, priority.value, self._priority_of(service, scope).value))
-            for scope in scopes]
-        return decide(scopes, self._bucket, now, headroom=config.headroom, skew=SKEW,
-                      share=shares[priority.value])
-
-    def _priority_of(self, service: str, scope: Scope) -> Priority:
-        """The configured priority of the endpoint an endpoint scope belongs to."""
-        endpoint = scope.name.split("/", 1)[1]
-        return self.settings.service(service).endpoints[endpoint].priority
+        return decide(scopes, self.times, now, headroom=config.headroom,
+                      jitter=config.arrival_jitter)
 
     def record(self, scopes: Sequence[Scope], now: float) -> None:
-        """Count one call in every scope (before it is sent), in the table and the journal."""
-        self.journal.append(now, [scope.name for scope in scopes])
-        window = self._counts.window.current(now)
+        """Count one call in every scope (before it is sent), in the journal and the table."""
+        at = round(now, 3)
+        self.journal.append(at, [scope.name for scope in scopes])
+        oldest = now - self.horizon
         for scope in scopes:
-            key = (scope.name, window)
-            self._counts[key] = int(self._counts.get(key) or 0) + 1
+            recent = [t for t in self._times.get(scope.name) or [] if t > oldest]
+            self._times[scope.name] = [*recent, at]
 
     def usage(self, service: str, now: float) -> list[dict[str, Any]]:
         """Calls used and allowed in each of the service's (and its busy endpoints') limits."""
@@ -99,8 +84,9 @@ class RateLimiter:
             self.endpoint_scope(service, ep) for ep in config.endpoints]
         rows = []
         for scope in scopes:
+            times = self.times(scope.name)
             for limit in scope.limits:
-                count = used(scope.name, limit, self._bucket, now, SKEW)
+                count = used(times, limit, now, config.arrival_jitter)
                 if scope.name == service or count:
                     cap = allowance(limit, config.headroom)
                     rows.append({"scope": scope.name, "limit": str(limit), "used": count,
@@ -126,13 +112,25 @@ class ServiceBudget:
     def __init__(self, limiter: RateLimiter, service: str):
         self.limiter = limiter
         self.service = service
+        self.config = limiter.settings.service(service)
         self.service_scope = limiter.service_scope(service)
 
-    def _scopes(self, endpoint: str) -> list[Scope]:
+    def scopes(self, endpoint: str) -> list[Scope]:
         return [self.service_scope, self.limiter.endpoint_scope(self.service, endpoint)]
 
-    def check(self, endpoint: str, now: float, priority: Priority) -> Decision:
-        return self.limiter.check(self.service, self._scopes(endpoint), now, priority)
+    def check(self, endpoint: str, now: float) -> Decision:
+        return self.limiter.check(self.service, self.scopes(endpoint), now)
 
     def record(self, endpoint: str, now: float) -> None:
-        self.limiter.record(self._scopes(endpoint), now)
+        self.limiter.record(self.scopes(endpoint), now)
+
+    def times(self, scope: str) -> list[float]:
+        return self.limiter.times(scope)
+
+    @property
+    def headroom(self) -> float:
+        return self.config.headroom
+
+    @property
+    def jitter(self) -> float:
+        return self.config.arrival_jitter

@@ -1,66 +1,175 @@
-"""Which queued fetches may be called now: a pure function of the queue, health and budget.
+"""Which queued fetches to call now: a pure function of the queue, health, budget and clock.
 
-Serves the queue in priority order (then age). Stops at the first refusal that applies to
-the whole service (a pause, the breaker, a service-wide limit, no free call slot); skips
-only the endpoint when the refusal is the endpoint's own limit, so one busy endpoint does
-not hold back the others. Each selected call is recorded in the budget before the next
-decision, so the selection as a whole never exceeds any limit.
+Every call is judged by the fresh reads it is expected to buy: the key's read rate times
+the fresh seconds the call adds (its TTL, less what the current data still covers), times
+its priority's weight. A key without data also buys answered reads: its first fetch turns
+misses into answers, worth ``answered_bonus`` more seconds of reads. Keys nobody reads buy
+nothing and are left alone.
+
+The selection is work-conserving: whenever every limit has room, the most valuable
+eligible calls are made; a slot is never left idle while an eligible call waits, except
+to keep it for a more valuable call that is sure to come. That is the reservation: a
+call may take a slot only if the more valuable planned refreshes due while the slot stays
+taken (``S + jitter`` seconds) still find room, counting the slots that free up before
+each of them is due. Critical work is protected this way by its own demand: when many
+critical keys are about to expire, their slots are kept; when none are, nothing idles.
+
+A key whose data is still fresh is not called (one call per key per TTL), unless the
+request forces it; a planned refresh becomes eligible ``latency + margin`` seconds before
+its data expires, so the new data lands as the old one stops being fresh. Each selected call is
+recorded in the budget before the next decision, so the selection never exceeds a limit.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from quotacache.policy.health import ServiceHealth
-from quotacache.policy.limits import Decision
+from quotacache.policy.limits import Decision, Scope, allowance, frees_at, used
 from quotacache.policy.queue import FetchQueue, Queued
-from quotacache.settings import Priority
+
+#: Value weight of each priority: critical reads count this many times a medium one.
+DEFAULT_WEIGHTS = {"critical": 4.0, "high": 2.0, "medium": 1.0, "low": 1.0}
 
 
 class Budget(Protocol):
-    def check(self, endpoint: str, now: float, priority: Priority) -> Decision: ...
+    """The limiter as the dispatcher sees it (``tables.ratelimit.ServiceBudget``)."""
+
+    headroom: float
+    jitter: float
+
+    def scopes(self, endpoint: str) -> list[Scope]: ...
+
+    def check(self, endpoint: str, now: float) -> Decision: ...
 
     def record(self, endpoint: str, now: float) -> None: ...
+
+    def times(self, scope: str) -> Sequence[float]: ...
+
+
+@dataclass(frozen=True)
+class Valuation:
+    """How calls are valued: endpoint TTLs, priority weights, call latency."""
+
+    ttl_of: Mapping[str, float]
+    weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    latency: float = 0.5
+    #: Seconds of reads a key's first fetch is worth beyond its TTL (misses answered).
+    answered_bonus: float = 0.0
+    #: How much earlier than ``latency`` before expiry a refresh may go: the time the
+    #: data takes from the upstream's answer to the cache (topic hops).
+    margin: float = 0.0
+
+    def eligible(self, queued: Queued, now: float) -> bool:
+        order = queued.order
+        return (order.force or order.fresh_until is None
+                or now >= order.fresh_until - self.latency - self.margin)
+
+    def due(self, queued: Queued) -> float:
+        """When a planned refresh becomes eligible."""
+        return (queued.order.fresh_until or 0.0) - self.latency - self.margin
+
+    def value(self, queued: Queued, now: float) -> float:
+        """Expected fresh (and newly answered) reads a call made now buys, weighted."""
+        order = queued.order
+        ttl = self.ttl_of.get(order.endpoint, 60.0)
+        arrives = now + self.latency
+        if order.fresh_until is None:
+            seconds = ttl + self.answered_bonus
+        else:
+            seconds = ttl - max(0.0, min(ttl, order.fresh_until - arrives))
+        rate = max(queued.rate(now), 1.0 / (ttl + self.answered_bonus))
+        waited = max(0.0, now - order.requested_at)
+        aging = 1.0 + waited / ttl  # no request waits for ever behind busier keys
+        return self.weights.get(order.priority.value, 1.0) * rate * seconds * aging
 
 
 @dataclass
 class Selection:
     calls: list[Queued] = field(default_factory=list)
-    #: Entries left waiting, by the reason they wait.
-    waiting: list[Queued] = field(default_factory=list)
+    #: Eligible entries left waiting for budget (limits, reservation, health, slots).
+    blocked: list[Queued] = field(default_factory=list)
     stopped_by: str | None = None
+
+
+@dataclass(frozen=True)
+class _Planned:
+    due: float
+    value: float
+    endpoint: str
 
 
 def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: float, *,
                  service: str, cooldown: float, free_slots: int,
-                 shares: dict[str, float] | None = None) -> Selection:
+                 valuation: Valuation) -> Selection:
     selection = Selection()
-    blocked_endpoints: set[tuple[str, int]] = set()
-    for queued in queue.in_order():
+    entries = queue.entries()
+    ready = sorted((q for q in entries if valuation.eligible(q, now)),
+                   key=lambda q: valuation.value(q, now), reverse=True)
+    planned = sorted((_Planned(valuation.due(q), valuation.value(q, valuation.due(q)),
+                               q.order.endpoint)
+                      for q in entries if not valuation.eligible(q, now)),
+                     key=lambda p: p.due)
+    blocked_endpoints: set[str] = set()
+    for queued in ready:
         if selection.stopped_by:
-            selection.waiting.append(queued)
+            selection.blocked.append(queued)
             continue
-        share = (shares or {}).get(queued.order.priority.value, 1.0)
-        admitted, why = health.admits(now, cooldown, share)
+        admitted, why = health.admits(now, cooldown)
         if not admitted or free_slots <= 0:
             selection.stopped_by = why or "no free call slot"
-            selection.waiting.append(queued)
+            selection.blocked.append(queued)
             continue
         endpoint = queued.order.endpoint
-        if (endpoint, queued.rank) in blocked_endpoints:
-            selection.waiting.append(queued)
+        if endpoint in blocked_endpoints:
+            selection.blocked.append(queued)
             continue
-        decision = budget.check(endpoint, now, queued.order.priority)
+        decision = budget.check(endpoint, now)
         if not decision.allowed:
-            selection.waiting.append(queued)
+            selection.blocked.append(queued)
             if decision.blocked_by and decision.blocked_by.startswith(service + " "):
                 selection.stopped_by = decision.blocked_by
             else:
-                blocked_endpoints.add((endpoint, queued.rank))
+                blocked_endpoints.add(endpoint)
+            continue
+        value = valuation.value(queued, now)
+        if not _leaves_room(budget, endpoint, now, value, planned):
+            selection.blocked.append(queued)
             continue
         budget.record(endpoint, now)
         health.on_call(now, cooldown)
         free_slots -= 1
         selection.calls.append(queued)
     return selection
+
+
+def _leaves_room(budget: Budget, endpoint: str, now: float, value: float,
+                 planned: list[_Planned]) -> bool:
+    """Would the more valuable planned refreshes still find room if this call were made?
+
+    For each limit of each scope the call counts in: the j-th more valuable refresh due
+    before this call's slot frees again needs ``j`` slots by its due time, out of the
+    room left now (less this call's) plus the slots that free up by then.
+    """
+    for scope in budget.scopes(endpoint):
+        times = budget.times(scope.name)
+        endpoint_scope = "/" in scope.name  # "service/endpoint": only its own refreshes
+        mine = [p for p in planned if p.value > value
+                and (not endpoint_scope or p.endpoint == endpoint)]
+        if not mine:
+            continue
+        for limit in scope.limits:
+            horizon = now + limit.seconds + budget.jitter
+            needed = [p.due for p in mine if p.due < horizon]
+            if not needed:
+                continue
+            room = allowance(limit, budget.headroom) - used(times, limit, now, budget.jitter)
+            freed = frees_at(times, limit, now, budget.jitter)
+            for j, due in enumerate(needed, start=1):
+                if j > room - 1 + bisect_right(freed, due):
+                    return False
+    return True
+

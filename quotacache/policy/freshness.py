@@ -7,7 +7,6 @@ expired (answered as a miss, then tombstoned by the sweeper).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -56,14 +55,3 @@ def classify(entry: CacheEntry | None, now: float, max_staleness: float,
     if entry.is_fresh(now, max_age):
         return Freshness.HIT
     return Freshness.STALE
-
-
-def xfetch_due(entry: CacheEntry, now: float, delta: float, beta: float, draw: float) -> bool:
-    """Probabilistic early refresh (XFetch): True with a chance that rises as expiry nears.
-
-    ``delta`` is how long a refresh takes to land, ``draw`` a uniform sample in (0, 1].
-    A read at ``d`` seconds before expiry triggers a refresh with probability
-    ``exp(-d / (delta * beta))``: a key read often is renewed just before it expires, a
-    key read rarely almost never is, and one nobody reads never is.
-    """
-    return entry.age(now) - delta * beta * math.log(max(draw, 1e-12)) >= entry.ttl

@@ -39,18 +39,12 @@ class ServiceHealth:
     trial_in_flight: bool = False
 
     # -- decisions -------------------------------------------------------------------
-    def admits(self, now: float, cooldown: float, share: float = 1.0) -> tuple[bool, str]:
-        """May a call be made now? (False, why) when paused, hinted out, or open.
-
-        ``share`` is the part of the upstream's reported allowance the caller's priority
-        may use: below it, what remains is kept for higher priorities.
-        """
+    def admits(self, now: float, cooldown: float) -> tuple[bool, str]:
+        """May a call be made now? (False, why) when paused, hinted out, or open."""
         if now < self.paused_until:
             return False, f"paused until {self.paused_until:.0f} ({self.pause_reason})"
-        if self.hint_remaining is not None and now < self.hint_reset:
-            reserve = (self.hint_limit or 0) * (1.0 - share)
-            if self.hint_remaining <= reserve:
-                return False, "upstream reports no calls remaining for this priority"
+        if self.hint_remaining is not None and now < self.hint_reset and self.hint_remaining <= 0:
+            return False, "upstream reports no calls remaining"
         state = self.breaker_state(now, cooldown)
         if state is Breaker.OPEN:
             return False, "circuit breaker open"

@@ -1,15 +1,25 @@
 """The rate limiter's decision: a pure function of (limits, recent calls, now).
 
-Every limit is "at most N calls in any window of S seconds". Calls are counted in
-one-second buckets (the Faust windowed table stores them; see ``ratelimit.py``). To decide
-whether one more call is allowed, each limit sums its buckets from ``floor(now - S - skew)``
-to ``floor(now)``: that covers at least the last ``S + skew`` seconds, so the count can only
-over-estimate the calls in any real S-second window, never under-estimate it. ``skew``
-absorbs the jitter between our decision and the upstream's arrival time.
+Every limit is "at most N calls in any window of S seconds", counted by the upstream when
+calls arrive. We record the send time of each call before sending it. A call sent at
+``s`` arrives at ``s + d`` with ``d`` in ``[d_min, d_min + jitter]``, so the arrivals in
+one upstream window ``[a, a + S)`` were all sent within ``[a - d_min - jitter, a + S -
+d_min)``: a span of ``S + jitter``. The rule:
 
-A call is allowed only if every limit of every scope (the service's and the endpoint's) has
-room, and it is then counted in all of them at once: the caller records it before it is
-sent. ``headroom`` (a fraction) keeps a margin below each limit for counts lost in a crash.
+    a call may be sent at ``now`` only if fewer than N calls were sent in
+    ``(now - S - jitter, now]``.
+
+Bound: take any span of length ``S + jitter`` and the last call sent in it, at ``t``.
+When that call was decided, every earlier send of the span lay in ``(t - S - jitter,
+t]``, and there were fewer than N of them; with it, at most N. So no span of ``S +
+jitter`` ever holds more than N sends, and no upstream window more than N arrivals,
+whatever the order and spacing of the decisions. ``jitter`` (0.25 s by default) is the
+spread of network delays we allow for; exact send times (not buckets) keep the count
+tight: nothing is counted that the upstream could not count.
+
+A call is allowed only if every limit of every scope (the service's and the endpoint's)
+has room, and it is then recorded in all of them at once. ``headroom`` keeps a fraction of
+each limit unused, for deployments whose counts could be lost (see the README).
 """
 
 from __future__ import annotations
@@ -18,10 +28,10 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from quotacache.settings import RateLimit
+from quotacache.units import RateLimit
 
-#: (scope, bucket second) -> calls recorded in that second.
-BucketCounts = Callable[[str, int], int]
+#: scope -> send times of its recent calls (any order; older ones are ignored).
+CallTimes = Callable[[str], Sequence[float]]
 
 
 @dataclass(frozen=True)
@@ -30,12 +40,6 @@ class Scope:
 
     name: str
     limits: tuple[RateLimit, ...]
-    #: The part of these limits the call may use, when it differs from the decision's
-    #: ``share``. A service's limits (None) are competed for by all its endpoints, so each
-    #: priority gets its share of them. An endpoint's own limits are mostly asked by calls
-    #: of that endpoint's priority: those may use them fully, and only calls asked at a
-    #: lower priority than the endpoint's keep a reserve there (``RateLimiter.check``).
-    share: float | None = None
 
 
 @dataclass(frozen=True)
@@ -47,54 +51,48 @@ class Decision:
     blocked_by: str | None = None
 
 
-def allowance(limit: RateLimit, headroom: float, share: float = 1.0) -> int:
-    """How many calls we let ourselves make in one window of ``limit``.
-
-    ``share`` (0..1) is the part of it a priority may use: low priorities stop early and
-    leave the rest of the window to the critical ones.
-    """
-    return max(1, math.floor(limit.calls * (1.0 - headroom) * share))
+def allowance(limit: RateLimit, headroom: float = 0.0) -> int:
+    """How many calls we let ourselves make in one window of ``limit``."""
+    return max(1, math.floor(limit.calls * (1.0 - headroom) + 1e-9))
 
 
-def endpoint_share(shares: dict[str, float], asked: str, configured: str) -> float:
-    """The part of an endpoint's own limits a call asked at priority ``asked`` may use:
-    all of them at the endpoint's ``configured`` priority or above, less below it (a low
-    batch on a critical endpoint leaves room for the critical refreshes)."""
-    return min(1.0, shares[asked] / shares[configured])
+def in_window(times: Sequence[float], limit: RateLimit, now: float, jitter: float
+              ) -> list[float]:
+    """The send times that still count against ``limit`` at ``now``, oldest first."""
+    start = now - limit.seconds - jitter
+    return sorted(t for t in times if t > start)
 
 
-def buckets(limit: RateLimit, now: float, skew: float) -> range:
-    """The bucket seconds whose counts are summed for ``limit`` at ``now``."""
-    return range(math.floor(now - limit.seconds - skew), math.floor(now) + 1)
+def used(times: Sequence[float], limit: RateLimit, now: float, jitter: float) -> int:
+    """Calls counted against ``limit`` at ``now``."""
+    start = now - limit.seconds - jitter
+    return sum(1 for t in times if t > start)
 
 
-def used(scope: str, limit: RateLimit, counts: BucketCounts, now: float, skew: float) -> int:
-    """Calls counted against ``limit`` in ``scope`` at ``now``."""
-    return sum(counts(scope, second) for second in buckets(limit, now, skew))
+def frees_at(times: Sequence[float], limit: RateLimit, now: float, jitter: float
+             ) -> list[float]:
+    """When each counted call stops counting, soonest first: one more slot each time."""
+    return [t + limit.seconds + jitter for t in in_window(times, limit, now, jitter)]
 
 
-def _wait_until_room(scope: str, limit: RateLimit, counts: BucketCounts, now: float,
-                     skew: float, room_needed: int) -> float:
-    # The oldest buckets leave the window first: bucket b stops counting once
-    # floor(t - S - skew) > b, i.e. at t = b + 1 + S + skew.
-    freed = 0
-    for second in buckets(limit, now, skew):
-        freed += counts(scope, second)
-        if freed >= room_needed:
-            return max(0.0, second + 1 + limit.seconds + skew - now)
-    return limit.seconds + skew
+def room(times: Sequence[float], limit: RateLimit, now: float, *, headroom: float = 0.0,
+         jitter: float = 0.25) -> int:
+    """Calls that may still be sent now under ``limit``."""
+    return max(0, allowance(limit, headroom) - used(times, limit, now, jitter))
 
 
-def decide(scopes: Sequence[Scope], counts: BucketCounts, now: float, *,
-           headroom: float = 0.1, skew: float = 0.25, share: float = 1.0) -> Decision:
+def decide(scopes: Sequence[Scope], times_of: CallTimes, now: float, *,
+           headroom: float = 0.0, jitter: float = 0.25) -> Decision:
     """Allow one call only if every limit of every scope has room for it."""
     worst: Decision | None = None
     for scope in scopes:
+        times = times_of(scope.name)
         for limit in scope.limits:
-            cap = allowance(limit, headroom, share if scope.share is None else scope.share)
-            count = used(scope.name, limit, counts, now, skew)
-            if count + 1 > cap:
-                wait = _wait_until_room(scope.name, limit, counts, now, skew, count + 1 - cap)
+            cap = allowance(limit, headroom)
+            counted = in_window(times, limit, now, jitter)
+            if len(counted) + 1 > cap:
+                # The oldest calls leave first; room returns when enough of them have.
+                wait = counted[len(counted) - cap] + limit.seconds + jitter - now
                 if worst is None or wait > worst.wait:
-                    worst = Decision(False, wait, f"{scope.name} {limit}")
+                    worst = Decision(False, max(0.0, wait), f"{scope.name} {limit}")
     return worst or Decision(True)

@@ -1,27 +1,45 @@
-"""The per-service queue of fetches waiting for budget, ordered by priority then age.
+"""The per-service queue of fetches: every key the service may call, with what it is worth.
 
-Duplicates of a key merge into one entry that keeps the highest priority and the oldest
-request time. An entry whose data could no longer be delivered fresh (it has waited
-longer than its endpoint's TTL) is dropped. The queue lives in the memory of the worker
-that owns the service; after a crash, requests come again from readers and producers.
+An entry is either a request (a read found the key stale or missing, a producer asked)
+or a planned refresh (a key read often, whose data will expire): both carry the key's
+read rate and when its data stops being fresh, so the dispatcher can judge each by the
+fresh reads a call would buy (``policy.dispatch``). Orders for one key merge into one
+entry: the newest rate and freshness, the oldest request time, the highest priority.
+
+An entry's rate fades with the time since it was measured, so a key nobody reads any
+more loses its claim on the budget; once a call could buy less than ``MIN_READS`` fresh
+reads it is dropped. The queue is bounded: past ``limit`` the least valuable entry goes.
+The queue lives in the memory of the worker that owns the service; after a crash,
+requests come again from readers and producers.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from quotacache.streams.records import FetchOrder
 from quotacache.units import Priority
 
+#: Reads per second fade with this time constant (seconds) after they were measured.
+RATE_TAU = 60.0
+#: An order whose call would buy fewer expected reads than this is dropped.
+MIN_READS = 0.05
 
-@dataclass(order=True)
+
+@dataclass
 class Queued:
-    rank: int
-    requested_at: float
-    key: str = field(compare=False)
-    order: FetchOrder = field(compare=False)
-    blocked_counted: bool = field(default=False, compare=False)
+    key: str
+    order: FetchOrder
+    #: The key's read rate when last measured, and when that was.
+    measured: float = 0.0
+    measured_at: float = 0.0
+    blocked_counted: bool = field(default=False)
+
+    def rate(self, now: float) -> float:
+        """The key's read rate now: as measured, faded by the time since."""
+        return self.measured * math.exp(-max(0.0, now - self.measured_at) / RATE_TAU)
 
 
 class FetchQueue:
@@ -32,35 +50,43 @@ class FetchQueue:
     def add(self, key: str, order: FetchOrder) -> FetchOrder | None:
         """Queue (or merge) an order; returns an order pushed out when the queue is full."""
         existing = self._entries.get(key)
-        rank = order.priority.rank
+        at = order.requested_at
         if existing is not None:
-            if rank < existing.rank:
-                existing.rank, existing.order = rank, order.model_copy(
-                    update={"requested_at": existing.requested_at})
+            old = existing.order
+            existing.measured = max(order.rate, existing.rate(at))
+            existing.measured_at = max(at, existing.measured_at)
+            existing.order = order.model_copy(update={
+                "priority": min(order.priority, old.priority, key=lambda p: p.rank),
+                "requested_at": min(at, old.requested_at),
+                "force": order.force or old.force,
+                "attempt": max(order.attempt, old.attempt)})
             return None
-        self._entries[key] = Queued(rank, order.requested_at, key, order)
+        self._entries[key] = Queued(key, order, order.rate, at)
         if len(self._entries) > self.limit:
-            worst = max(self._entries.values())
+            now = order.requested_at
+            worst = min(self._entries.values(), key=lambda q: (q.rate(now), -q.order.priority.rank))
             del self._entries[worst.key]
             return worst.order
         return None
 
-    def in_order(self) -> list[Queued]:
-        return sorted(self._entries.values())
+    def entries(self) -> list[Queued]:
+        return list(self._entries.values())
 
     def remove(self, key: str) -> None:
         self._entries.pop(key, None)
 
-    def drop_expired(self, now: float, ttl_of: dict[str, float]) -> list[FetchOrder]:
-        """Remove and return orders that waited longer than their endpoint's TTL."""
-        expired = [q for q in self._entries.values()
-                   if now - q.requested_at > ttl_of.get(q.order.endpoint, float("inf"))]
-        for queued in expired:
+    def drop_unread(self, now: float, ttl_of: dict[str, float]) -> list[FetchOrder]:
+        """Remove and return orders nobody reads any more: a call would buy less than
+        ``MIN_READS`` fresh reads. Forced orders and first fetches of a key are kept."""
+        gone = [q for q in self._entries.values()
+                if not q.order.force and q.order.fresh_until is not None
+                and q.rate(now) * ttl_of.get(q.order.endpoint, 0.0) < MIN_READS]
+        for queued in gone:
             del self._entries[queued.key]
-        return [q.order for q in expired]
+        return [q.order for q in gone]
 
     def by_priority(self) -> dict[str, int]:
-        counts = Counter(list(Priority)[q.rank].value for q in self._entries.values())
+        counts = Counter(q.order.priority.value for q in self._entries.values())
         return {p.value: counts.get(p.value, 0) for p in Priority}
 
     def __len__(self) -> int:
@@ -77,6 +103,13 @@ class Backlog:
         self.queues: defaultdict[str, FetchQueue] = defaultdict(FetchQueue)
         #: Upstream calls under way per service (at most its max_in_flight).
         self.calls_in_flight: Counter[str] = Counter()
+        #: Keys whose upstream call is under way (an order for one of them is not queued).
+        self.calling: set[str] = set()
+        #: Seconds an upstream call of each service takes (moving average).
+        self.latency: defaultdict[str, float] = defaultdict(lambda: 0.5)
+
+    def observe_latency(self, service: str, seconds: float) -> None:
+        self.latency[service] += 0.2 * (seconds - self.latency[service])
 
     def by_priority(self, service: str) -> dict[str, int]:
         """Queued fetches of ``service`` per priority (all zero when it has none)."""

@@ -12,13 +12,12 @@ import asyncio
 import contextlib
 import logging
 import math
-import random
 from typing import Any
 
 import aiohttp
 from faust import web
 
-from quotacache.policy.freshness import Freshness, classify, xfetch_due
+from quotacache.policy.freshness import Freshness, classify
 from quotacache.runtime import Runtime
 from quotacache.streams.records import RefreshRequest
 from quotacache.web.cluster import own_url
@@ -118,12 +117,10 @@ async def read_entry(view: web.View, rt: Runtime, service: str, endpoint: str, s
     ``wait`` hold the answer until that refresh lands (one upstream call for all)."""
     config = rt.settings.service(service)
     now = rt.clock()
+    rt.demand.read(key, now)
     entry = rt.cache.get(key)
     state = classify(entry, now, config.max_staleness, max_age)
-    early = entry is not None and state is Freshness.HIT and xfetch_due(
-        entry, now, rt.settings.scheduler.xfetch_delta, rt.settings.scheduler.xfetch_beta,
-        1.0 - random.random())
-    if state is not Freshness.HIT or early:
+    if state is not Freshness.HIT:
         # A max_age tighter than the TTL needs force: by the TTL the entry is fresh.
         force = (may_force and entry is not None and max_age is not None
                  and entry.is_fresh(now))
@@ -134,7 +131,7 @@ async def read_entry(view: web.View, rt: Runtime, service: str, endpoint: str, s
                     force=force))
             except Exception:  # the read is still answered
                 log.exception("could not request a refresh of %s", key)
-            if state is not Freshness.HIT and wait > 0:
+            if wait > 0:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(landed.wait(), wait)
                 now = rt.clock()
@@ -142,6 +139,8 @@ async def read_entry(view: web.View, rt: Runtime, service: str, endpoint: str, s
                 state = classify(entry, now, config.max_staleness, max_age)
     rt.stats.count({Freshness.HIT: "hits", Freshness.STALE: "stale_served",
                     Freshness.MISS: "misses"}[state], f"{service}/{endpoint}")
+    if state is Freshness.HIT:  # a direct client would have called the upstream
+        rt.stats.count("calls_saved", f"{service}/{endpoint}")
     body: dict[str, Any] = {"service": service, "endpoint": endpoint, "symbol": symbol,
                             "status": state.value, "fresh": state is Freshness.HIT}
     headers = {"X-Cache": state.value}

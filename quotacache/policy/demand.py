@@ -1,0 +1,67 @@
+"""How often each key is read: the demand that decides which refreshes are worth a call.
+
+Each key's reads are an exponentially decayed count with time constant ``tau``: the rate
+is ``count / tau`` reads per second, so a key read steadily at r/s settles at r, and a
+key nobody reads any more fades towards zero instead of keeping its old rank. The
+worker that owns a key counts its reads (every read of a key is answered there), so the
+rates of a key's reads live in one process.
+
+The map is bounded: past ``max_keys`` the keys with the least demand are forgotten
+first, so any number of distinct keys that requests name costs at most ``max_keys``
+entries.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+class ReadRates:
+    def __init__(self, tau: float = 60.0, max_keys: int = 100_000, prior: float = 1.0):
+        self.tau = tau
+        self.max_keys = max_keys
+        self.prior = prior
+        self._counts: dict[str, tuple[float, float]] = {}  # key -> (count, at)
+
+    def read(self, key: str, now: float) -> None:
+        """Count one read of ``key`` at ``now`` (and of its endpoint and its symbol)."""
+        for name in (key, *_groups(key), ALL):
+            self._counts[name] = (self._decayed(name, now) + 1.0, now)
+        if len(self._counts) > self.max_keys:
+            self._forget(now)
+
+    def rate(self, key: str, now: float) -> float:
+        """Reads per second of ``key`` lately (0 for a key never read).
+
+        A key read a few times says little on its own; its endpoint and its symbol, read
+        across all their keys, say more. The estimate adds to the key's own count a
+        ``prior`` weight of what they predict (endpoint share x symbol share x all
+        reads), so a first read of a popular symbol on a busy endpoint ranks above a
+        first read of a quiet one."""
+        own = self._decayed(key, now)
+        endpoint, symbol = _groups(key)
+        total = self._decayed(ALL, now)
+        predicted = (self._decayed(endpoint, now) * self._decayed(symbol, now) / total
+                     if total else 0.0)
+        return (own + self.prior * predicted) / (1.0 + self.prior) / self.tau
+
+    def _decayed(self, key: str, now: float) -> float:
+        count, at = self._counts.get(key, (0.0, now))
+        return count * math.exp(-max(0.0, now - at) / self.tau)
+
+    def _forget(self, now: float) -> None:
+        """Keep the busier half of the keys."""
+        ranked = sorted(self._counts, key=lambda k: self._decayed(k, now), reverse=True)
+        self._counts = {k: self._counts[k] for k in ranked[: self.max_keys // 2]}
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+
+ALL = "#all"
+
+
+def _groups(key: str) -> tuple[str, str]:
+    """The endpoint and the symbol a key ``service/endpoint/symbol`` belongs to."""
+    head, _, symbol = key.rpartition("/")
+    return f"#endpoint:{head}", f"#symbol:{symbol}"
