@@ -43,9 +43,13 @@ def cmd_worker(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_upstream_sim(args: argparse.Namespace, extra: list[str]) -> int:
     from quotacache.dev import simulator
 
+    keys = ("API keys required (401 without one; checked against "
+            f"{', '.join(simulator.key_variables())} where set)" if args.require_keys
+            else "open: any API key or none")
     print(f"upstream simulator on http://{args.host}:{args.port} "
-          f"(latency {args.latency[0]:g}-{args.latency[1]:g}s)", flush=True)
-    simulator.run(args.host, args.port, args.latency, args.seed)
+          f"(latency {args.latency[0]:g}-{args.latency[1]:g}s, {keys})", flush=True)
+    simulator.run(args.host, args.port, args.latency, args.seed,
+                  require_keys=args.require_keys)
     return 0
 
 
@@ -188,12 +192,21 @@ def parser() -> argparse.ArgumentParser:
                        add_help=False)
     p.set_defaults(func=cmd_worker, passthrough=True)
 
-    p = add("upstream-sim", help="run the upstream simulator")
+    p = add("upstream-sim", help="run the upstream simulator",
+            description="A local stand-in for the built-in profiles' upstreams (plausible "
+                        "JSON, their limits enforced with 429). Open by default: any API "
+                        "key or none is accepted. With --require-keys a call without a key "
+                        "gets a 401, and where a profile's variable (CRYPTOMETER_API_KEY, "
+                        "KINGFISHER_API_KEY, AIRTABLE_API_KEY, TELEGRAM_BOT_TOKEN) is set "
+                        "in the simulator's environment, the key must equal it.")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=28080)
     p.add_argument("--latency", type=_latency, default=(0.2, 0.5),
                    help="seconds, or LOW-HIGH (default 0.2-0.5)")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--require-keys", action="store_true",
+                   help="refuse calls without the profile's API key (401); check it against "
+                        "the profile's variable where that is set (default: open)")
     p.set_defaults(func=cmd_upstream_sim)
 
     p = add("demo", help="broker + simulator + worker + load, with live stats")
