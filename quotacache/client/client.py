@@ -20,13 +20,14 @@ from quotacache.streams.records import RefreshRequest, VolatilitySignal, cache_k
 class Client:
     """Talks to one quotacache deployment: its broker for requests, a worker for reads."""
 
-    def __init__(self, settings: Settings, base_url: str | None = None):
+    def __init__(self, settings: Settings, base_url: str | None = None, *,
+                 transport: httpx.AsyncBaseTransport | None = None):
         self.settings = settings
         self.base_url = base_url or f"http://{settings.web.host}:{settings.web.port}"
         self._producer: AIOKafkaProducer | None = None
         token = settings.web.token_value()
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, timeout=10.0,
+            base_url=self.base_url, timeout=10.0, transport=transport,
             headers={"Authorization": f"Bearer {token}"} if token else None)
 
     async def __aenter__(self) -> Client:
@@ -84,12 +85,24 @@ class Client:
 
     async def _call(self, method: str, path: str, body: Any = None, **options: Any
                     ) -> dict[str, Any]:
-        """One HTTP call; a 4xx/5xx raises HTTPStatusError carrying the API's message."""
+        """One HTTP call; a 4xx/5xx raises HTTPStatusError carrying the API's message, an
+        answer that is not a JSON object raises httpx.DecodingError."""
         response = await self._http.request(method, path, json=body, **options)
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
         if response.status_code >= 400:
-            raise httpx.HTTPStatusError(response.json().get("error", response.text),
-                                        request=response.request, response=response)
-        return dict(response.json())
+            message = answer.get("error") if isinstance(answer, dict) else None
+            raise httpx.HTTPStatusError(
+                str(message or response.text[:200].strip() or response.reason_phrase),
+                request=response.request, response=response)
+        if not isinstance(answer, dict):
+            raise httpx.DecodingError(
+                f"{method} {path} answered {response.status_code} with "
+                f"{response.headers.get('Content-Type') or 'no content type'}, not a JSON "
+                "object", request=response.request)
+        return answer
 
     async def stats(self) -> dict[str, Any]:
         return await self._call("GET", "/stats")
