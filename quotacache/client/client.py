@@ -16,6 +16,9 @@ from aiokafka import AIOKafkaProducer
 from quotacache.settings import Priority, Settings
 from quotacache.streams.records import RefreshRequest, VolatilitySignal, cache_key
 
+#: How long ``Client.get_or_fetch`` waits for a refresh by default (seconds).
+DEFAULT_WAIT = 1.0
+
 
 class Client:
     """Talks to one quotacache deployment: its broker for requests, a worker for reads."""
@@ -72,11 +75,20 @@ class Client:
         return await self._call("GET", f"/cache/{service}/{endpoint}/{symbol}")
 
     async def get_or_fetch(self, service: str, endpoint: str, symbol: str = "*", *,
-                           max_age: float | None = None, wait: float = 5.0
+                           max_age: float | None = None, wait: float = DEFAULT_WAIT
                            ) -> dict[str, Any]:
-        """The entry, fetched first if it is missing or older than ``max_age`` (waiting
-        up to ``wait`` seconds for that one refresh; a STALE entry is returned if it does
-        not land in time). The seed's ``get_or_fetch``."""
+        """The entry, fetched first if it is missing, stale, or older than ``max_age``: the
+        seed's ``get_or_fetch``.
+
+        Waits at most ``wait`` seconds (default ``DEFAULT_WAIT``, 1 s: a refresh that can
+        be sent lands in about 0.2 s plus the upstream's answer time; at most 60) for that
+        one refresh, then answers with what there is, never an exception: ``status`` HIT
+        when the refresh landed, STALE with the old data and its ``age`` when it did not,
+        or MISS with ``data`` None when there is no entry at all (the refresh stays
+        requested; a later call may find it). So a loop over a key that cannot be fetched
+        now (budget spent, upstream down) gets a MISS every ``wait`` seconds instead of
+        hanging: check ``entry["status"]``. ``wait=0`` answers at once.
+        """
         params: dict[str, Any] = {"wait": wait}
         if max_age is not None:
             params["max_age"] = max_age
