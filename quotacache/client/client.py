@@ -16,17 +16,21 @@ from aiokafka import AIOKafkaProducer
 from quotacache.settings import Priority, Settings
 from quotacache.streams.records import RefreshRequest, VolatilitySignal, cache_key
 
+#: How long ``Client.get_or_fetch`` waits for a refresh by default (seconds).
+DEFAULT_WAIT = 1.0
+
 
 class Client:
     """Talks to one quotacache deployment: its broker for requests, a worker for reads."""
 
-    def __init__(self, settings: Settings, base_url: str | None = None):
+    def __init__(self, settings: Settings, base_url: str | None = None, *,
+                 transport: httpx.AsyncBaseTransport | None = None):
         self.settings = settings
         self.base_url = base_url or f"http://{settings.web.host}:{settings.web.port}"
         self._producer: AIOKafkaProducer | None = None
         token = settings.web.token_value()
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, timeout=10.0,
+            base_url=self.base_url, timeout=10.0, transport=transport,
             headers={"Authorization": f"Bearer {token}"} if token else None)
 
     async def __aenter__(self) -> Client:
@@ -71,11 +75,20 @@ class Client:
         return await self._call("GET", f"/cache/{service}/{endpoint}/{symbol}")
 
     async def get_or_fetch(self, service: str, endpoint: str, symbol: str = "*", *,
-                           max_age: float | None = None, wait: float = 5.0
+                           max_age: float | None = None, wait: float = DEFAULT_WAIT
                            ) -> dict[str, Any]:
-        """The entry, fetched first if it is missing or older than ``max_age`` (waiting
-        up to ``wait`` seconds for that one refresh; a STALE entry is returned if it does
-        not land in time). The seed's ``get_or_fetch``."""
+        """The entry, fetched first if it is missing, stale, or older than ``max_age``: the
+        seed's ``get_or_fetch``.
+
+        Waits at most ``wait`` seconds (default ``DEFAULT_WAIT``, 1 s: a refresh that can
+        be sent lands in about 0.2 s plus the upstream's answer time; at most 60) for that
+        one refresh, then answers with what there is, never an exception: ``status`` HIT
+        when the refresh landed, STALE with the old data and its ``age`` when it did not,
+        or MISS with ``data`` None when there is no entry at all (the refresh stays
+        requested; a later call may find it). So a loop over a key that cannot be fetched
+        now (budget spent, upstream down) gets a MISS every ``wait`` seconds instead of
+        hanging: check ``entry["status"]``. ``wait=0`` answers at once.
+        """
         params: dict[str, Any] = {"wait": wait}
         if max_age is not None:
             params["max_age"] = max_age
@@ -84,12 +97,24 @@ class Client:
 
     async def _call(self, method: str, path: str, body: Any = None, **options: Any
                     ) -> dict[str, Any]:
-        """One HTTP call; a 4xx/5xx raises HTTPStatusError carrying the API's message."""
+        """One HTTP call; a 4xx/5xx raises HTTPStatusError carrying the API's message, an
+        answer that is not a JSON object raises httpx.DecodingError."""
         response = await self._http.request(method, path, json=body, **options)
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
         if response.status_code >= 400:
-            raise httpx.HTTPStatusError(response.json().get("error", response.text),
-                                        request=response.request, response=response)
-        return dict(response.json())
+            message = answer.get("error") if isinstance(answer, dict) else None
+            raise httpx.HTTPStatusError(
+                str(message or response.text[:200].strip() or response.reason_phrase),
+                request=response.request, response=response)
+        if not isinstance(answer, dict):
+            raise httpx.DecodingError(
+                f"{method} {path} answered {response.status_code} with "
+                f"{response.headers.get('Content-Type') or 'no content type'}, not a JSON "
+                "object", request=response.request)
+        return answer
 
     async def stats(self) -> dict[str, Any]:
         return await self._call("GET", "/stats")

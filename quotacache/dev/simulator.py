@@ -5,12 +5,20 @@ and enforces its own limits (sliding windows, counted on arrival) with 429 + Ret
 so tests can count what quotacache really sent: ``GET /_sim/stats`` gives accepted and
 rejected calls per service and endpoint. ``POST /_sim/config`` changes latency, limits and
 failure modes at run time; ``POST /_sim/reset`` zeroes the counts.
+
+It is open by default: any API key or none is accepted, so it can run by hand beside a
+worker that has no keys set. With ``require_keys`` (``--require-keys``) a call without the
+key where the profile puts it (query parameter or header) gets a 401, and where the
+profile's variable (``CRYPTOMETER_API_KEY``, ...) is set in the simulator's environment the
+key must equal it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import math
+import os
 import random
 import time
 from collections import defaultdict, deque
@@ -34,6 +42,7 @@ class SimService:
     prefix: str
     key_param: str | None
     key_header: str | None
+    key_env: str | None  # the variable that holds the real key (auth.env of the profile)
     limits: list[RateLimit]
     endpoint_limits: list[RateLimit]
     paths: dict[str, str]  # path -> endpoint name
@@ -51,6 +60,7 @@ def default_services() -> dict[str, SimService]:
         auth = profile.get("auth", {})
         return SimService(
             name=name, prefix=prefix, key_param=auth.get("query"), key_header=auth.get("header"),
+            key_env=auth.get("env"),
             limits=_limits(profile.get("limits", [])),
             endpoint_limits=_limits(profile.get("endpoint_limits", [])),
             paths={spec["path"]: ep for ep, spec in profile["endpoints"].items()},
@@ -66,6 +76,11 @@ def default_services() -> dict[str, SimService]:
     }
 
 
+def key_variables() -> list[str]:
+    """The environment variables that hold the profiles' keys (checked with require_keys)."""
+    return sorted({s.key_env for s in default_services().values() if s.key_env})
+
+
 def _retry_after(window: deque[float], limit: RateLimit, now: float) -> float | None:
     """None if ``limit`` has room at ``now``, else the seconds until it has."""
     horizon = now - limit.seconds
@@ -78,8 +93,16 @@ def _retry_after(window: deque[float], limit: RateLimit, now: float) -> float | 
 class Simulator:
     """State and handlers of the simulator; ``app()`` builds the aiohttp application."""
 
-    def __init__(self, latency: tuple[float, float] = (0.2, 0.5), seed: int | None = None):
+    def __init__(self, latency: tuple[float, float] = (0.2, 0.5), seed: int | None = None,
+                 *, require_keys: bool = False, keys: dict[str, str] | None = None):
         self.latency = latency
+        #: Refuse calls without an API key (else any key or none is accepted).
+        self.require_keys = require_keys
+        #: The key each service must be called with when keys are required (service ->
+        #: key); by default the profile's variable where it is set, else any key will do.
+        self.keys = keys if keys is not None else {
+            name: os.environ[s.key_env] for name, s in default_services().items()
+            if s.key_env and os.environ.get(s.key_env)}
         self.services = default_services()
         self.random = random.Random(seed)
         self.accepted: dict[str, int] = defaultdict(int)
@@ -125,11 +148,9 @@ class Simulator:
             return web.json_response({"success": "false", "error": "Unknown endpoint"}, status=404)
         service, endpoint = routed
         name = f"{service.name}/{endpoint}"
-        key = (request.query.get(service.key_param) if service.key_param
-               else request.headers.get(service.key_header or ""))
-        if not key:
-            return web.json_response({"success": "false", "error": "API key missing"},
-                                     status=401)
+        refused = self._refuse_key(service, request)
+        if refused is not None:
+            return refused
         wait = self._over_limit(service, endpoint, now)
         if wait is not None:
             self.rejected[name] += 1
@@ -147,6 +168,21 @@ class Simulator:
         if service.envelope:
             body = {"success": "true", "error": "false", "data": body}
         return web.json_response(body, headers=self._hint_headers(service, now))
+
+    def _refuse_key(self, service: SimService, request: web.Request) -> web.Response | None:
+        """A 401 when keys are required and the call has none (or not the configured one)."""
+        if not self.require_keys:
+            return None
+        key = (request.query.get(service.key_param) if service.key_param
+               else request.headers.get(service.key_header or ""))
+        if not key:
+            return web.json_response({"success": "false", "error": "API key missing"},
+                                     status=401)
+        expected = self.keys.get(service.name)
+        if expected and not hmac.compare_digest(key.encode(), expected.encode()):
+            return web.json_response({"success": "false", "error": "API key wrong"},
+                                     status=401)
+        return None
 
     def _hint_headers(self, service: SimService, now: float) -> dict[str, str]:
         """X-RateLimit-* for the service's longest window, as many APIs send them."""
@@ -216,6 +252,8 @@ class Simulator:
                 self.services[name].limits = _limits(values)
             for name, values in (body.get("endpoint_limits") or {}).items():
                 self.services[name].endpoint_limits = _limits(values)
+            if "require_keys" in body:
+                self.require_keys = bool(body["require_keys"])
             if "fail_retry_after" in body:
                 self.fail_retry_after = int(body["fail_retry_after"])
             for name, mode in (body.get("fail") or {}).items():
@@ -239,7 +277,7 @@ class Simulator:
 
 
 def run(host: str = "127.0.0.1", port: int = 28080, latency: tuple[float, float] = (0.2, 0.5),
-        seed: int | None = None) -> None:
-    """Serve the simulator until interrupted."""
-    web.run_app(Simulator(latency, seed).app(), host=host, port=port, print=None,
-                access_log=None)
+        seed: int | None = None, *, require_keys: bool = False) -> None:
+    """Serve the simulator until interrupted (open unless ``require_keys``)."""
+    web.run_app(Simulator(latency, seed, require_keys=require_keys).app(), host=host,
+                port=port, print=None, access_log=None)

@@ -32,6 +32,20 @@ def test_cli_requests_reads_batches_and_manages_symbols(deployment):
     assert miss.returncode == 3  # MISS: a refresh was requested
     unknown = cli(deployment, worker, "get", "nope", "ticker", "BTC")
     assert unknown.returncode == 4 and "unknown service" in unknown.stderr
+    # What the worker refuses: its message on one line, exit 4; bad input: exit 2.
+    for args, code, named in (
+            (("get", "nope", "ticker", "BTC"), 4, "'nope'"),
+            (("get", "cryptometer", "nope", "BTC"), 4, "'nope'"),
+            (("get", "cryptometer", "ticker"), 4, "needs a symbol"),
+            (("batch", "BTC", "cryptometer/nope"), 4, "nope"),
+            (("strategy", "nope", "MINIMAL"), 4, "'nope'"),
+            (("get", "cryptometer", "ticker", "BAD SYM"), 2, "'BAD SYM'"),
+            (("request", "cryptometer", "ticker", "BAD SYM"), 2, "'BAD SYM'"),
+            (("request", "cryptometer", "nope", "BTC"), 2, "'nope'")):
+        refused = cli(deployment, worker, *args)
+        assert refused.returncode == code, (args, refused.stderr)
+        assert len(refused.stderr.splitlines()) == 1 and named in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr + refused.stdout
 
     batch = cli(deployment, worker, "batch", "BTC,ETH", "cryptometer/ticker,cryptometer/coinlist",
                 "--json")
@@ -57,3 +71,4 @@ def test_cli_requests_reads_batches_and_manages_symbols(deployment):
     bad = subprocess.run([sys.executable, "-m", "quotacache", "stats", "--url",
                           "http://127.0.0.1:1"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 5 and "cannot reach" in bad.stderr
+    assert len(bad.stderr.splitlines()) == 1 and "http://127.0.0.1:1" in bad.stderr

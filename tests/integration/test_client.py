@@ -9,6 +9,7 @@ import time
 import pytest
 
 from quotacache.client import Client
+from quotacache.client.client import DEFAULT_WAIT
 from quotacache.client.replica import LocalReplica, subscribe
 from quotacache.streams.records import DataRecord
 
@@ -53,6 +54,15 @@ async def test_get_or_fetch_subscribe_and_a_local_replica(deployment):
         per_read = (time.perf_counter() - started) / 10_000
         print(f"\nLocalReplica.get: {per_read * 1e6:.1f} us")
     assert deployment.simulator.stats()["accepted"] == 1
+
+    # A key that cannot be fetched now: a MISS after the short default wait, not a hang.
+    deployment.simulator.configure(fail={"cryptometer": "500"})
+    async with Client(settings, base_url=worker.url) as client:
+        for _ in range(2):
+            started = time.monotonic()
+            missing = await client.get_or_fetch("cryptometer", "ls_ratio", "SOL")
+            assert time.monotonic() - started < DEFAULT_WAIT + 2.0
+            assert missing["status"] == "MISS" and missing["data"] is None
 
 
 async def test_events_push_new_records_of_the_chosen_keys(deployment):
