@@ -104,16 +104,16 @@ class FetchDispatcher:
             rt.health.put(service, health)
         for queued in selection.calls:
             queue.remove(queued.key)
-            self._launch(queued.order)
+            self._launch(queued.order, now)
         for queued in selection.blocked:
             if not queued.blocked_counted:
                 queued.blocked_counted = True
                 rt.stats.count("rate_limit_blocks", f"{service}/{queued.order.endpoint}")
 
-    def _launch(self, order: FetchOrder) -> None:
+    def _launch(self, order: FetchOrder, decided_at: float) -> None:
         self.calls_in_flight[order.service] += 1
         self.rt.backlog.calling.add(order.key)
-        self.rt.tasks.spawn(self.call(order))
+        self.rt.tasks.spawn(self.call(order, decided_at))
 
     def wants_tick(self, service: str, now: float) -> bool:
         """Is a call eligible now, or a planned one about to be? (Idle queues sleep.)"""
@@ -124,12 +124,25 @@ class FetchDispatcher:
         return any(valuation.eligible(q, now + TICK_INTERVAL) for q in queue.entries())
 
     # -- outside stream iteration (tasks) ------------------------------------------------
-    async def call(self, order: FetchOrder) -> None:
-        """Make the one call the limiter allowed; publish its data, or retry, or give up."""
+    async def call(self, order: FetchOrder, decided_at: float) -> None:
+        """Make the one call the limiter allowed; publish its data, or retry, or give up.
+
+        The limiter counted the call at ``decided_at`` and its bound holds only if the
+        call leaves within half the arrival jitter of that (policy/limits.py). A worker
+        too busy to send it in time does not send it: the order is decided again (the
+        slot it was counted in stays spent, which is safe)."""
         rt = self.rt
         name = f"{order.service}/{order.endpoint}"
-        rt.stats.count("upstream_calls", name)
         started = rt.clock()
+        if started - decided_at > rt.settings.service(order.service).arrival_jitter / 2:
+            self.calls_in_flight[order.service] -= 1
+            rt.backlog.calling.discard(order.key)
+            rt.stats.count("late_calls", name)
+            log.warning("call of %s not sent: %.3f s after its slot", name,
+                        started - decided_at)
+            await rt.topics.send(rt.topics.fetch, order.service, order)
+            return
+        rt.stats.count("upstream_calls", name)
         try:
             answer = await rt.upstreams[order.service].fetch(order.endpoint, order.symbol,
                                                              started)

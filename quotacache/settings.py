@@ -113,9 +113,11 @@ class ServiceConfig(BaseModel):
     #: Fraction of every limit left unused. Spent budget survives restarts through the
     #: call journal, so none is needed on one machine; see the README for clusters.
     headroom: float = Field(default=0.0, ge=0.0, lt=1.0)
-    #: Spread of network delays between our send and the upstream's count: each limit
-    #: counts calls over its window plus this (see policy/limits.py for the bound).
-    arrival_jitter: Duration = 0.25
+    #: Spread of delays between the limiter's decision and the upstream's count: each
+    #: limit counts calls over its window plus this (policy/limits.py states the bound).
+    #: Half of it is allowed between decision and send (a call later than that is not
+    #: sent but decided again), half for the network.
+    arrival_jitter: Duration = 0.5
     #: How much a fresh read of each priority is worth when the budget is scarce.
     priority_weights: dict[str, float] = Field(default_factory=lambda: {
         "critical": 4.0, "high": 2.0, "medium": 1.0, "low": 1.0})
@@ -123,7 +125,7 @@ class ServiceConfig(BaseModel):
     answered_bonus: float = Field(default=0.0, ge=0.0)
     #: A planned refresh goes this long (plus the call's latency) before the data
     #: expires: the time data takes from the upstream's answer into the cache.
-    refresh_margin: float = Field(default=1.5, ge=0.0)
+    refresh_margin: float = Field(default=0.5, ge=0.0)
     #: Retries of failed calls (not 429s): attempts after the first, with exponential
     #: backoff and full jitter from retry_base up to retry_cap, within retry_deadline.
     retry_attempts: int = Field(default=3, ge=0)

@@ -11,8 +11,8 @@ from collections import Counter, defaultdict
 from typing import Any
 
 FIELDS = ("hits", "misses", "stale_served", "upstream_calls", "calls_saved",
-          "rate_limit_blocks", "rate_limited", "retries", "dropped_unread", "errors",
-          "dead_letters")
+          "rate_limit_blocks", "rate_limited", "retries", "dropped_unread", "late_calls",
+          "errors", "dead_letters")
 
 
 class Stats:

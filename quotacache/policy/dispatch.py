@@ -15,8 +15,8 @@ each of them is due. Critical work is protected this way by its own demand: when
 critical keys are about to expire, their slots are kept; when none are, nothing idles.
 
 A key whose data is still fresh is not called (one call per key per TTL), unless the
-request forces it; a planned refresh becomes eligible ``latency + margin`` seconds before
-its data expires, so the new data lands as the old one stops being fresh. Each selected call is
+request forces it; a planned refresh becomes eligible ``lead`` seconds before its data
+expires (latency plus a margin), so the new data lands as the old one stops being fresh. Each selected call is
 recorded in the budget before the next decision, so the selection never exceeds a limit.
 """
 
@@ -63,14 +63,20 @@ class Valuation:
     #: data takes from the upstream's answer to the cache (topic hops).
     margin: float = 0.0
 
+    def lead(self, endpoint: str) -> float:
+        """How long before its data expires a key may be refreshed: the call's latency
+        plus the margin, or a twentieth of the TTL when that is longer (a busy worker
+        is late by more on long TTLs, and a call earlier by 5 % costs 5 % more calls)."""
+        return self.latency + max(self.margin, 0.05 * self.ttl_of.get(endpoint, 60.0))
+
     def eligible(self, queued: Queued, now: float) -> bool:
         order = queued.order
         return (order.force or order.fresh_until is None
-                or now >= order.fresh_until - self.latency - self.margin)
+                or now >= order.fresh_until - self.lead(order.endpoint))
 
     def due(self, queued: Queued) -> float:
         """When a planned refresh becomes eligible."""
-        return (queued.order.fresh_until or 0.0) - self.latency - self.margin
+        return (queued.order.fresh_until or 0.0) - self.lead(queued.order.endpoint)
 
     def value(self, queued: Queued, now: float) -> float:
         """Expected fresh (and newly answered) reads a call made now buys, weighted."""
