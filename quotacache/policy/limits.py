@@ -13,9 +13,11 @@ Bound: take any span of length ``S + jitter`` and the last call sent in it, at `
 When that call was decided, every earlier send of the span lay in ``(t - S - jitter,
 t]``, and there were fewer than N of them; with it, at most N. So no span of ``S +
 jitter`` ever holds more than N sends, and no upstream window more than N arrivals,
-whatever the order and spacing of the decisions. ``jitter`` (0.25 s by default) is the
-spread of network delays we allow for; exact send times (not buckets) keep the count
-tight: nothing is counted that the upstream could not count.
+whatever the order and spacing of the decisions. ``jitter`` (``arrival_jitter``, 0.5 s
+by default) is the spread of delays allowed for: the fetch agent sends a call within
+half of it after the decision or not at all (it is decided again), which leaves the
+other half for the network. Exact send times (not buckets) keep the count tight:
+nothing is counted that the upstream could not count.
 
 A call is allowed only if every limit of every scope (the service's and the endpoint's)
 has room, and it is then recorded in all of them at once. ``headroom`` keeps a fraction of
