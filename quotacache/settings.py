@@ -284,7 +284,9 @@ class Settings(BaseSettings):
     journal_dir: Path | None = None
     #: fsync the journal after every call: survives a power loss, costs a disk flush.
     limits_fsync: bool = False
-    profiles: list[str] = Field(default_factory=lambda: ["cryptometer", "kingfisher"])
+    #: Built-in profiles to include. Unset: both when no service is configured, else
+    #: only those whose services the file configures (to override them).
+    profiles: list[str] = Field(default_factory=list)
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
@@ -357,7 +359,14 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     raw = _merge(raw, overrides)
-    profiles = raw.get("profiles", ["cryptometer", "kingfisher"])
+    own = raw.get("services", {})
+    if "profiles" in raw:
+        profiles = raw["profiles"]
+    elif not own:  # nothing configured: both built-in services, as the demo runs them
+        profiles = ["cryptometer", "kingfisher"]
+    else:  # only the profiles whose services the file names (to override them)
+        profiles = [name for name, services in PROFILES.items()
+                    if isinstance(own, dict) and set(services) & set(own)]
     if not isinstance(profiles, list):
         raise ConfigError(f"invalid configuration ({origin}):\n  profiles: must be a list")
     services: dict[str, Any] = {}
@@ -366,7 +375,8 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
             raise ConfigError(f"invalid configuration ({origin}):\n  profiles: unknown profile "
                               f"{profile!r} (known: {', '.join(sorted(PROFILES))})")
         services = _merge(services, PROFILES[profile])
-    raw["services"] = _merge(services, raw.get("services", {}))
+    raw["profiles"] = profiles
+    raw["services"] = _merge(services, own)
     try:
         return Settings(**raw)
     except ValidationError as exc:

@@ -92,7 +92,19 @@ def watch_broker(runtime: Runtime, started_with: str,
             restart()
 
 
+def describe_services(settings: Settings) -> str:
+    """One line naming every service and where it comes from, for the start-up log."""
+    from quotacache.services import PROFILES
+
+    origin = {name: profile for profile in settings.profiles for name in PROFILES[profile]}
+    return "services: " + ", ".join(
+        f"{name} ({len(cfg.endpoints)} endpoints, "
+        f"{'profile ' + origin[name] if name in origin else 'configured'})"
+        for name, cfg in settings.services.items())
+
+
 def run(settings: Settings, faust_args: Sequence[str]) -> int:
+    log.warning(describe_services(settings))
     broker = start_embedded_if_needed(settings)
     if settings.broker.embedded:
         install_tansu_compat(settings.broker.bootstrap_servers())

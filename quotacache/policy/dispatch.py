@@ -16,8 +16,9 @@ critical keys are about to expire, their slots are kept; when none are, nothing 
 
 A key whose data is still fresh is not called (one call per key per TTL), unless the
 request forces it; a planned refresh becomes eligible ``lead`` seconds before its data
-expires (latency plus a margin), so the new data lands as the old one stops being fresh. Each selected call is
-recorded in the budget before the next decision, so the selection never exceeds a limit.
+expires (latency plus a margin), so the new data lands as the old one stops being
+fresh. Each selected call is recorded in the budget before the next decision, so the
+selection never exceeds a limit.
 """
 
 from __future__ import annotations

@@ -48,6 +48,20 @@ def endpoint_refs(rt: Runtime, refs: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+def default_endpoints(rt: Runtime) -> list[str]:
+    """What a symbol is kept fresh on when POST /symbols names no endpoints: the
+    scheduler's ``default_endpoints`` that are configured, else every configured
+    endpoint that takes a symbol (the user's own services, not a built-in profile)."""
+    services = rt.settings.services
+    configured = [ref for ref in rt.settings.scheduler.default_endpoints
+                  if (service := ref.partition("/")[0]) in services
+                  and ref.partition("/")[2] in services[service].endpoints]
+    return configured or [f"{name}/{endpoint}"
+                          for name, cfg in rt.settings.services.items()
+                          for endpoint, spec in cfg.endpoints.items()
+                          if spec.takes_symbol and not spec.fan_out]
+
+
 def batch_requests(rt: Runtime, symbols: list[str], refs: list[tuple[str, str]],
                    priority: Priority | None, force: bool) -> dict[str, RefreshRequest]:
     """One request per cache key; a list (fan-out) endpoint is asked once for all symbols."""
@@ -95,8 +109,7 @@ def register(rt: Runtime) -> None:
         async def post(self, request: web.Request) -> web.Response:
             body = await parse_body(request, MonitorBody)
             symbols = [monitored_symbol(s) for s in body.symbols]
-            refs = body.endpoints or [ref for ref in rt.settings.scheduler.default_endpoints
-                                      if ref.partition("/")[0] in rt.settings.services]
+            refs = body.endpoints or default_endpoints(rt)
             wanted = {f"{s}/{e}" for s, e in endpoint_refs(rt, refs)}
             if not wanted:
                 raise HttpError(400, "no endpoints to monitor")

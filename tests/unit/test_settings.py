@@ -130,3 +130,43 @@ def test_a_data_dir_from_another_broker_is_discarded(tmp_path):
     assert discard_stale_data_dir(data, "cluster-b")  # broker restarted: wiped
     assert not (data / "tables").exists()
     assert (data / "broker-cluster-id").read_text() == "cluster-b"
+
+
+def test_a_file_with_its_own_service_gets_only_that_service(tmp_path):
+    settings = load_settings(write(tmp_path, """
+[services.example]
+base_url = "http://127.0.0.1:28080"
+[services.example.endpoints.ticker]
+path = "/api/ticker"
+ttl = "2m"
+"""))
+    assert list(settings.services) == ["example"]
+    assert settings.profiles == []
+
+
+def test_a_file_overriding_a_profile_service_gets_that_profile_only(tmp_path):
+    settings = load_settings(write(tmp_path, """
+[services.cryptometer]
+base_url = "http://127.0.0.1:28080"
+"""))
+    assert list(settings.services) == ["cryptometer"]
+    assert len(settings.services["cryptometer"].endpoints) == 21
+    assert settings.profiles == ["cryptometer"]
+
+
+def test_no_service_configured_means_both_built_in_profiles():
+    settings = load_settings()
+    assert {"cryptometer", "kingfisher"} <= set(settings.services)
+
+
+def test_named_profiles_come_in_beside_own_services(tmp_path):
+    settings = load_settings(write(tmp_path, """
+profiles = ["kingfisher"]
+[services.example]
+base_url = "http://127.0.0.1:28080"
+[services.example.endpoints.ticker]
+path = "/api/ticker"
+ttl = "2m"
+"""))
+    assert "example" in settings.services and "kingfisher" in settings.services
+    assert "cryptometer" not in settings.services
