@@ -1,4 +1,5 @@
-"""Tombstones for entries far past their TTL, so the cache changelog does not grow forever.
+"""Tombstones for entries far past their TTL, so the cache changelog does not grow forever;
+and expired in-flight marks pruned, so a burst of distinct keys leaves nothing behind.
 
 The timer only finds candidates (it may not write tables); each becomes a sweep request
 on ``internal.requests``, and admission deletes the entry on its owning partition if it
@@ -14,6 +15,7 @@ from quotacache.streams.records import RefreshRequest
 def register(rt: Runtime) -> None:
     @rt.app.timer(rt.settings.cache.sweep_interval, name="sweep-expired")
     async def sweep_expired() -> None:
+        rt.inflight.prune(rt.clock())
         await sweep_once(rt)
 
 

@@ -4,8 +4,8 @@ The mark lives in memory on the worker that owns the key's partition (requests, 
 and outcome topics are co-partitioned, so claim and release happen in one process). A
 mark expires after ``timeout`` so a lost outcome (a crash between claim and fetch) only
 delays the next fetch, never blocks it forever; expired marks are pruned as new ones are
-made, so the map holds at most the keys claimed in the last ``timeout`` seconds, however
-many distinct keys requests name.
+made and by the sweeper's timer, so the map holds about the keys claimed in the last
+``timeout`` seconds, however many distinct keys requests name.
 """
 
 from __future__ import annotations
@@ -23,15 +23,16 @@ class InFlight:
         deadline = self._deadlines.get(key)
         if deadline is not None and deadline > now:
             return False
-        self._prune(now)
+        self.prune(now, at_most=64)  # amortised O(1) per claim; the sweeper does the rest
         self._deadlines.pop(key, None)  # re-inserted last: the dict stays in deadline order
         self._deadlines[key] = now + self.timeout
         return True
 
-    def _prune(self, now: float) -> None:
-        """Drop expired marks from the front (marks are kept in the order they expire)."""
+    def prune(self, now: float, at_most: int | None = None) -> None:
+        """Drop expired marks from the front (marks are kept in the order they expire);
+        ``at_most`` bounds the work of one call."""
         expired = []
-        for key, deadline in islice(self._deadlines.items(), 64):  # amortised O(1) per claim
+        for key, deadline in islice(self._deadlines.items(), at_most):
             if deadline > now:
                 break
             expired.append(key)
