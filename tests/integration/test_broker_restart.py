@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from quotacache.dev.broker import CLUSTER_ID_FILE, EmbeddedBroker, free_port
+from quotacache.streams.topics import SendHealth
 
 from .conftest import Deployment, apoll, poll
 
@@ -22,6 +23,15 @@ def status(worker, key):
         return worker.get(f"/cache/cryptometer/{key}").json()["status"]
     except (httpx.HTTPError, ValueError):
         return None
+
+
+def unhealthy(worker) -> str | None:
+    """The reason /health gives for not being ready (None: ready, or no answer)."""
+    try:
+        response = worker.get("/health")
+    except httpx.HTTPError:
+        return None
+    return response.json()["error"] if response.status_code == 503 else None
 
 
 def test_workers_rebuild_after_the_embedded_broker_restarts_empty(tmp_path, simulator):
@@ -37,6 +47,11 @@ def test_workers_rebuild_after_the_embedded_broker_restarts_empty(tmp_path, simu
         before = marker.read_text()
 
         broker.stop()
+        # While the broker is away, sends wait for it: /health says so, with the reason.
+        status(worker, "ticker/ETH")  # a miss: a refresh request the producer cannot deliver
+        down = poll(lambda: unhealthy(worker), timeout=SendHealth.STALL_AFTER + 20,
+                    interval=0.5, message="/health 503 while the broker is down")
+        print(f"\nbroker down: /health 503 ({down})")
         broker = EmbeddedBroker(port, log_path=tmp_path / "broker-2.log").start()
         restarted = time.monotonic()
         # The worker restarts itself (same PID) on the new, empty cluster; its old

@@ -1,4 +1,4 @@
-"""Orphaned records on the embedded broker: the fault, and the repair.
+"""Orphaned records on the embedded broker, and what ``/health`` says about failing sends.
 
 Tansu accepts a produce to a topic it does not have; creating the topic afterwards resets
 its log end to 0 over those records, and every later produce whose offset meets one of
@@ -9,10 +9,13 @@ topic first), as a client holding a restarted broker's old metadata would.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.protocol.produce import ProduceRequest
@@ -103,3 +106,56 @@ async def test_a_fresh_worker_repairs_a_broker_with_orphaned_records(deployment)
     assert "re-creating topics with orphaned records" in log
     assert "UnknownError" not in log
     assert worker.get("/health").status_code == 200
+
+
+async def test_health_is_not_ready_while_sends_fail_and_ready_when_they_deliver(deployment):
+    """Dead letters are sent and never read by the worker: their topic can be poisoned
+    under a running worker. Each failed send moves the log end one record further, so
+    after ``orphans`` failures the sends deliver again. Reads are answered throughout."""
+    orphans = 12
+    worker = deployment.start_worker()
+    dead_letter = deployment.topic("dead-letter")
+    admin = AIOKafkaAdminClient(bootstrap_servers=deployment.bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([dead_letter])
+    finally:
+        await admin.close()
+    await poison(deployment.bootstrap, [dead_letter], orphans)
+    refresh = deployment.topic("refresh")
+    health: list[httpx.Response] = []
+
+    async def bad_message_then_health() -> bool:
+        await deployment.produce(refresh, [(None, b"not json")])
+        health.append(worker.get("/health"))
+        assert worker.get("/cache/cryptometer/ticker/BTC").status_code in (200, 202)
+        return health[-1].status_code == 503
+
+    await apoll_async(bad_message_then_health, timeout=30, message="/health 503")
+    until_503 = len(health)
+    body = health[-1].json()  # the one error shape, with the reason
+    assert set(body) == {"error", "status"} and "Retry-After" in health[-1].headers
+    assert dead_letter in body["error"] and "UnknownError" in body["error"]
+
+    async def delivered_again() -> bool:
+        await deployment.produce(refresh, [(None, b"not json")])
+        health.append(worker.get("/health"))
+        return health[-1].status_code == 200
+
+    await apoll_async(delivered_again, timeout=60, message="/health 200 again")
+    failed = health[-1].json()["sends"]["failed"]
+    assert health[-1].json()["sends"]["failing_in_a_row"] == {}
+    print(f"\nfailing sends: /health 503 after {until_503} bad messages, 200 again "
+          f"{len(health) - until_503} later ({failed} dead letters failed in all)")
+    assert orphans - 4 <= failed <= orphans + 4
+    assert health[-1].json()["ready"] is True
+
+
+async def apoll_async(predicate, timeout: float, message: str, interval: float = 0.3):
+    """``apoll`` for an async predicate."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return True
+        await asyncio.sleep(interval)
+    raise AssertionError(f"{message} not reached in {timeout}s")
