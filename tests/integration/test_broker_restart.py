@@ -130,8 +130,8 @@ async def test_pipeline_recovers_when_the_broker_restarts_with_a_full_fetch_queu
         after = asyncio.create_task(hammer(worker.url, HAMMERED, stop_after))
         stop_before.set()
         await before
-        broker = await asyncio.to_thread(
-            EmbeddedBroker(port, log_path=tmp_path / "broker-2.log").start)
+        # Started from this thread: the broker dies with the thread that started it.
+        broker = EmbeddedBroker(port, log_path=tmp_path / "broker-2.log").start()
         restarted = time.monotonic()
         hit = await apoll(lambda: any(status(worker, key) == "HIT" for key in HAMMERED),
                           timeout=120, interval=0.25,
