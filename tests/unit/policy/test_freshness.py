@@ -37,17 +37,3 @@ def test_inflight_claim_is_single_until_released_or_expired():
     assert marks.claim("k", now=2)
     assert not marks.claim("k", now=31.9)
     assert marks.claim("k", now=32.0)
-
-
-def test_xfetch_refreshes_a_key_read_often_just_before_it_expires():
-    import math
-
-    from quotacache.policy.freshness import xfetch_due
-
-    entry = CacheEntry(1, fetched_at=0.0, ttl=120)
-    draws = [(i + 0.5) / 1000 for i in range(1000)]  # uniform over (0, 1)
-    share = {age: sum(xfetch_due(entry, age, 2.0, 1.0, d) for d in draws) / len(draws)
-             for age in (60, 110, 116, 119, 120)}
-    assert share[60] == 0.0 and share[110] < 0.01
-    assert abs(share[116] - math.exp(-2)) < 0.01 and abs(share[119] - math.exp(-0.5)) < 0.01
-    assert share[120] == 1.0
