@@ -62,6 +62,8 @@ class Valuation:
     #: How much earlier than ``latency`` before expiry a refresh may go: the time the
     #: data takes from the upstream's answer to the cache (topic hops).
     margin: float = 0.0
+    #: How fast a waiting request gains value: ``1 + aging * waited / ttl``.
+    aging: float = 1.0
 
     def eligible(self, queued: Queued, now: float) -> bool:
         order = queued.order
@@ -83,7 +85,7 @@ class Valuation:
             seconds = ttl - max(0.0, min(ttl, order.fresh_until - arrives))
         rate = max(queued.rate(now), 1.0 / (ttl + self.answered_bonus))
         waited = max(0.0, now - order.requested_at)
-        aging = 1.0 + waited / ttl  # no request waits for ever behind busier keys
+        aging = 1.0 + self.aging * waited / ttl  # no request waits for ever behind busier keys
         return self.weights.get(order.priority.value, 1.0) * rate * seconds * aging
 
 
@@ -107,8 +109,9 @@ def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: 
                  valuation: Valuation) -> Selection:
     selection = Selection()
     entries = queue.entries()
-    ready = sorted((q for q in entries if valuation.eligible(q, now)),
-                   key=lambda q: valuation.value(q, now), reverse=True)
+    values = {q.key: valuation.value(q, now) for q in entries if valuation.eligible(q, now)}
+    ready = sorted((q for q in entries if q.key in values),
+                   key=lambda q: values[q.key], reverse=True)
     planned = sorted((_Planned(valuation.due(q), valuation.value(q, valuation.due(q)),
                                q.order.endpoint)
                       for q in entries if not valuation.eligible(q, now)),
@@ -135,7 +138,7 @@ def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: 
             else:
                 blocked_endpoints.add(endpoint)
             continue
-        value = valuation.value(queued, now)
+        value = values[queued.key]
         if not _leaves_room(budget, endpoint, now, value, planned):
             selection.blocked.append(queued)
             continue
