@@ -10,6 +10,7 @@ the policy's parameters are tuned: ``python -m bench.policy_sim --trace zipf``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import heapq
 import itertools
 import json
@@ -85,7 +86,8 @@ def priority_of(trace: Trace, endpoint: str) -> Priority:
 
 def simulate(trace: Trace, *, latency: float = 0.35, valuation: Valuation | None = None,
              inflight_timeout: float = 30.0, max_in_flight: int = 8,
-             rates: ReadRates | None = None, **valuation_args: object) -> Result:
+             rates: ReadRates | None = None, warmup: float = 0.0,
+             **valuation_args: object) -> Result:
     valuation = valuation or Valuation(ttl_of=dict(trace.ttls), latency=latency,
                                        **valuation_args)
     budget = SimBudget(trace)
@@ -111,8 +113,9 @@ def simulate(trace: Trace, *, latency: float = 0.35, valuation: Valuation | None
     def dispatch(now: float) -> None:
         nonlocal in_flight
         queue.drop_unread(now, dict(trace.ttls))
+        held = dataclasses.replace(valuation, hold_until=(rates.started or now) + warmup)
         chosen = select_calls(queue, health, budget, now, service=SERVICE, cooldown=30,
-                              free_slots=max_in_flight - in_flight, valuation=valuation)
+                              free_slots=max_in_flight - in_flight, valuation=held)
         for queued in chosen.calls:
             queue.remove(queued.key)
             calling.add(queued.key)

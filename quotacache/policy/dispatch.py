@@ -22,7 +22,7 @@ recorded in the budget before the next decision, so the selection never exceeds 
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_right, insort
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -64,11 +64,25 @@ class Valuation:
     margin: float = 0.0
     #: How fast a waiting request gains value: ``1 + aging * waited / ttl``.
     aging: float = 1.0
+    #: Reserve room for the refresh each call made now will want when its data expires
+    #: (a call's own next refresh is foreseeable before it is queued).
+    foresee: bool = True
+    #: First fetches wait until then: at start-up every read is a first read, and a
+    #: moment of reads shows which keys are popular before the scarce slots are spent.
+    hold_until: float = 0.0
+
+    def refresh_value(self, queued: Queued, now: float) -> float:
+        """What the refresh of a key called now will be worth when it falls due."""
+        order = queued.order
+        ttl = self.ttl_of.get(order.endpoint, 60.0)
+        rate = max(queued.rate(now), 1.0 / (ttl + self.answered_bonus))
+        return self.weights.get(order.priority.value, 1.0) * rate * ttl
 
     def eligible(self, queued: Queued, now: float) -> bool:
         order = queued.order
-        return (order.force or order.fresh_until is None
-                or now >= order.fresh_until - self.latency - self.margin)
+        if order.fresh_until is None:
+            return order.force or now >= self.hold_until
+        return order.force or now >= order.fresh_until - self.latency - self.margin
 
     def due(self, queued: Queued) -> float:
         """When a planned refresh becomes eligible."""
@@ -143,6 +157,11 @@ def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: 
             selection.blocked.append(queued)
             continue
         budget.record(endpoint, now)
+        if valuation.foresee:
+            ttl = valuation.ttl_of.get(endpoint, 60.0)
+            insort(planned, _Planned(now + ttl - valuation.margin,
+                                     valuation.refresh_value(queued, now), endpoint),
+                   key=lambda p: p.due)
         health.on_call(now, cooldown)
         free_slots -= 1
         selection.calls.append(queued)
