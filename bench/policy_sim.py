@@ -10,9 +10,13 @@ the policy's parameters are tuned: ``python -m bench.policy_sim --trace zipf``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import heapq
 import itertools
+import json
+from bisect import bisect_left
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bench.trace import Trace, named
 from quotacache.policy.demand import ReadRates
@@ -50,8 +54,13 @@ class SimBudget:
                       jitter=self.jitter)
 
     def record(self, endpoint: str, now: float) -> None:
+        longest = max(lim.seconds for lim in (*self.service.limits, *self.endpoint_limits))
         for scope in self.scopes(endpoint):
-            self.sent.setdefault(scope.name, []).append(now)
+            times = self.sent.setdefault(scope.name, [])
+            times.append(now)
+            # Calls older than every window count nowhere: forget them (speed only).
+            while times and times[0] <= now - longest - self.jitter - 1.0:
+                times.pop(0)
 
 
 @dataclass
@@ -76,14 +85,17 @@ def priority_of(trace: Trace, endpoint: str) -> Priority:
 
 
 def simulate(trace: Trace, *, latency: float = 0.35, valuation: Valuation | None = None,
-             inflight_timeout: float = 30.0, max_in_flight: int = 8) -> Result:
-    valuation = valuation or Valuation(ttl_of=dict(trace.ttls), latency=latency)
+             inflight_timeout: float = 30.0, max_in_flight: int = 8,
+             rates: ReadRates | None = None, warmup: float = 0.0,
+             **valuation_args: object) -> Result:
+    valuation = valuation or Valuation(ttl_of=dict(trace.ttls), latency=latency,
+                                       **valuation_args)
     budget = SimBudget(trace)
-    rates = ReadRates()
+    rates = ReadRates() if rates is None else rates
     queue = FetchQueue()
     health = ServiceHealth()
     fetched: dict[str, float] = {}  # key -> fetched_at (completion)
-    inflight: dict[str, float] = {}  # key -> claimed until
+    calling: set[str] = set()  # keys whose call is under way
     landing: list[tuple[float, int, str]] = []  # (completes at, seq, key)
     seq = itertools.count()
     result = Result()
@@ -101,10 +113,12 @@ def simulate(trace: Trace, *, latency: float = 0.35, valuation: Valuation | None
     def dispatch(now: float) -> None:
         nonlocal in_flight
         queue.drop_unread(now, dict(trace.ttls))
+        held = dataclasses.replace(valuation, hold_until=(rates.started or now) + warmup)
         chosen = select_calls(queue, health, budget, now, service=SERVICE, cooldown=30,
-                              free_slots=max_in_flight - in_flight, valuation=valuation)
+                              free_slots=max_in_flight - in_flight, valuation=held)
         for queued in chosen.calls:
             queue.remove(queued.key)
+            calling.add(queued.key)
             in_flight += 1
             result.calls.append((now, queued.key))
             heapq.heappush(landing, (now + latency, next(seq), queued.key))
@@ -115,7 +129,7 @@ def simulate(trace: Trace, *, latency: float = 0.35, valuation: Valuation | None
             at, _, key = heapq.heappop(landing)
             in_flight -= 1
             fetched[key] = at
-            inflight.pop(key, None)
+            calling.discard(key)
             endpoint = key.split("/", 1)[0]
             if rates.rate(key, at) * trace.ttls[endpoint] >= MIN_READS:
                 order(key, at, "planned")
@@ -143,8 +157,9 @@ def simulate(trace: Trace, *, latency: float = 0.35, valuation: Valuation | None
                 if now - at <= ttl:
                     result.fresh += 1
                     result.critical_fresh += critical
-            if (at is None or now - at > ttl) and inflight.get(key, 0) <= now:
-                inflight[key] = now + inflight_timeout
+            if key in queue:
+                queue.measure(key, rates.rate(key, now), now)
+            elif (at is None or now - at > ttl) and key not in calling:
                 order(key, now, "read")
             dispatch(now)
             read = next(reads, None)
@@ -156,14 +171,85 @@ def simulate(trace: Trace, *, latency: float = 0.35, valuation: Valuation | None
     return result
 
 
+OPTIMA = Path(__file__).parent / "results" / "optima.json"
+#: A run must reach these fractions of the optimum (fresh, answered, critical fresh).
+TARGETS = {"fresh": 0.95, "answered": 0.97, "critical": 0.98}
+
+
+def optimum(trace: Trace, seed: int) -> dict[str, int]:
+    """The trace's optimum of each objective (its best value; the bound when a solve
+    stopped early), computed once with ``bench.optimum.solve`` and cached in JSON."""
+    cache = json.loads(OPTIMA.read_text()) if OPTIMA.exists() else {}
+    name = f"{trace.name}/seed{seed}"
+    if name not in cache:
+        from bench.optimum import optima
+
+        found = optima(trace)
+        cache = json.loads(OPTIMA.read_text()) if OPTIMA.exists() else {}
+        cache[name] = {objective: o.as_dict() for objective, o in found.items()}
+        OPTIMA.parent.mkdir(parents=True, exist_ok=True)
+        OPTIMA.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n")
+    return {objective: cache[name][objective]["value"] for objective in cache[name]}
+
+
+def violations(trace: Trace, result: Result, latency: float = 0.35) -> list[str]:
+    """Every window of S seconds in which more than N calls of a scope arrive upstream."""
+    scopes: dict[str, list[float]] = {}
+    for at, key in result.calls:
+        for scope in ("service", key.split("/", 1)[0]):
+            scopes.setdefault(scope, []).append(at + latency)
+    found = []
+    for scope, times in scopes.items():
+        times.sort()
+        for limit in trace.limits.service if scope == "service" else trace.limits.endpoint:
+            for i, first in enumerate(times):
+                inside = bisect_left(times, first + limit.seconds) - i
+                if inside > limit.calls:
+                    found.append(f"{scope}: {inside} calls in [{first:.2f}, "
+                                 f"{first + limit.seconds:.2f}) over {limit}")
+                    break
+    return found
+
+
+def report(trace: Trace, seed: int, result: Result) -> tuple[str, bool]:
+    """One line of ratios to the optimum; misses flagged loudly."""
+    best = optimum(trace, seed)
+    ratios = {"fresh": result.fresh / best["fresh"],
+              "answered": result.answered / best["answered"],
+              "critical": result.critical_fresh / best["critical"] if best["critical"] else 1.0}
+    bad = violations(trace, result)
+    missed = [f"{k} {ratios[k]:.3f} < {TARGETS[k]}" for k in TARGETS if ratios[k] < TARGETS[k]]
+    if bad:
+        missed.append(f"{len(bad)} LIMIT VIOLATIONS: {bad[0]}")
+    line = (f"{trace.name:9} seed {seed:3}  fresh {ratios['fresh']:.3f}  answered "
+            f"{ratios['answered']:.3f}  critical {ratios['critical']:.3f}  "
+            f"({result.fresh}/{best['fresh']}, {result.answered}/{best['answered']}, "
+            f"{result.critical_fresh}/{best['critical']}; {len(result.calls)} calls)")
+    if missed:
+        line += "\n    !!! MISSED: " + "; ".join(missed)
+    return line, not missed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--trace", default="zipf")
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--trace", default="all",
+                        help="a built-in trace, a file, or 'all' (the four built-in ones)")
+    parser.add_argument("--seed", type=int, nargs="+", default=[7])
     args = parser.parse_args()
-    trace = named(args.trace, seed=args.seed)
-    print(f"{trace.name}: {len(trace.reads)} reads, {len(trace.keys())} keys")
-    print(simulate(trace).line())
+    from bench.trace import BUILT_IN
+
+    names = list(BUILT_IN) if args.trace == "all" else [args.trace]
+    failed = 0
+    for seed in args.seed:
+        for name in names:
+            trace = named(name, seed=seed)
+            line, ok = report(trace, seed, simulate(trace))
+            failed += not ok
+            print(line, flush=True)
+    if failed:
+        print(f"!!! {failed} run(s) MISSED a target")
+        raise SystemExit(1)
+    print("every run reached every target")
 
 
 if __name__ == "__main__":

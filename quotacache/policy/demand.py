@@ -17,14 +17,22 @@ import math
 
 
 class ReadRates:
-    def __init__(self, tau: float = 60.0, max_keys: int = 100_000, prior: float = 1.0):
+    def __init__(self, tau: float = 60.0, max_keys: int = 100_000, prior: float = 1.0,
+                 min_span: float = 5.0):
         self.tau = tau
+        #: The shortest span a rate is measured over (a first read is not a burst).
+        self.min_span = min_span
         self.max_keys = max_keys
         self.prior = prior
         self._counts: dict[str, tuple[float, float]] = {}  # key -> (count, at)
+        #: When the first read was counted: before ``tau`` has passed, a decayed count
+        #: has seen only ``tau * (1 - exp(-age / tau))`` seconds of reads, not ``tau``.
+        self.started: float | None = None
 
     def read(self, key: str, now: float) -> None:
         """Count one read of ``key`` at ``now`` (and of its endpoint and its symbol)."""
+        if self.started is None:
+            self.started = now
         for name in (key, *_groups(key), ALL):
             self._counts[name] = (self._decayed(name, now) + 1.0, now)
         if len(self._counts) > self.max_keys:
@@ -43,7 +51,15 @@ class ReadRates:
         total = self._decayed(ALL, now)
         predicted = (self._decayed(endpoint, now) * self._decayed(symbol, now) / total
                      if total else 0.0)
-        return (own + self.prior * predicted) / (1.0 + self.prior) / self.tau
+        return (own + self.prior * predicted) / (1.0 + self.prior) / self.span(now)
+
+    def span(self, now: float) -> float:
+        """The seconds of reads a decayed count holds at ``now``: ``tau`` once warm, less
+        in the first ``tau`` seconds (so early rates are not under-estimated)."""
+        if self.started is None:
+            return self.tau
+        age = max(0.0, now - self.started)
+        return max(self.tau * -math.expm1(-age / self.tau), self.min_span)
 
     def _decayed(self, key: str, now: float) -> float:
         count, at = self._counts.get(key, (0.0, now))

@@ -23,7 +23,7 @@ selection never exceeds a limit.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_right, insort
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -63,6 +63,21 @@ class Valuation:
     #: How much earlier than ``latency`` before expiry a refresh may go: the time the
     #: data takes from the upstream's answer to the cache (topic hops).
     margin: float = 0.0
+    #: How fast a waiting request gains value: ``1 + aging * waited / ttl``.
+    aging: float = 1.0
+    #: Reserve room for the refresh each call made now will want when its data expires
+    #: (a call's own next refresh is foreseeable before it is queued).
+    foresee: bool = True
+    #: First fetches wait until then: at start-up every read is a first read, and a
+    #: moment of reads shows which keys are popular before the scarce slots are spent.
+    hold_until: float = 0.0
+
+    def refresh_value(self, queued: Queued, now: float) -> float:
+        """What the refresh of a key called now will be worth when it falls due."""
+        order = queued.order
+        ttl = self.ttl_of.get(order.endpoint, 60.0)
+        rate = max(queued.rate(now), 1.0 / (ttl + self.answered_bonus))
+        return self.weights.get(order.priority.value, 1.0) * rate * ttl
 
     def lead(self, endpoint: str) -> float:
         """How long before its data expires a key may be refreshed: the call's latency
@@ -72,8 +87,9 @@ class Valuation:
 
     def eligible(self, queued: Queued, now: float) -> bool:
         order = queued.order
-        return (order.force or order.fresh_until is None
-                or now >= order.fresh_until - self.lead(order.endpoint))
+        if order.fresh_until is None:
+            return order.force or now >= self.hold_until
+        return order.force or now >= order.fresh_until - self.lead(order.endpoint)
 
     def due(self, queued: Queued) -> float:
         """When a planned refresh becomes eligible."""
@@ -90,7 +106,7 @@ class Valuation:
             seconds = ttl - max(0.0, min(ttl, order.fresh_until - arrives))
         rate = max(queued.rate(now), 1.0 / (ttl + self.answered_bonus))
         waited = max(0.0, now - order.requested_at)
-        aging = 1.0 + waited / ttl  # no request waits for ever behind busier keys
+        aging = 1.0 + self.aging * waited / ttl  # no request waits for ever behind busier keys
         return self.weights.get(order.priority.value, 1.0) * rate * seconds * aging
 
 
@@ -114,8 +130,9 @@ def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: 
                  valuation: Valuation) -> Selection:
     selection = Selection()
     entries = queue.entries()
-    ready = sorted((q for q in entries if valuation.eligible(q, now)),
-                   key=lambda q: valuation.value(q, now), reverse=True)
+    values = {q.key: valuation.value(q, now) for q in entries if valuation.eligible(q, now)}
+    ready = sorted((q for q in entries if q.key in values),
+                   key=lambda q: values[q.key], reverse=True)
     planned = sorted((_Planned(valuation.due(q), valuation.value(q, valuation.due(q)),
                                q.order.endpoint)
                       for q in entries if not valuation.eligible(q, now)),
@@ -142,11 +159,16 @@ def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: 
             else:
                 blocked_endpoints.add(endpoint)
             continue
-        value = valuation.value(queued, now)
+        value = values[queued.key]
         if not _leaves_room(budget, endpoint, now, value, planned):
             selection.blocked.append(queued)
             continue
         budget.record(endpoint, now)
+        if valuation.foresee:
+            ttl = valuation.ttl_of.get(endpoint, 60.0)
+            insort(planned, _Planned(now + ttl - valuation.margin,
+                                     valuation.refresh_value(queued, now), endpoint),
+                   key=lambda p: p.due)
         health.on_call(now, cooldown)
         free_slots -= 1
         selection.calls.append(queued)

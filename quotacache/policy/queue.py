@@ -69,6 +69,13 @@ class FetchQueue:
             return worst.order
         return None
 
+    def measure(self, key: str, rate: float, now: float) -> None:
+        """The owner counted a read of a queued key: its entry takes the rate measured now
+        (a first fetch ordered at a key's first read is then ranked by all its reads)."""
+        queued = self._entries.get(key)
+        if queued is not None:
+            queued.measured, queued.measured_at = rate, now
+
     def entries(self) -> list[Queued]:
         return list(self._entries.values())
 

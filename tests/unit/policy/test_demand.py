@@ -1,0 +1,80 @@
+"""Read rates: warm-up span, and the owner's re-measurement of queued keys."""
+
+import math
+
+from quotacache.policy.demand import ReadRates
+from quotacache.policy.queue import FetchQueue
+from quotacache.settings import Priority
+from quotacache.streams.records import FetchOrder
+
+
+def test_a_steady_rate_is_not_under_estimated_while_the_estimator_warms_up():
+    rates = ReadRates(tau=60.0, prior=0.0)
+    for i in range(100):
+        rates.read("svc/ticker/BTC", i * 0.1)  # 10 reads/s for 10 s
+    assert 8.0 < rates.rate("svc/ticker/BTC", 10.0) < 12.0
+
+
+def test_a_read_of_a_queued_key_updates_its_rate():
+    queue = FetchQueue()
+    order = FetchOrder(service="svc", endpoint="ticker", symbol="BTC",
+                       priority=Priority.CRITICAL, reason="read", requested_at=0.0, rate=0.1)
+    queue.add(order.key, order)
+    queue.measure(order.key, 2.0, 5.0)
+    (queued,) = queue.entries()
+    assert queued.rate(5.0) == 2.0
+    queue.measure("svc/ticker/ETH", 1.0, 5.0)  # not queued: nothing happens
+    assert len(queue) == 1
+
+
+TAU = 60.0
+
+
+def read_steadily(rates, key, per_second, seconds, start=0.0):
+    step = 1.0 / per_second
+    for i in range(int(seconds * per_second)):
+        rates.read(key, start + i * step)
+    return start + seconds
+
+
+def test_a_key_never_read_has_no_rate():
+    assert ReadRates(tau=TAU).rate("svc/ticker/BTC", now=100.0) == 0.0
+
+
+def test_a_key_read_steadily_settles_at_its_read_rate():
+    rates = ReadRates(tau=TAU)
+    end = read_steadily(rates, "svc/ticker/BTC", per_second=2, seconds=20 * TAU)
+    assert math.isclose(rates.rate("svc/ticker/BTC", end), 2.0, rel_tol=0.02)
+
+
+def test_a_key_nobody_reads_any_more_fades_away():
+    rates = ReadRates(tau=TAU)
+    end = read_steadily(rates, "svc/ticker/BTC", per_second=1, seconds=10 * TAU)
+    before = rates.rate("svc/ticker/BTC", end)
+    assert rates.rate("svc/ticker/BTC", end + TAU) < before / 2
+    assert rates.rate("svc/ticker/BTC", end + 20 * TAU) < 1e-6
+
+
+def test_a_key_read_more_often_has_the_higher_rate():
+    rates = ReadRates(tau=TAU)
+    read_steadily(rates, "svc/ticker/BTC", per_second=4, seconds=TAU)
+    end = read_steadily(rates, "svc/ticker/ETH", per_second=1, seconds=TAU)
+    assert rates.rate("svc/ticker/BTC", end) > rates.rate("svc/ticker/ETH", end)
+
+
+def test_a_first_read_of_a_popular_symbol_on_a_busy_endpoint_ranks_above_a_quiet_one():
+    rates = ReadRates(tau=TAU)
+    read_steadily(rates, "svc/ticker/ETH", per_second=5, seconds=TAU)  # a busy endpoint
+    end = read_steadily(rates, "svc/ratio/BTC", per_second=5, seconds=TAU)  # a popular symbol
+    rates.read("svc/ticker/BTC", end)
+    rates.read("svc/quiet/DOGE", end)
+    assert rates.rate("svc/ticker/BTC", end) > 10 * rates.rate("svc/quiet/DOGE", end)
+
+
+def test_the_map_is_bounded_and_keeps_the_busier_keys():
+    rates = ReadRates(tau=TAU, max_keys=50)
+    end = read_steadily(rates, "svc/ticker/HOT", per_second=5, seconds=TAU)
+    for i in range(200):
+        rates.read(f"svc/ticker/COLD{i}", end)
+    assert len(rates) <= 50
+    assert rates.rate("svc/ticker/HOT", end) > 1.0

@@ -1,0 +1,44 @@
+"""Upstream policy: backoff of retries, the upstream's rate hints, fan-out of list answers."""
+
+import httpx
+
+from quotacache.policy.upstream import fan_out, rate_hint, retry_delay
+
+
+def test_the_backoff_bound_doubles_per_attempt_up_to_the_cap():
+    highest = [retry_delay(a, base=0.5, cap=4, uniform=lambda lo, hi: hi) for a in range(6)]
+    assert highest == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+
+
+def test_full_jitter_may_retry_at_once():
+    assert retry_delay(3, base=0.5, cap=4, uniform=lambda lo, hi: lo) == 0.0
+
+
+def test_the_upstreams_limit_rides_with_its_hint():
+    headers = httpx.Headers({"X-RateLimit-Remaining": "3", "X-RateLimit-Reset": "20",
+                             "X-RateLimit-Limit": "100"})
+    assert rate_hint(headers, now=100) == {"remaining": 3, "reset_at": 120, "limit": 100}
+
+
+def test_no_hint_without_both_remaining_and_reset():
+    assert rate_hint(httpx.Headers({"X-RateLimit-Remaining": "3"}), now=0) is None
+    assert rate_hint(httpx.Headers({"X-RateLimit-Reset": "3"}), now=0) is None
+    assert rate_hint(httpx.Headers({}), now=0) is None
+
+
+def test_a_non_list_answer_fills_only_its_own_entry():
+    assert fan_out("*", {"symbol": "BTC"}, "symbol") == [("*", {"symbol": "BTC"})]
+
+
+def test_an_endpoint_without_a_fan_out_field_fills_only_its_own_entry():
+    assert fan_out("*", [{"symbol": "BTC"}], None) == [("*", [{"symbol": "BTC"}])]
+
+
+def test_a_list_answer_fills_each_listed_symbols_entry_upper_cased():
+    items = [{"symbol": "btc", "p": 1}, {"symbol": "ETH", "p": 2}]
+    assert fan_out("*", items, "symbol") == [("*", items), ("BTC", items[0]), ("ETH", items[1])]
+
+
+def test_items_without_a_valid_symbol_are_kept_only_in_the_whole_list():
+    items = [{"p": 1}, {"symbol": "../x"}, {"symbol": 7}, "text", None, {"symbol": "SOL"}]
+    assert fan_out("*", items, "symbol") == [("*", items), ("SOL", items[5])]
