@@ -93,6 +93,7 @@ class FetchDispatcher:
         valuation = self.valuation(service)
         for order in queue.drop_unread(now, dict(valuation.ttl_of)):
             rt.stats.count("dropped_unread", f"{service}/{order.endpoint}")
+            await self.finish(order, "dropped", "nobody reads the key any more")
         if not queue:
             return
         health = rt.health.get(service)

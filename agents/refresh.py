@@ -93,8 +93,8 @@ async def admit_request(rt: Runtime, request: RefreshRequest, symbol: str, key: 
     spec = config.endpoints[request.endpoint]
     # A list endpoint is fetched once, as a whole, for all the symbols it fills.
     rate = rt.demand.rate(key, now)
-    if request.reason == "schedule":  # monitored: worth a read per TTL even if unread
-        rate = max(rate, 1.0 / entry.ttl if entry else 1.0 / spec.ttl)
+    if request.reason != "read":  # asked for, not read: worth a read per TTL, so it is
+        rate = max(rate, 1.0 / spec.ttl)  # fetched when the budget has room for it
     order = FetchOrder(service=request.service, endpoint=request.endpoint,
                        symbol="*" if spec.fan_out else symbol,
                        priority=request.priority or spec.priority, reason=request.reason,

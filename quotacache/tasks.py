@@ -28,7 +28,11 @@ class BackgroundTasks:
     def later(self, delay: float, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``coro`` after ``delay`` seconds, as a tracked task."""
         async def delayed() -> Any:
-            await asyncio.sleep(delay)
+            try:
+                await asyncio.sleep(delay)
+            except asyncio.CancelledError:
+                coro.close()  # never started: close it, or Python warns it was not awaited
+                raise
             return await coro
 
         return self.spawn(delayed())

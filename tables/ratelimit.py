@@ -16,6 +16,7 @@ the changelog (a memory-only broker restarted, the whole stack restarted).
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,11 @@ class RateLimiter:
         """Send times of ``scope``'s recent calls: the table's and the journal's."""
         recorded = self._times.get(scope) or []
         journaled = self.journal.times(scope)
-        return sorted(set(recorded).union(journaled)) if journaled else list(recorded)
+        if not journaled:
+            return list(recorded)
+        # Both hold the same calls; calls sent in the same millisecond are several
+        # calls, so merge counts per time (the larger of the two), not a set.
+        return sorted((Counter(recorded) | Counter(journaled)).elements())
 
     def check(self, service: str, scopes: Sequence[Scope], now: float) -> Decision:
         """May one more call be made in every one of ``scopes``?"""

@@ -45,7 +45,7 @@ def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
         options = node.get("anyOf")
         if options and {"type": "null"} in options and len(options) == 2:
             other = next(o for o in options if o != {"type": "null"})
-            rest = {k: v for k, v in node.items() if k not in ("anyOf", "default")}
+            rest = {k: v for k, v in node.items() if k not in ("anyOf", "default", "title")}
             return {**convert(other), **rest, "nullable": True}
         return {k: convert(v) for k, v in node.items() if k != "title"}
 

@@ -26,7 +26,10 @@ Names = Annotated[list[str], Field(min_length=1)]
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore")
+    """As strict as a refresh message (``RefreshTarget``): unknown fields are refused with
+    their name, so a misspelt option is not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class BatchBody(Body):

@@ -1,0 +1,328 @@
+"""The fetch agent: calls under the limiter and by value, health feedback, retries, drops."""
+
+import httpx
+
+from quotacache.streams.records import (
+    DataRecord,
+    FetchOrder,
+    FetchOutcome,
+    ServiceFeedback,
+    Tick,
+)
+
+from .harness import SERVICE, START, running, timer
+
+PRIORITIES = {name: spec["priority"] for name, spec in SERVICE["endpoints"].items()}
+
+
+def order(endpoint="ticker", symbol="BTC", **fields):
+    fields = {"priority": PRIORITIES[endpoint], "reason": "request", "requested_at": START,
+              **fields}
+    return FetchOrder(service="svc", endpoint=endpoint, symbol=symbol, **fields)
+
+
+def feedback(outcome, **fields):
+    return ServiceFeedback(service="svc", endpoint="ticker", outcome=outcome,
+                           at=fields.pop("at", START), **fields)
+
+
+async def fetch(rt, *messages):
+    """Deliver messages to the fetch agent, then let the calls it started finish."""
+    async with running(rt, "fetch") as agent:
+        for message in messages:
+            await agent.put(message, key="svc")
+    await rt.tasks.settle()
+
+
+def data(rt, endpoint="ticker"):
+    return rt.outbox.records(rt.topics.data[("svc", endpoint)], DataRecord)
+
+
+def outcomes(rt):
+    return rt.outbox.records(rt.topics.outcomes, FetchOutcome)
+
+
+def on_fetch_topic(rt, kind):
+    return [message for _, message in rt.outbox.records(rt.topics.fetch)
+            if message.kind == kind]
+
+
+# -- calls and their data --------------------------------------------------------------
+
+async def test_an_admitted_order_is_one_call_whose_data_goes_to_the_endpoints_topic(rt, upstream):
+    await fetch(rt, order(symbol="BTC"))
+    [request] = upstream.requests
+    assert request.url.path == "/ticker" and request.url.params["symbol"] == "BTC"
+    [(key, record)] = data(rt)
+    assert key == "svc/ticker/BTC"
+    assert (record.data, record.fetched_at, record.ttl) == ({"price": 1}, START, 60)
+    assert rt.stats.by_endpoint["svc/ticker"]["upstream_calls"] == 1
+
+
+async def test_a_successful_call_reports_success_with_the_upstreams_rate_hint(rt, upstream):
+    upstream.answer(httpx.Response(200, json=[], headers={
+        "X-RateLimit-Remaining": "7", "X-RateLimit-Reset": "30", "X-RateLimit-Limit": "50"}))
+    await fetch(rt, order())
+    [report] = on_fetch_topic(rt, "feedback")
+    assert report.outcome == "success"
+    assert (report.remaining, report.reset_at, report.limit) == (7, START + 30, 50)
+
+
+async def test_a_list_answer_fills_the_whole_list_and_each_listed_symbol(rt, upstream):
+    upstream.answer(httpx.Response(200, json=[{"symbol": "btc", "rank": 1},
+                                              {"symbol": "ETH", "rank": 2},
+                                              {"rank": 3}]))
+    await fetch(rt, order("coinlist", "*"))
+    keys = [key for key, _ in data(rt, "coinlist")]
+    assert keys == ["svc/coinlist/*", "svc/coinlist/BTC", "svc/coinlist/ETH"]
+    assert data(rt, "coinlist")[1][1].data == {"symbol": "btc", "rank": 1}
+    assert len(upstream.requests) == 1
+
+
+# -- the limiter -----------------------------------------------------------------------
+
+async def test_orders_beyond_the_budget_wait_in_the_queue_without_a_call(rt, upstream):
+    await fetch(rt, *(order(symbol=s) for s in ["A", "B", "C", "D", "E"]))
+    assert len(upstream.requests) == 4  # limits 4/60, no headroom
+    assert len(rt.backlog.queues["svc"]) == 1
+    assert rt.backlog.by_priority("svc")["critical"] == 1
+
+
+async def test_a_waiting_order_counts_one_block_however_often_it_is_looked_at(rt):
+    await fetch(rt, *(order(symbol=s) for s in "ABCDE"), Tick(service="svc"),
+                Tick(service="svc"))
+    assert rt.stats.by_endpoint["svc/ticker"]["rate_limit_blocks"] == 1
+
+
+async def test_a_waiting_order_is_called_on_a_tick_once_its_window_has_passed(rt, clock,
+                                                                              upstream):
+    await fetch(rt, *(order(symbol=s) for s in "ABCDE"))
+    assert len(upstream.requests) == 4
+    clock.advance(60)
+    await fetch(rt, Tick(service="svc"))
+    assert len(upstream.requests) == 4  # the window counts the arrival jitter too
+    clock.advance(0.25)
+    await fetch(rt, Tick(service="svc"))
+    assert [r.url.params["symbol"] for r in upstream.requests] == ["A", "B", "C", "D", "E"]
+
+
+async def test_the_only_slot_goes_to_the_order_worth_most(make_rt, clock, upstream):
+    rt = make_rt(limits=["1/60"])
+    await fetch(rt, order("ratio", "A"))  # takes the window's one call
+    await fetch(rt, order("coinlist", "*"), order("ticker", "B"), order("ticker", "C", rate=2.0))
+    clock.advance(60.25)
+    await fetch(rt, Tick(service="svc"))
+    # critical reads weigh most, and C is read more often than B
+    assert [r.url.params.get("symbol") for r in upstream.requests] == ["A", "C"]
+
+
+async def test_no_more_calls_run_at_once_than_max_in_flight(make_rt, upstream):
+    rt = make_rt(max_in_flight=1, limits=["10/60"])
+    upstream.hold()
+    async with running(rt, "fetch") as agent:
+        await agent.put(order(symbol="A"), key="svc")
+        await agent.put(order(symbol="B"), key="svc")
+        assert rt.backlog.calls_in_flight["svc"] == 1
+        assert [r.url.params["symbol"] for r in upstream.requests] == ["A"]
+        upstream.release()
+        await rt.tasks.settle()
+        assert rt.backlog.calls_in_flight["svc"] == 0
+        await agent.put(Tick(service="svc"), key="svc")
+    await rt.tasks.settle()
+    assert [r.url.params["symbol"] for r in upstream.requests] == ["A", "B"]
+
+
+async def test_a_call_that_cannot_leave_in_time_is_not_sent_but_decided_again(rt, clock,
+                                                                            upstream):
+    rt.tasks.hold()
+    async with running(rt, "fetch") as agent:
+        await agent.put(order(), key="svc")
+    clock.advance(0.13)  # more than half the arrival jitter after the limiter's yes
+    rt.tasks.release()
+    await rt.tasks.settle()
+    assert upstream.requests == []
+    assert [o.key for o in on_fetch_topic(rt, "order")] == ["svc/ticker/BTC"]
+    assert rt.backlog.calls_in_flight["svc"] == 0 and not rt.backlog.calling
+    assert rt.stats.by_endpoint["svc/ticker"]["late_calls"] == 1
+
+
+# -- freshness, planned refreshes, drops --------------------------------------------
+
+async def test_a_planned_refresh_of_a_key_nobody_reads_is_dropped_without_a_call(rt,
+                                                                                upstream):
+    await fetch(rt, order(rate=0.0, fresh_until=START + 1, reason="planned"))
+    assert upstream.requests == [] and len(rt.backlog.queues["svc"]) == 0
+    assert rt.stats.by_endpoint["svc/ticker"]["dropped_unread"] == 1
+
+
+async def test_an_order_dropped_as_unread_releases_its_key(rt):
+    await fetch(rt, order(rate=0.0, fresh_until=START - 1, reason="request"))
+    assert [(key, o.outcome) for key, o in outcomes(rt)] == [("svc/ticker/BTC", "dropped")]
+
+
+async def test_a_planned_refresh_is_called_as_its_data_is_about_to_expire(rt, clock,
+                                                                          upstream):
+    planned = order(rate=1.0, fresh_until=START + 60, reason="planned")
+    await fetch(rt, planned)
+    assert upstream.requests == []  # still fresh: it waits
+    clock.advance(30)
+    await fetch(rt, Tick(service="svc"))
+    assert upstream.requests == []
+    clock.advance(29)  # a call's latency (and a margin) before the data expires
+    await fetch(rt, Tick(service="svc"))
+    assert len(upstream.requests) == 1
+
+
+async def test_a_forced_order_calls_even_a_fresh_key(rt, upstream):
+    await fetch(rt, order(rate=1.0, fresh_until=START + 60, force=True))
+    assert len(upstream.requests) == 1
+
+
+async def test_an_order_for_a_key_whose_call_is_under_way_is_not_queued(rt, upstream):
+    upstream.hold()
+    async with running(rt, "fetch") as agent:
+        await agent.put(order(), key="svc")
+        await agent.put(order(), key="svc")
+        assert len(rt.backlog.queues["svc"]) == 0
+        upstream.release()
+        await rt.tasks.settle()
+    assert len(upstream.requests) == 1
+    assert "svc/ticker/BTC" not in rt.backlog.calling
+
+
+async def test_a_full_queue_pushes_out_the_order_read_least(make_rt, upstream):
+    rt = make_rt(limits=["1/60"], queue_limit=2)
+    await fetch(rt, order(symbol="A"), order("ratio", "B", rate=0.5),
+                order("coinlist", "*", rate=0.0), order(symbol="C", rate=0.2))
+    [(key, outcome)] = outcomes(rt)
+    assert key == "svc/coinlist/*"
+    assert (outcome.outcome, outcome.detail) == ("dropped", "queue full")
+    assert sorted(q.key for q in rt.backlog.queues["svc"].entries()) == [
+        "svc/ratio/B", "svc/ticker/C"]
+
+
+# -- failures --------------------------------------------------------------------------
+
+async def test_a_failed_call_reports_failure_and_is_retried_after_a_jittered_backoff(rt,
+                                                                                   upstream):
+    upstream.answer(httpx.Response(500))
+    await fetch(rt, order())
+    assert [f.outcome for f in on_fetch_topic(rt, "feedback")] == ["failure"]
+    [(delay, resend)] = rt.tasks.delayed
+    assert 0 <= delay <= 0.5  # retry_base x 2 ** 0
+    await resend
+    [retry] = on_fetch_topic(rt, "order")
+    assert retry.attempt == 1 and retry.key == "svc/ticker/BTC"
+    assert retry.requested_at == START  # a retry keeps the age of the request
+    assert rt.stats.by_endpoint["svc/ticker"]["retries"] == 1
+    assert outcomes(rt) == []
+
+
+async def test_after_the_last_attempt_the_fetch_ends_with_an_error_outcome(rt, upstream):
+    upstream.answer(httpx.Response(503))
+    await fetch(rt, order(attempt=2))  # retry_attempts = 2
+    assert rt.tasks.delayed == []
+    [(key, outcome)] = outcomes(rt)
+    assert key == "svc/ticker/BTC"
+    assert outcome.outcome == "error" and "HTTP 503" in outcome.detail
+
+
+async def test_a_refusal_that_would_fail_again_is_not_retried(rt, upstream):
+    upstream.answer(httpx.Response(404))
+    await fetch(rt, order())
+    assert rt.tasks.delayed == []
+    [(_, outcome)] = outcomes(rt)
+    assert outcome.outcome == "error" and "HTTP 404" in outcome.detail
+    assert [f.outcome for f in on_fetch_topic(rt, "feedback")] == ["failure"]
+
+
+async def test_an_answer_that_is_not_json_is_not_retried(rt, upstream):
+    upstream.answer(httpx.Response(200, text="<html>"))
+    await fetch(rt, order())
+    assert rt.tasks.delayed == []
+    assert [o.outcome for _, o in outcomes(rt)] == ["error"]
+
+
+async def test_no_retry_lands_past_the_retry_deadline(rt, upstream):
+    upstream.answer(httpx.Response(500))
+    await fetch(rt, order(requested_at=START - 30.5))  # retry_deadline 30 s
+    assert rt.tasks.delayed == []
+    assert [o.outcome for _, o in outcomes(rt)] == ["error"]
+
+
+async def test_an_unexpected_client_exception_is_a_failure_not_a_lost_order(rt, upstream):
+    upstream.answer(RuntimeError("bug"))
+    await fetch(rt, order())
+    assert rt.backlog.calls_in_flight["svc"] == 0
+    assert [f.outcome for f in on_fetch_topic(rt, "feedback")] == ["failure"]
+    assert len(rt.tasks.delayed) == 1
+
+
+async def test_a_429_pauses_the_service_and_sends_the_order_back_to_wait(rt, upstream):
+    upstream.answer(httpx.Response(429, headers={"Retry-After": "30"}))
+    await fetch(rt, order())
+    [report] = on_fetch_topic(rt, "feedback")
+    assert (report.outcome, report.retry_after) == ("rate_limited", 30)
+    [again] = on_fetch_topic(rt, "order")
+    assert again.attempt == 0 and again.key == "svc/ticker/BTC"
+    assert rt.tasks.delayed == [] and outcomes(rt) == []
+    assert rt.stats.by_endpoint["svc/ticker"]["rate_limited"] == 1
+
+
+async def test_no_call_is_made_while_a_429_pause_lasts(rt, clock, upstream):
+    await fetch(rt, feedback("rate_limited", retry_after=30), order())
+    assert upstream.requests == []
+    clock.advance(30)
+    await fetch(rt, Tick(service="svc"))
+    assert len(upstream.requests) == 1
+
+
+async def test_failures_reported_back_open_the_breaker_and_stop_calls(rt, clock, upstream):
+    await fetch(rt, feedback("failure"), feedback("failure"), order())  # breaker_failures 2
+    assert rt.health.get("svc").breaker == "open"
+    assert upstream.requests == []
+    clock.advance(30)  # breaker_cooldown: one trial call
+    await fetch(rt, order(symbol="ETH"), Tick(service="svc"))
+    assert len(upstream.requests) == 1
+
+
+async def test_an_upstream_that_reports_no_calls_left_gets_none_until_its_reset(rt, clock,
+                                                                               upstream):
+    hint = feedback("success", remaining=0, reset_at=START + 100, limit=50)
+    await fetch(rt, hint, order())
+    assert rt.health.get("svc").hint_remaining == 0
+    assert upstream.requests == []
+    clock.advance(100)
+    await fetch(rt, Tick(service="svc"))
+    assert len(upstream.requests) == 1
+
+
+# -- bad messages and ticks ------------------------------------------------------------
+
+async def test_messages_for_unknown_services_or_endpoints_are_dead_lettered(rt, upstream):
+    await fetch(rt, b'{"kind": "tick", "service": "other"}',
+                order(endpoint="ticker").model_copy(update={"endpoint": "nope"}),
+                b'{"kind": "bogus"}', b"not json")
+    reasons = rt.outbox.dead_letters()
+    assert reasons[:3] == ["unknown service 'other'",
+                           "unknown endpoint 'nope' of service 'svc'",
+                           "unknown kind 'bogus' on the fetch topic"]
+    assert reasons[3].startswith("not JSON")
+    assert upstream.requests == []
+
+
+async def test_the_tick_timer_wakes_only_services_with_a_call_to_make(rt):
+    ticks = timer(rt, "ticks")
+    await ticks()
+    assert rt.outbox.sent(rt.topics.fetch) == []
+    await fetch(rt, *(order(symbol=s) for s in "ABCDE"))
+    rt.outbox.clear()
+    await ticks()
+    assert rt.outbox.records(rt.topics.fetch) == [("svc", Tick(service="svc"))]
+
+
+async def test_a_queue_of_refreshes_not_yet_due_sleeps(rt):
+    await fetch(rt, order(rate=1.0, fresh_until=START + 60, reason="planned"))
+    rt.outbox.clear()
+    await timer(rt, "ticks")()
+    assert rt.outbox.sent(rt.topics.fetch) == []
