@@ -1,5 +1,4 @@
 from quotacache.policy.freshness import CacheEntry, Freshness, classify
-from quotacache.tables.inflight import InFlight
 
 
 def test_entry_inside_ttl_is_a_hit():
@@ -27,13 +26,3 @@ def test_max_age_tightens_freshness():
 def test_round_trip_through_the_table_format():
     entry = CacheEntry([1, 2], fetched_at=5.0, ttl=60.0)
     assert CacheEntry.from_dict(entry.to_dict()) == entry
-
-
-def test_inflight_claim_is_single_until_released_or_expired():
-    marks = InFlight(timeout=30)
-    assert marks.claim("k", now=0)
-    assert not marks.claim("k", now=1)
-    marks.release("k")
-    assert marks.claim("k", now=2)
-    assert not marks.claim("k", now=31.9)
-    assert marks.claim("k", now=32.0)
