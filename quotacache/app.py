@@ -71,7 +71,7 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
     limiter = RequestLimiter(settings.web.max_requests_per_second, settings.web.request_burst)
     # The guard asks the runtime built below; it runs only once requests arrive.
     app = faust_app(settings, [guard_middleware(limiter, settings.web,
-                                                lambda: status.not_ready(rt))])
+                                                lambda: status.starting(rt))])
     transports = transports or {}
     rt = Runtime(
         settings=settings,
@@ -89,6 +89,12 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
     for module in (fetch, refresh, materialize, sweeper, scheduler,
                    reads, status, control, events, dashboard, metrics, openapi):
         module.register(rt)
+
+    @app.on_partitions_assigned.connect
+    async def count_other_workers_calls(app: faust.App, **kwargs: object) -> None:
+        # A takeover: the previous owner's last calls may not be in the changelog yet,
+        # but they are in its journal (same journal_dir on one machine).
+        rt.limiter.reload_journal(rt.clock())
 
     @app.on_before_shutdown.connect
     async def cancel_background_tasks(app: faust.App, **kwargs: object) -> None:

@@ -52,6 +52,8 @@ class Runtime:
     #: Read rates of the keys this worker owns (every read of a key is answered here).
     demand: ReadRates = field(default_factory=ReadRates)
     tasks: BackgroundTasks = field(default_factory=BackgroundTasks)
+    #: Set once partitions were assigned and tables recovered (the start-up gate opens).
+    has_been_ready: bool = False
 
     def resolve(self, service: str, endpoint: str, symbol: str) -> tuple[str, str]:
         """Check a (service, endpoint, symbol) against the config; return (symbol, cache key).

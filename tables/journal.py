@@ -54,8 +54,13 @@ class CallJournal:
         if calls:
             log.warning("call journal: %d calls of the last %.0f s count against the limits",
                         calls, self.horizon)
+        self.close()  # a reload (takeover) reopens this worker's own file
         self._compact(now)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    @property
+    def is_open(self) -> bool:
+        return self._fd is not None
 
     def times(self, scope: str) -> list[float]:
         """Send times (to the ms) the journals recorded in ``scope`` before this start."""

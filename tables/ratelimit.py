@@ -50,6 +50,11 @@ class RateLimiter:
         """Count the calls every worker of this app journaled before this start."""
         self.journal.load(now)
 
+    def reload_journal(self, now: float) -> None:
+        """Read every worker's journal again (at a takeover), if this worker keeps one."""
+        if self.journal.is_open:
+            self.journal.load(now)
+
     def service_scope(self, service: str) -> Scope:
         return Scope(service, tuple(self.settings.service(service).limits))
 

@@ -134,6 +134,17 @@ def is_ready(rt: Runtime) -> bool:
     return not_ready(rt) is None
 
 
+def starting(rt: Runtime) -> str | None:
+    """Why this worker has not been ready yet (None once it has been, ever): the guard
+    answers 503 until then. A later rebalance is not a start: reads go on being answered
+    from the state the worker holds (``/health`` says it is rebalancing)."""
+    if rt.has_been_ready:
+        return None
+    reason = not_ready(rt)
+    rt.has_been_ready = reason is None
+    return reason
+
+
 def send_problem(rt: Runtime) -> str | None:
     """Why this worker's sends do not reach the broker (None when they do): a worker that
     can read but not send answers every miss with a refresh that never comes. Only

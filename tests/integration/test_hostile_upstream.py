@@ -36,7 +36,9 @@ def errors(worker) -> int:
 
 
 def test_huge_answers_are_cut_at_the_cap_and_memory_stays_bounded(deployment, hostile):
-    deployment.configure('max_answer_bytes = 1048576\nretry_attempts = 0\n',
+    # The breaker would stop the calls after five failures: this test is about the cap.
+    deployment.configure('max_answer_bytes = 1048576\nretry_attempts = 0\n'
+                         'breaker_failures = 100\n',
                          base_url=hostile.url)
     worker = deployment.start_worker()
     before = rss_mb(worker.child.pid)

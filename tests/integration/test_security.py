@@ -88,7 +88,8 @@ def test_worker_and_simulator_listen_on_loopback_only(deployment):
 
 
 def test_the_key_and_the_token_appear_in_no_output_of_a_run(deployment):
-    with_token(deployment)
+    # Every error path is taken in turn: the breaker must not close the service meanwhile.
+    deployment.configure(f'breaker_failures = 100\n[web]\ntoken = "{TOKEN}"\n')
     worker = deployment.start_worker()
     sim = deployment.simulator
     outputs = []
