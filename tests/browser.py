@@ -1,4 +1,5 @@
-"""Headless Chromium driven over the DevTools protocol, for the dashboard's browser test.
+"""Headless Chromium for the dashboard's browser tests: driven over the DevTools protocol
+(``Browser``), or run once the way a person would take a screenshot (``first_paint``).
 
 Debian's ``chromium`` is started with the flags this machine needs (no sandbox as root,
 no GPU, no background networking: the network is closed) and its own empty profile, in
@@ -23,13 +24,36 @@ from typing import Any
 
 import aiohttp
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-         "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0"]
+PLAIN = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+FLAGS = [*PLAIN, "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0"]
 
 
 def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def first_paint(url: str, profile: Path, screenshot: Path, size: tuple[int, int] = (1280, 900),
+                timeout: float = 60.0) -> str:
+    """``chromium --headless --screenshot --dump-dom``: Chromium loads ``url``, waits for
+    nothing but its own load event, writes a PNG of the window to ``screenshot`` and
+    returns the DOM as it then stands (scripts run, no event stream or timer awaited)."""
+    binary = chromium_path()
+    assert binary, "chromium is not installed"
+    process = subprocess.Popen(
+        [binary, *PLAIN, f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}",
+         f"--screenshot={screenshot}", "--dump-dom", url],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        dom, _ = process.communicate(timeout=timeout)  # its helpers hold stdout till they end
+    except BaseException:  # stuck or interrupted: stop it and its helpers (not reaped yet)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+        raise
+    assert process.returncode == 0, f"chromium exited with {process.returncode}"
+    assert screenshot.exists(), "chromium wrote no screenshot"
+    return dom.decode(errors="replace")
 
 
 class Browser:

@@ -4,7 +4,11 @@ and drawn by a real browser during the demo's load."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import re
+import socket
+import threading
 import time
 
 import httpx
@@ -12,8 +16,9 @@ import pytest
 
 from quotacache.client import Client
 from quotacache.dev.demo import DEMO_READS, Load
+from quotacache.web.dashboard import MAX_VIEWERS
 
-from ..browser import Browser, chromium_path
+from ..browser import Browser, chromium_path, first_paint
 from .conftest import poll
 
 pytestmark = pytest.mark.integration
@@ -79,6 +84,108 @@ async def test_dashboard_page_script_and_live_snapshots(deployment):
                     break
     assert events[0]["time"] < events[1]["time"] < events[2]["time"]
     assert events[2]["stats"]["reads"] == events[0]["stats"]["reads"] + 1
+    # Worked out by the server from its earlier snapshots: that read (a miss) is in the
+    # fresh share of the last seconds, and the budget names the binding limit.
+    fresh = events[2]["fresh"]
+    assert fresh["seconds"] is not None and fresh["overall"]["reads"] >= 1
+    assert fresh["services"]["cryptometer"]["hits"] <= fresh["services"]["cryptometer"]["reads"]
+    assert events[2]["calls"]["seconds"] is not None
+    binding = events[2]["budget"]["cryptometer"]
+    assert binding["scope"] == "cryptometer" and binding["allowance"] > 0
+    assert binding["limit"] in [row["limit"] for row in events[2]["services"]["cryptometer"]
+                                ["limits"] if row["scope"] == "cryptometer"]
+
+
+EMBEDDED = re.compile(r'<script type="application/json" id="snapshot">(.*?)</script>', re.S)
+
+
+def element_text(dom: str, ident: str) -> str:
+    """The text of the element with id ``ident`` in a serialized DOM (no nested tags)."""
+    match = re.search(rf'id="{ident}"[^>]*>([^<]*)<', dom)
+    assert match, f"no #{ident} in the page"
+    return match.group(1).strip()
+
+
+@contextlib.contextmanager
+def every_dashboard_stream_taken(worker):
+    """Hold all of the worker's dashboard event streams open, so the next one is refused."""
+    held: list[socket.socket] = []
+    try:
+        for _ in range(MAX_VIEWERS):
+            connection = socket.create_connection(("127.0.0.1", worker.port), timeout=20)
+            held.append(connection)
+            connection.sendall(b"GET /dashboard/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = connection.recv(4096)
+                assert chunk, "the event stream closed"
+                head += chunk
+            assert head.startswith(b"HTTP/1.1 200"), head[:200]
+        assert worker.get("/dashboard/events").status_code == 503
+        yield
+    finally:
+        for connection in held:
+            connection.close()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(chromium_path() is None, reason="Debian's chromium is not installed "
+                    "(make test installs it)")
+def test_a_plain_screenshot_shows_the_figures_without_the_event_stream(deployment, tmp_path):
+    """``chromium --headless --screenshot`` of the page, waiting for nothing but Chromium's
+    own load event, while the event stream is refused (every slot taken, so the figures
+    cannot come from it): the snapshot embedded in the page is drawn, not "connecting…"."""
+    from PIL import Image
+
+    worker = deployment.start_worker()
+    symbols = ["BTC", "ETH", "SOL"]
+    # A miss each (one upstream call each), then hits once the entries are in.
+    poll(lambda: all(worker.get(f"/cache/cryptometer/ticker/{s}").headers["X-Cache"] == "HIT"
+                     for s in symbols), timeout=30, message="the entries cached")
+    stop = threading.Event()
+
+    def reader() -> None:  # reads go on while the page loads: a live fresh share
+        with httpx.Client(base_url=worker.url, timeout=10) as http:
+            while not stop.wait(0.1):
+                http.get("/cache/cryptometer/ticker/BTC")
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    try:
+        page = worker.get("/")
+        assert page.headers["Cache-Control"] == "no-store"
+        embedded = json.loads(EMBEDDED.search(page.text).group(1))
+        assert embedded["stats"]["hits"] >= len(symbols)
+        assert embedded["budget"]["cryptometer"]["used"] >= 1
+        assert embedded["fresh"]["overall"]["share"] is not None
+        with every_dashboard_stream_taken(worker):
+            dom = first_paint(f"{worker.url}/", tmp_path / "chromium",
+                              tmp_path / "first-paint.png", size=(1280, 900))
+    finally:
+        stop.set()
+        thread.join(15)
+    # The page as Chromium had it when it took the screenshot: no update from the stream,
+    # the figures of the embedded snapshot.
+    assert element_text(dom, "updates") == "0"
+    status = element_text(dom, "status")
+    assert status.startswith("snapshot · ") or status == "disconnected, retrying…", status
+    assert re.fullmatch(r"\d+\.\d %", element_text(dom, "fresh-share"))
+    assert int(element_text(dom, "reads")) >= len(symbols) * 2
+    assert element_text(dom, "workers") == "1 / 1"
+    row = re.search(r'data-service="cryptometer">.*?class="used">(\d+) / (\d+)</b>\s+calls\s+'
+                    r'in the last', dom, re.S)
+    assert row and 1 <= int(row.group(1)) <= int(row.group(2)), "no budget bar"
+    assert re.search(r'class="fresh" data-share="[\d.]+"', dom), "no fresh share"
+    chart = re.search(r'<canvas id="chart-hit-rate"[^>]*data-points="(\d+)" '
+                      r'data-last="\[([^\]]*)\]"', dom)
+    assert chart and int(chart.group(1)) >= 1 and chart.group(2) != "null", "empty chart"
+    # The screenshot has them drawn: the budget bar and the chart's point (blue), the fresh
+    # share bar (green). The page in its "connecting…" state has neither colour at all.
+    image = Image.open(tmp_path / "first-paint.png")
+    assert image.size == (1280, 900)
+    whole = (0, 0, *image.size)
+    assert pixels_of(image, whole, (0x2A, 0x7A, 0xE2), tolerance=30) > 150, "no blue drawn"
+    assert pixels_of(image, whole, (0x19, 0xA3, 0x5B), tolerance=30) > 2000, "no green drawn"
 
 
 def pixels_of(image, box, color, tolerance=40):
