@@ -91,7 +91,8 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
         module.register(rt)
 
     @app.on_partitions_assigned.connect
-    async def count_other_workers_calls(app: faust.App, **kwargs: object) -> None:
+    async def count_other_workers_calls(app: faust.App, assigned: object,
+                                        **kwargs: object) -> None:
         # A takeover: the previous owner's last calls may not be in the changelog yet,
         # but they are in its journal (same journal_dir on one machine).
         rt.limiter.reload_journal(rt.clock())
