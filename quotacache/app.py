@@ -23,6 +23,7 @@ from quotacache.tables.cache import CacheTable
 from quotacache.tables.control import ControlTables
 from quotacache.tables.health import HealthTable
 from quotacache.tables.inflight import InFlight
+from quotacache.tables.manager import PromptTableManager
 from quotacache.tables.ratelimit import RateLimiter
 from quotacache.upstream.client import UpstreamClient
 from quotacache.web import control, dashboard, events, metrics, openapi, reads, status
@@ -56,6 +57,7 @@ def faust_app(settings: Settings, middlewares: list[Any] | None = None) -> faust
         key_serializer="json",
         value_serializer="raw",
         web_cors_options=None,
+        TableManager=PromptTableManager,  # every table exists before the worker starts
         web_application_options={"middlewares": middlewares or [],
                                  "client_max_size": MAX_BODY_BYTES},
     )
