@@ -26,7 +26,7 @@ from quotacache.tables.inflight import InFlight
 from quotacache.tables.manager import PromptTableManager
 from quotacache.tables.ratelimit import RateLimiter
 from quotacache.upstream.client import UpstreamClient
-from quotacache.web import control, dashboard, events, metrics, openapi, reads, status
+from quotacache.web import control, dashboard, events, hits, metrics, openapi, reads, status
 from quotacache.web.guard import RequestLimiter, guard_middleware
 from quotacache.web.schemas import MAX_BODY_BYTES
 
@@ -73,7 +73,8 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
     limiter = RequestLimiter(settings.web.max_requests_per_second, settings.web.request_burst)
     # The guard asks the runtime built below; it runs only once requests arrive.
     app = faust_app(settings, [guard_middleware(limiter, settings.web,
-                                                lambda: status.not_ready(rt))])
+                                                lambda: status.not_ready(rt)),
+                               hits.hit_middleware(lambda: rt)])
     transports = transports or {}
     rt = Runtime(
         settings=settings,
