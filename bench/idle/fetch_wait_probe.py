@@ -1,55 +1,88 @@
-import asyncio, time, random, sys, os
+"""Tansu's fetch behaviour: delivery latency per fetch wait, broker CPU per partitions.
+
+    python -m bench.idle.fetch_wait_probe
+
+A record produced while a fetch waits W ms arrives after a delay uniform in [0, W/2]
+(Tansu rescans at W/2, 3W/4, ... and is not woken by a produce); every rescan reads
+every partition the fetch names, so the broker's CPU grows with partitions x fetches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from quotacache.broker import EmbeddedBroker, free_port, ensure_topics
 
-def ticks(pid):
-    with open(f"/proc/{pid}/stat") as f: p=f.read().rsplit(")",1)[1].split()
-    return int(p[11])+int(p[12])
+from bench.systems import cpu_seconds
+from quotacache.dev.broker import EmbeddedBroker, ensure_topics, free_port
 
-async def latency(bs, wait_ms, n=10):
-    await ensure_topics(bs, ["lat"], 1)
-    c = AIOKafkaConsumer(bootstrap_servers=bs, group_id=None, fetch_max_wait_ms=wait_ms)
-    await c.start(); tp=TopicPartition("lat",0); c.assign([tp]); await c.seek_to_end(tp)
-    p = AIOKafkaProducer(bootstrap_servers=bs, linger_ms=0); await p.start()
-    lats=[]
-    async def consume():
-        while len(lats)<n:
-            r = await c.getmany(timeout_ms=5000)
-            now=time.time()
-            for recs in r.values():
-                for m in recs: lats.append(now-float(m.value))
-    t=asyncio.create_task(consume())
-    for i in range(n):
-        await asyncio.sleep(random.uniform(0.3,1.3))
-        await p.send_and_wait("lat", str(time.time()).encode())
-    await asyncio.wait_for(t, 20)
-    await p.stop(); await c.stop()
-    return lats
 
-async def cost(bs, pid, parts, wait_ms, secs=10):
-    names=[f"cost{parts}-{i}" for i in range(parts)]
-    await ensure_topics(bs, names, 1)
-    c = AIOKafkaConsumer(bootstrap_servers=bs, group_id=None, fetch_max_wait_ms=wait_ms)
-    await c.start(); tps=[TopicPartition(n,0) for n in names]; c.assign(tps); await c.seek_to_end(*tps)
-    await c.getmany(timeout_ms=500)
-    t0=ticks(pid); s0=time.monotonic()
-    end=time.monotonic()+secs
-    while time.monotonic()<end: await c.getmany(timeout_ms=200)
-    el=time.monotonic()-s0; t1=ticks(pid)
-    await c.stop()
-    return 100*(t1-t0)/os.sysconf("SC_CLK_TCK")/el
+async def latency(bootstrap: str, wait_ms: int, n: int = 10) -> list[float]:
+    await ensure_topics(bootstrap, ["lat"], 1)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                fetch_max_wait_ms=wait_ms)
+    await consumer.start()
+    tp = TopicPartition("lat", 0)
+    consumer.assign([tp])
+    await consumer.seek_to_end(tp)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    await producer.start()
+    delays: list[float] = []
 
-async def main():
-    b=EmbeddedBroker(free_port()).start()
+    async def consume() -> None:
+        while len(delays) < n:
+            batch = await consumer.getmany(timeout_ms=5000)
+            now = time.time()
+            delays.extend(now - float(m.value) for ms in batch.values() for m in ms)
+
+    task = asyncio.create_task(consume())
+    for _ in range(n):
+        await asyncio.sleep(random.uniform(0.3, 1.3))
+        await producer.send_and_wait("lat", str(time.time()).encode())
+    await asyncio.wait_for(task, 20)
+    await producer.stop()
+    await consumer.stop()
+    return delays
+
+
+async def cost(bootstrap: str, pid: int, partitions: int, wait_ms: int,
+               seconds: float = 10) -> float:
+    """Broker CPU (% of a core) while one consumer polls ``partitions`` empty partitions."""
+    names = [f"cost{partitions}-{i}" for i in range(partitions)]
+    await ensure_topics(bootstrap, names, 1)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                fetch_max_wait_ms=wait_ms)
+    await consumer.start()
+    tps = [TopicPartition(name, 0) for name in names]
+    consumer.assign(tps)
+    await consumer.seek_to_end(*tps)
+    await consumer.getmany(timeout_ms=500)
+    cpu, began = cpu_seconds([pid]), time.monotonic()
+    while time.monotonic() < began + seconds:
+        await consumer.getmany(timeout_ms=200)
+    used, elapsed = cpu_seconds([pid]) - cpu, time.monotonic() - began
+    await consumer.stop()
+    return 100 * used / elapsed
+
+
+async def main() -> None:
+    broker = EmbeddedBroker(free_port()).start()
     try:
-        bs=b.bootstrap
-        for w in (1000, 50):
-            l=await latency(bs,w)
-            print(f"wait {w} ms: delivery latency ms min {min(l)*1000:.0f} median {sorted(l)[len(l)//2]*1000:.0f} max {max(l)*1000:.0f}", flush=True)
-        for parts in (1, 40, 170):
-            for w in (50, 500):
-                print(f"partitions {parts} wait {w}: broker cpu {await cost(bs,b.process.pid,parts,w):.2f}%", flush=True)
+        for wait_ms in (1000, 50):
+            delays = sorted(await latency(broker.bootstrap, wait_ms))
+            print(f"wait {wait_ms} ms: delivery latency min {delays[0] * 1000:.0f} ms, "
+                  f"median {delays[len(delays) // 2] * 1000:.0f}, max {delays[-1] * 1000:.0f}",
+                  flush=True)
+        for partitions in (1, 40, 170):
+            for wait_ms in (50, 500):
+                pct = await cost(broker.bootstrap, broker.process.pid, partitions, wait_ms)
+                print(f"partitions {partitions}, wait {wait_ms} ms: broker {pct:.2f} % of a core",
+                      flush=True)
     finally:
-        b.stop()
+        broker.stop()
+
+
 if __name__ == "__main__":
     asyncio.run(main())
