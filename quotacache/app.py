@@ -1,9 +1,10 @@
 """Builds the Faust app of quotacache from settings: topics, tables, agents and views.
 
 ``build_app`` is the one way to get an app; ``quotacache worker`` calls it with the
-settings from the config file. Consumer-group timings are short because the embedded
-broker waits a full rebalance timeout on every join (BROKER-NOTES.md); exactly-once is
-never enabled (the embedded broker has no idempotent producer).
+settings from the config file. Consumer-group timings are short so a worker that leaves
+is noticed soon (the embedded broker's first join of a group takes a fixed ~3 s whatever
+they are: README, "The embedded broker"); exactly-once is never enabled (the embedded
+broker has no idempotent producer).
 """
 
 from __future__ import annotations
