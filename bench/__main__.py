@@ -8,6 +8,7 @@ target is printed loudly. About 7 minutes on 2 cores. Not part of CI.
 
     python -m bench [--trace zipf|tight|longtail|shift|FILE] [--seed N] [--only SYSTEMS]
     python -m bench optimum --trace NAME    # just the optima, no systems run
+    python -m bench lean [--help]           # the lean-worker figures (bench/lean.py)
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ def solve_optima(the_trace: trace.Trace, time_limit: float) -> dict[str, dict]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["lean"]:
+        from bench import lean
+        return lean.main(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", nargs="?", choices=("compare", "optimum"), default="compare",

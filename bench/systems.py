@@ -200,10 +200,11 @@ class Nginx(System):
 
 def quotacache_config(path: Path, app_id: str, broker_port: int, sim_url: str,
                       ttls: Mapping[str, float] | None = None,
-                      limits: Limits | None = None) -> Path:
+                      limits: Limits | None = None, partitions: int | None = None) -> Path:
     """A benchmark worker's config: the cryptometer profile on the simulator, optional TTLs
     and limits (the trace's), and no per-client request limit (one load process would hit
-    it: the read path is measured, not the guard)."""
+    it: the read path is measured, not the guard). ``partitions`` unset: the embedded
+    broker's default (1), enough for one worker only."""
     endpoints = "\n".join(f'[services.cryptometer.endpoints.{name}]\nttl = "{int(ttl)}s"'
                           for name, ttl in (ttls or {}).items())
     own_limits = "\n".join(f"{name} = {json.dumps(values)}"
@@ -214,6 +215,7 @@ topic_prefix = "{app_id}."
 profiles = ["cryptometer"]
 [broker]
 embedded_port = {broker_port}
+{f"partitions = {partitions}" if partitions else ""}
 [web]
 max_requests_per_second = 0
 [services.cryptometer]
@@ -232,7 +234,9 @@ class Quotacache(System):
         self.work = work / self.name
         self.work.mkdir(parents=True, exist_ok=True)
         self.config = quotacache_config(self.work / "quotacache.toml", f"bench-{self.name}",
-                                        broker_port, sim_url, ttls, limits)
+                                        broker_port, sim_url, ttls, limits,
+                                        # one worker per partition is active
+                                        partitions=None if workers == 1 else 4)
         self.broker_pid = broker_pid
         self.children: list[ChildProcess] = []
         self.urls: list[str] = []

@@ -1,9 +1,10 @@
 """Builds the Faust app of quotacache from settings: topics, tables, agents and views.
 
 ``build_app`` is the one way to get an app; ``quotacache worker`` calls it with the
-settings from the config file. Consumer-group timings are short because the embedded
-broker waits a full rebalance timeout on every join (BROKER-NOTES.md); exactly-once is
-never enabled (the embedded broker has no idempotent producer).
+settings from the config file. Consumer-group timings are short so a worker that leaves
+is noticed soon (the embedded broker's first join of a group takes a fixed ~3 s whatever
+they are: README, "The embedded broker"); exactly-once is never enabled (the embedded
+broker has no idempotent producer).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from quotacache.tables.cache import CacheTable
 from quotacache.tables.control import ControlTables
 from quotacache.tables.health import HealthTable
 from quotacache.tables.inflight import InFlight
+from quotacache.tables.manager import PromptTableManager
 from quotacache.tables.ratelimit import RateLimiter
 from quotacache.upstream.client import UpstreamClient
-from quotacache.web import control, dashboard, events, metrics, openapi, reads, status
+from quotacache.web import control, dashboard, events, hits, metrics, openapi, reads, status
 from quotacache.web.guard import RequestLimiter, guard_middleware
 from quotacache.web.schemas import MAX_BODY_BYTES
 
@@ -56,6 +58,7 @@ def faust_app(settings: Settings, middlewares: list[Any] | None = None) -> faust
         key_serializer="json",
         value_serializer="raw",
         web_cors_options=None,
+        TableManager=PromptTableManager,  # every table exists before the worker starts
         web_application_options={"middlewares": middlewares or [],
                                  "client_max_size": MAX_BODY_BYTES},
     )
@@ -71,7 +74,8 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
     limiter = RequestLimiter(settings.web.max_requests_per_second, settings.web.request_burst)
     # The guard asks the runtime built below; it runs only once requests arrive.
     app = faust_app(settings, [guard_middleware(limiter, settings.web,
-                                                lambda: status.starting(rt))])
+                                                lambda: status.starting(rt)),
+                               hits.hit_middleware(lambda: rt)])
     transports = transports or {}
     rt = Runtime(
         settings=settings,

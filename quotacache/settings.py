@@ -179,7 +179,25 @@ class BrokerConfig(BaseModel):
 
     url: str = "embedded"
     embedded_port: int = Field(default=19092, gt=0, lt=65536)
-    partitions: int = Field(default=4, gt=0)
+    #: Of every topic and table. Unset: 1 on the embedded broker (which rescans every
+    #: partition on every fetch, so idle CPU grows with it; one partition means one
+    #: active worker), 4 on Kafka (up to four workers share the keys).
+    partitions: int = Field(default=0, ge=0)
+    #: Consumer long-poll while records flow, and while a rebalance or recovery runs.
+    #: Tansu answers a fetch at its next rescan of the log (about every half of this),
+    #: never early on a produce: a topic hop costs up to half of it.
+    fetch_wait: Duration = 0.05
+    #: Long-poll once nothing was fetched or produced for ``idle_after``: fewer fetches
+    #: and rescans while idle, at the price of up to half of it on the first hop after
+    #: a quiet spell (a read's refresh, a rebalance notice). 0 keeps ``fetch_wait``.
+    idle_fetch_wait: Duration = 1.0
+    idle_after: Duration = 2.0
+
+    @model_validator(mode="after")
+    def _default_partitions(self) -> BrokerConfig:
+        if not self.partitions:
+            self.partitions = 1 if self.embedded else 4
+        return self
 
     @field_validator("url")
     @classmethod

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 
 from quotacache.app import build_app
+from quotacache.dev import fetch_wait
 from quotacache.dev.broker import (
     EmbeddedBroker,
     cluster_id,
@@ -146,6 +147,8 @@ def run(settings: Settings, faust_args: Sequence[str]) -> int:
     if settings.broker.embedded:
         install_tansu_compat(settings.broker.bootstrap_servers())
     runtime = build_app(settings)
+    if settings.broker.embedded:
+        fetch_wait.install(settings.broker, runtime.app)
     runtime.limiter.open_journal(runtime.clock())
     started_with = asyncio.run(prepare_broker(settings, topics_to_prepare(runtime)))
     if settings.broker.embedded:

@@ -2,11 +2,16 @@
 
 It is written only by the materializer (from the data topics) and the sweeper's
 tombstones, both inside stream iteration, on the partition that owns the key.
+
+``hot`` holds the answers to hits on keys this worker owns, encoded once (the web layer
+fills it, ``quotacache/web/hits.py``): every write or delete of a key drops its answer,
+and a rebalance drops them all (changelog recovery writes the store directly).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import faust
 
@@ -20,6 +25,7 @@ class CacheTable:
         self.table = app.Table("cache", partitions=partitions,
                                help="cached upstream data")
         self._freshness: tuple[float, dict[str, dict[str, float]]] | None = None
+        self.hot: dict[str, Any] = {}
 
     @property
     def name(self) -> str:
@@ -29,9 +35,11 @@ class CacheTable:
         return CacheEntry.from_dict(self.table.get(key))
 
     def put(self, key: str, entry: CacheEntry) -> None:
+        self.hot.pop(key, None)
         self.table[key] = entry.to_dict()
 
     def delete(self, key: str) -> None:
+        self.hot.pop(key, None)
         if key in self.table:
             del self.table[key]
 

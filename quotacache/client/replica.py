@@ -17,7 +17,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from quotacache.policy.freshness import CacheEntry, Freshness, classify
+from quotacache.policy.freshness import CacheEntry
 from quotacache.settings import Settings
 from quotacache.streams.records import (
     BadMessage,
@@ -27,6 +27,9 @@ from quotacache.streams.records import (
     parse_message,
 )
 from quotacache.streams.topics import data_topic_name
+
+#: Reads whose arguments are remembered resolved (cleared when full).
+MAX_RESOLVED = 100_000
 
 
 def data_topics(settings: Settings, services: Iterable[str] | None = None,
@@ -89,6 +92,7 @@ class LocalReplica:
         self.topics = data_topics(settings, services)
         self.clock = clock
         self.entries: dict[str, CacheEntry] = {}
+        self._resolved: dict[tuple[str, str, str], tuple[str, float, float]] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._caught_up = asyncio.Event()
@@ -125,18 +129,37 @@ class LocalReplica:
     def get(self, service: str, endpoint: str, symbol: str = "*",
             max_age: float | None = None) -> dict[str, Any]:
         """The entry as ``GET /cache/...`` would answer it, from memory."""
+        resolved = self._resolved.get((service, endpoint, symbol))
+        if resolved is None:
+            resolved = self._resolve(service, endpoint, symbol)
+        key, max_staleness, spec_ttl = resolved
+        entry = self.entries.get(key)
+        now = self.clock()
+        # classify(), inlined: this is the whole cost of a read here.
+        if entry is not None:
+            age = now - entry.fetched_at
+            if age < 0.0:
+                age = 0.0
+            if age < max_staleness:
+                ttl = entry.ttl
+                fresh = age < (ttl if max_age is None or max_age > ttl else max_age)
+                return {"status": "HIT" if fresh else "STALE", "data": entry.data,
+                        "fetched_at": entry.fetched_at, "age": age, "ttl": ttl,
+                        "fresh": fresh}
+        return {"status": "MISS", "data": None, "age": None, "ttl": spec_ttl}
+
+    def _resolve(self, service: str, endpoint: str, symbol: str) -> tuple[str, float, float]:
+        """(cache key, max_staleness, endpoint TTL) of a read, remembered per argument."""
         config = self.settings.service(service)
         spec = config.endpoints[endpoint]
-        symbol = normalize_symbol(symbol)
+        canonical = normalize_symbol(symbol)
         if not spec.takes_symbol and not spec.fan_out:
-            symbol = "*"
-        entry = self.entries.get(cache_key(service, endpoint, symbol))
-        now = self.clock()
-        state = classify(entry, now, config.max_staleness, max_age)
-        if state is Freshness.MISS or entry is None:
-            return {"status": state.value, "data": None, "age": None, "ttl": spec.ttl}
-        return {"status": state.value, "data": entry.data, "fetched_at": entry.fetched_at,
-                "age": entry.age(now), "ttl": entry.ttl, "fresh": state is Freshness.HIT}
+            canonical = "*"
+        resolved = (cache_key(service, endpoint, canonical), config.max_staleness, spec.ttl)
+        if len(self._resolved) >= MAX_RESOLVED:
+            self._resolved.clear()
+        self._resolved[(service, endpoint, symbol)] = resolved
+        return resolved
 
     async def stop(self) -> None:
         if self._task is not None:

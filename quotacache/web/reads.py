@@ -20,18 +20,21 @@ from faust import web
 from quotacache.policy.freshness import Freshness, classify
 from quotacache.runtime import Runtime
 from quotacache.streams.records import RefreshRequest
+from quotacache.web import hits
 from quotacache.web.cluster import own_url
 from quotacache.web.errors import HttpError
 from quotacache.web.guard import authorized, peer_headers
+from quotacache.web.hits import encode, forget_on_rebalance, remember
 
 log = logging.getLogger(__name__)
 
 #: The longest a reader may wait for a refresh (?wait=SECONDS).
-MAX_WAIT = 60.0
+MAX_WAIT = hits.MAX_WAIT
 
 
 def register(rt: Runtime) -> None:
     app = rt.app
+    forget_on_rebalance(rt)
 
     @app.page("/cache/{service}/{endpoint}/{symbol}")
     class CacheView(web.View):
@@ -51,7 +54,7 @@ def register(rt: Runtime) -> None:
             # with a token configured, only a reader that has it may do that.
             may_force = authorized(rt.settings.web, request.headers.get("Authorization"))
             return await read_entry(self, rt, service, endpoint, symbol, key, wait, max_age,
-                                    may_force=may_force)
+                                    may_force=may_force, owned=owned_here(rt, key))
 
 
 ROUTED_HEADER = "X-Quotacache-Routed"
@@ -86,6 +89,15 @@ async def forward_to_owner(view: web.View, rt: Runtime, request: web.Request, ke
                           headers=kept)
 
 
+def owned_here(rt: Runtime, key: str) -> bool:
+    """Does this worker own ``key`` by the current assignment?"""
+    try:
+        owner = rt.app.router.key_store(rt.cache.name, key)
+    except KeyError:
+        return False
+    return str(owner).rstrip("/") == own_url(rt)
+
+
 def _seconds(request: web.Request, name: str) -> float | None:
     raw = request.query.get(name)
     if raw is None:
@@ -112,9 +124,13 @@ def read_options(request: web.Request) -> tuple[float, float | None]:
 
 async def read_entry(view: web.View, rt: Runtime, service: str, endpoint: str, symbol: str,
                      key: str, wait: float = 0.0, max_age: float | None = None, *,
-                     may_force: bool = True) -> web.Response:
+                     may_force: bool = True, owned: bool = False) -> web.Response:
     """Answer a read on the owning worker; ask for a refresh if it is not fresh, and with
-    ``wait`` hold the answer until that refresh lands (one upstream call for all)."""
+    ``wait`` hold the answer until that refresh lands (one upstream call for all).
+
+    On the key's owner (``owned``), a refresh already in flight is not asked again
+    (admission would count it as a call saved and drop it: it is counted here), and a
+    HIT's answer is kept encoded for the hit path (``quotacache/web/hits.py``)."""
     config = rt.settings.service(service)
     now = rt.clock()
     rt.demand.read(key, now)
@@ -125,12 +141,15 @@ async def read_entry(view: web.View, rt: Runtime, service: str, endpoint: str, s
         force = (may_force and entry is not None and max_age is not None
                  and entry.is_fresh(now))
         with rt.waiters.watch(key) as landed:
-            try:
-                await rt.topics.send(rt.topics.requests, key, RefreshRequest(
-                    service=service, endpoint=endpoint, symbol=symbol, reason="read",
-                    force=force))
-            except Exception:  # the read is still answered
-                log.exception("could not request a refresh of %s", key)
+            if owned and rt.inflight.active(key, now):  # its landing wakes us too
+                rt.stats.count("calls_saved", f"{service}/{endpoint}")
+            else:
+                try:
+                    await rt.topics.send(rt.topics.requests, key, RefreshRequest(
+                        service=service, endpoint=endpoint, symbol=symbol, reason="read",
+                        force=force))
+                except Exception:  # the read is still answered
+                    log.exception("could not request a refresh of %s", key)
             if wait > 0:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(landed.wait(), wait)
@@ -148,6 +167,8 @@ async def read_entry(view: web.View, rt: Runtime, service: str, endpoint: str, s
         body.update(data=None, fetched_at=None, age=None, ttl=config.endpoints[endpoint].ttl,
                     refresh_requested=True)
         return view.json(body, status=202, headers=headers)
+    if owned and state is Freshness.HIT and max_age is None:
+        remember(rt, key, encode(service, endpoint, symbol, entry, config.max_staleness))
     age = entry.age(now)
     body.update(data=entry.data, fetched_at=entry.fetched_at, age=round(age, 3), ttl=entry.ttl,
                 refresh_requested=state is Freshness.STALE)

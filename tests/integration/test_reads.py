@@ -72,3 +72,41 @@ def test_metrics_are_prometheus_text(deployment):
     assert current == ["NORMAL"]
     assert any(s.labels["scope"] == "cryptometer"
                for s in families["quotacache_limit_allowance"].samples)
+
+
+async def test_hits_of_a_hot_key_answer_as_the_view_does_and_follow_new_data(deployment):
+    worker = deployment.start_worker()
+    path = "/cache/cryptometer/ticker/SOL"
+
+    async def land(value: int, ttl: float) -> float:
+        record = DataRecord(service="cryptometer", endpoint="ticker", symbol="SOL",
+                            data={"v": value, "nested": {"age": 0, "ttl": 1}},
+                            fetched_at=time.time(), ttl=ttl)
+        await deployment.produce(deployment.topic("data.cryptometer.ticker"),
+                                 [(json_key(record.key), record.to_json())])
+        deadline = time.monotonic() + 20
+        while (worker.get(path).json().get("data") or {}).get("v") != value:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        return record.fetched_at
+
+    await land(1, 120)
+    before = worker.stats()["hits"]
+    answers = [worker.get(path), worker.get(path, params={"wait": "2"}), worker.get(path)]
+    assert worker.stats()["hits"] == before + 3
+    for answer in answers:  # the first by the view, the others by the hit path
+        assert answer.status_code == 200 and answer.headers["X-Cache"] == "HIT"
+        assert answer.headers["Content-Type"] == answers[0].headers["Content-Type"]
+        assert int(answer.headers["Age"]) == int(answer.json()["age"])
+        body = answer.json()
+        assert list(body) == list(answers[0].json())
+        assert {k: v for k, v in body.items() if k != "age"} == {
+            k: v for k, v in answers[0].json().items() if k != "age"}
+    lower = worker.get("/cache/cryptometer/ticker/sol").json()  # by the view
+    assert lower == {**answers[0].json(), "age": lower["age"]}
+    assert worker.get(path, params={"wait": "nan"}).status_code == 400
+
+    landed = await land(2, 2.0)  # new data replaces the encoded answer
+    await asyncio.sleep(2.2)  # past its TTL: never that entry as a HIT any more
+    answer = worker.get(path)  # (a key read this often is renewed as it expires)
+    assert answer.headers["X-Cache"] == "STALE" or answer.json()["fetched_at"] > landed
