@@ -189,7 +189,7 @@ class BrokerConfig(BaseModel):
     fetch_wait: Duration = 0.05
     #: Long-poll once nothing was fetched or produced for ``idle_after``: fewer fetches
     #: and rescans while idle, at the price of up to half of it on the first hop after
-    #: a quiet spell (a read's refresh, a rebalance notice). 0 keeps ``fetch_wait``.
+    #: a quiet spell (a read's refresh). Equal to ``fetch_wait``: never idle.
     idle_fetch_wait: Duration = 1.0
     idle_after: Duration = 2.0
 
