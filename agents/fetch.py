@@ -73,7 +73,11 @@ class FetchDispatcher:
         else:
             health.on_rate_limited(feedback.at, feedback.retry_after, config.default_retry_after)
         if feedback.remaining is not None and feedback.reset_at is not None:
-            health.on_hint(feedback.remaining, feedback.reset_at, feedback.limit)
+            # The answer counted the calls before it, not those still under way: they
+            # will spend some of what it reports as remaining.
+            in_flight = self.calls_in_flight[feedback.service]
+            health.on_hint(max(0, feedback.remaining - in_flight), feedback.reset_at,
+                           feedback.limit)
         self.rt.health.put(feedback.service, health)
 
     def valuation(self, service: str) -> Valuation:
