@@ -3,7 +3,8 @@
 ``build_app`` is the one way to get an app; ``quotacache worker`` calls it with the
 settings from the config file. Consumer-group timings are short because the embedded
 broker waits a full rebalance timeout on every join (BROKER-NOTES.md); exactly-once is
-never enabled (the embedded broker has no idempotent producer).
+never enabled (the embedded broker has no transactions; on real Kafka, docs/BROKERS.md
+says why not either), the idempotent producer only on real Kafka.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import httpx
 from quotacache import redact
 from quotacache.runtime import Clock, Runtime
 from quotacache.settings import Settings
+from quotacache.streams.real_kafka import configure_for_kafka
 from quotacache.streams.topics import Topics
 from quotacache.tables.cache import CacheTable
 from quotacache.tables.control import ControlTables
@@ -72,6 +74,7 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
     # The guard asks the runtime built below; it runs only once requests arrive.
     app = faust_app(settings, [guard_middleware(limiter, settings.web,
                                                 lambda: status.not_ready(rt))])
+    configure_for_kafka(app, settings)  # idempotent producer etc.: streams/real_kafka.py
     transports = transports or {}
     rt = Runtime(
         settings=settings,

@@ -13,7 +13,7 @@ import atexit
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from quotacache.app import build_app
 from quotacache.dev.broker import (
@@ -30,12 +30,13 @@ from quotacache.settings import Settings
 log = logging.getLogger(__name__)
 
 
-async def prepare_broker(settings: Settings, topic_names: Sequence[str]) -> str:
+async def prepare_broker(settings: Settings, topic_names: Sequence[str],
+                         topic_configs: Mapping[str, Mapping[str, str]] | None = None) -> str:
     """Cluster id of the broker, after its topics exist; wipes a stale data dir."""
     bootstrap = settings.broker.bootstrap_servers()
     current = await cluster_id(bootstrap)
     discard_stale_data_dir(settings.data_dir, current)
-    await ensure_topics(bootstrap, topic_names, settings.broker.partitions)
+    await ensure_topics(bootstrap, topic_names, settings.broker.partitions, topic_configs)
     return current
 
 
@@ -98,7 +99,8 @@ def run(settings: Settings, faust_args: Sequence[str]) -> int:
         install_tansu_compat(settings.broker.bootstrap_servers())
     runtime = build_app(settings)
     runtime.limiter.open_journal(runtime.clock())
-    started_with = asyncio.run(prepare_broker(settings, runtime.topics.names()))
+    started_with = asyncio.run(prepare_broker(settings, runtime.topics.names(),
+                                              runtime.topics.configs()))
     if broker is None:  # a broker we started ourselves cannot be restarted under us
         watch_broker(runtime, started_with)
     sys.argv = ["quotacache", "worker", *with_web_defaults(list(faust_args), settings)]

@@ -31,8 +31,12 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from quotacache.errors import BrokerError
+
+if TYPE_CHECKING:
+    from aiokafka.admin import AIOKafkaAdminClient
 
 log = logging.getLogger(__name__)
 
@@ -123,20 +127,49 @@ async def cluster_id(bootstrap: str, timeout: float = 10.0) -> str:
         await admin.close()
 
 
-async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
-    """Create the named topics with ``partitions`` partitions where they do not exist yet."""
+async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int,
+                        configs: Mapping[str, Mapping[str, str]] | None = None) -> None:
+    """Create the named topics with ``partitions`` partitions where they do not exist yet,
+    each with its ``configs`` (e.g. retention.ms); existing topics keep theirs."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+    configs = configs or {}
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(n, partitions, 1) for n in dict.fromkeys(names) if n not in existing]
+        missing = [NewTopic(n, partitions, 1, topic_configs=dict(configs.get(n, {})))
+                   for n in dict.fromkeys(names) if n not in existing]
         if missing:
             with contextlib.suppress(Exception):  # lost a race with another creator: fine
                 await admin.create_topics(missing)
+            await wait_until_served(admin, [t.name for t in missing])
     finally:
         await admin.close()
+
+
+async def wait_until_served(admin: AIOKafkaAdminClient, names: list[str],
+                            timeout: float = 60.0) -> bool:
+    """Wait until the broker's metadata lists ``names`` with a leader for every partition.
+
+    Real Kafka answers CreateTopics before its broker serves the new partitions (seconds
+    for a worker's first start on a busy machine); a consumer group joined meanwhile is
+    assigned none of them (streams/real_kafka.py). False, logged, after ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    pending = list(names)
+    while pending:
+        described = await admin.describe_topics(pending)
+        pending = [t["topic"] for t in described if t["error_code"] or not t["partitions"]
+                   or any(p["leader"] < 0 for p in t["partitions"])]
+        if not pending:
+            return True
+        if time.monotonic() > deadline:
+            log.warning("the broker does not serve %d new topics after %.0f s (e.g. %s)",
+                        len(pending), timeout, pending[0])
+            return False
+        await asyncio.sleep(0.1)
+    return True
 
 
 def discard_stale_data_dir(data_dir: Path, current_cluster_id: str) -> bool:
