@@ -1,7 +1,8 @@
 """Two workers; the one owning the service is killed with SIGKILL mid-load. The survivor
 takes the service over with the calls already counted, so the upstream never sees more
 than its limits, and every read is answered throughout: with data or a miss, or, while
-the survivor's rebalance and recovery run, with the "not ready" 503 and its Retry-After."""
+the survivor's rebalance and recovery run, with the "not ready" 503 and its Retry-After.
+On both brokers: on real Kafka the survivor recovers from a changelog Kafka really stores."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from quotacache.client import Client
 from ..windows import max_in_any_window
 from .conftest import apoll
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.both_brokers]
 
 # The 40 s window outlives the takeover (~16 s): the survivor must know the calls the
 # killed owner made, or it would spend the window a second time and get 429s.
