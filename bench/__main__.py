@@ -21,6 +21,8 @@ from bench import report, trace
 from bench.harness import measure
 from bench.systems import API_KEY, Direct, Nginx, Quotacache
 from quotacache.dev.broker import EmbeddedBroker, free_port
+from quotacache.dev.compose import load_topology
+from quotacache.dev.kafka_broker import KafkaBroker, ensure_jars
 from quotacache.dev.processes import start_simulator
 from quotacache.settings import load_settings
 
@@ -45,6 +47,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=90.0, help="trace length (s)")
     parser.add_argument("--rate", type=float, default=30.0, help="base reads per second")
     parser.add_argument("--only", help="comma-separated systems (default: all)")
+    parser.add_argument("--broker", choices=("embedded", "kafka"), default="embedded",
+                        help="quotacache's broker: the embedded one, or a real Kafka with the "
+                             "settings of deploy/topology.toml (the docker-compose topology)")
     args = parser.parse_args()
     os.environ["CRYPTOMETER_API_KEY"] = API_KEY
     the_trace = trace.build(duration=args.duration, rate=args.rate)
@@ -52,12 +57,20 @@ def main() -> None:
     print(f"trace: {summary['reads']} reads of {summary['keys_read']} keys in "
           f"{args.duration:.0f} s, oracle minimum {summary['oracle_calls']} calls", flush=True)
     work = Path(tempfile.mkdtemp(prefix="quotacache-compare-"))
-    broker = EmbeddedBroker(free_port(), log_path=work / "broker.log").start()
+    broker: EmbeddedBroker | KafkaBroker
+    if args.broker == "kafka":
+        broker = KafkaBroker(ensure_jars(), work / "kafka",
+                             props=load_topology().kafka_settings).start()
+    else:
+        broker = EmbeddedBroker(free_port(), log_path=work / "broker.log").start()
+    broker_url = f"kafka://{broker.bootstrap}" if args.broker == "kafka" else None
+    assert broker.process is not None
     sim_port = free_port()
     sim_url = f"http://127.0.0.1:{sim_port}"
     simulator = start_simulator(sim_port, latency="0.2-0.5", log_path=work / "sim.log")
     systems = [Direct(sim_url), Nginx(sim_port, work)] + [
-        Quotacache(n, broker.port, broker.process.pid, sim_url, work) for n in (1, 2)]
+        Quotacache(n, broker.port, broker.process.pid, sim_url, work, broker_url)
+        for n in (1, 2)]
     if args.only:
         systems = [s for s in systems if s.name in args.only.split(",")]
     rows = []
