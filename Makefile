@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install chromium demo test bench lint clean
+.PHONY: install chromium kafka demo test bench lint clean
 
 $(BIN)/quotacache: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,12 @@ chromium:
 	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
 	  >/dev/null; } || echo "chromium could not be installed: the browser test will be skipped"
 
+# A real Apache Kafka for the tests on both brokers: Maven fetches the jars that
+# quotacache/dev/kafka-jars/pom.xml names into .cache/kafka/<hash of pom and Java>, once.
+# Without Java 17+, Maven or Maven Central this says why, and the Kafka tests skip.
+kafka: install
+	$(BIN)/python -m quotacache.dev.kafka_broker fetch
+
 demo: install
 	$(BIN)/quotacache demo $(ARGS)
 
@@ -30,7 +36,7 @@ bench: install
 	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
 	$(BIN)/python -m bench $(ARGS)
 
-test: install chromium lint
+test: install chromium kafka lint
 	$(BIN)/python -m pytest -q -n 3 --maxschedchunk 1 $(ARGS)
 
 # ruff, then the layers of pyproject's [tool.importlinter] on an installed copy (the
@@ -41,4 +47,4 @@ lint: install
 	PYTHONPATH=build/layers $(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache quotacache-data
+	rm -rf $(VENV) build *.egg-info .pytest_cache quotacache-data .cache/kafka

@@ -26,6 +26,8 @@ from bench import optimum, report, trace
 from bench.harness import measure
 from bench.systems import API_KEY, Direct, Nginx, Quotacache
 from quotacache.dev.broker import EmbeddedBroker, free_port
+from quotacache.dev.compose import load_topology
+from quotacache.dev.kafka_broker import KafkaBroker, ensure_jars
 from quotacache.dev.processes import start_simulator
 from quotacache.settings import load_settings
 
@@ -72,6 +74,9 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated systems (default: all)")
     parser.add_argument("--time-limit", type=float, default=60.0,
                         help="seconds per optimum solve (past it, the gap is reported)")
+    parser.add_argument("--broker", choices=("embedded", "kafka"), default="embedded",
+                        help="quotacache's broker: the embedded one, or a real Kafka with the "
+                             "settings of deploy/topology.toml (the docker-compose topology)")
     args = parser.parse_args()
     try:
         the_trace = trace.named(args.trace, args.seed, args.duration, args.rate)
@@ -86,12 +91,20 @@ def main() -> None:
     os.environ["CRYPTOMETER_API_KEY"] = API_KEY
     ttls = {name: the_trace.ttls[name] for name in {read.endpoint for read in the_trace.reads}}
     work = Path(tempfile.mkdtemp(prefix="quotacache-compare-"))
-    broker = EmbeddedBroker(free_port(), log_path=work / "broker.log").start()
+    broker: EmbeddedBroker | KafkaBroker
+    if args.broker == "kafka":
+        broker = KafkaBroker(ensure_jars(), work / "kafka",
+                             props=load_topology().kafka_settings).start()
+    else:
+        broker = EmbeddedBroker(free_port(), log_path=work / "broker.log").start()
+    broker_url = f"kafka://{broker.bootstrap}" if args.broker == "kafka" else None
+    assert broker.process is not None
     sim_port = free_port()
     sim_url = f"http://127.0.0.1:{sim_port}"
     simulator = start_simulator(sim_port, latency="0.2-0.5", log_path=work / "sim.log")
     systems = [Direct(sim_url), Nginx(sim_port, work, ttls)] + [
-        Quotacache(n, broker.port, broker.process.pid, sim_url, work, ttls, the_trace.limits)
+        Quotacache(n, broker.port, broker.process.pid, sim_url, work, ttls, the_trace.limits,
+                   broker_url)
         for n in (1, 2)]
     if args.only:
         wanted = args.only.split(",")

@@ -2,7 +2,8 @@
 
 * ``direct``: every read is an upstream call (what a bot without a cache does);
 * ``nginx``: Debian's nginx as a caching reverse proxy, config generated here;
-* ``quotacache-1`` / ``quotacache-2``: one or two workers, reads with ``?wait=2``.
+* ``quotacache-1`` / ``quotacache-2``: one or two workers, reads with ``?wait=2``; with
+  ``--broker kafka``, ``quotacache-kafka-1`` / ``-2`` on a real Kafka.
 
 Each system says how a read becomes a URL, how to tell fresh data from its answer, and
 which processes to charge CPU and memory to.
@@ -200,21 +201,24 @@ class Nginx(System):
 
 def quotacache_config(path: Path, app_id: str, broker_port: int, sim_url: str,
                       ttls: Mapping[str, float] | None = None,
-                      limits: Limits | None = None, partitions: int | None = None) -> Path:
+                      limits: Limits | None = None, partitions: int | None = None,
+                      broker_url: str | None = None) -> Path:
     """A benchmark worker's config: the cryptometer profile on the simulator, optional TTLs
     and limits (the trace's), and no per-client request limit (one load process would hit
-    it: the read path is measured, not the guard). ``partitions`` unset: the embedded
-    broker's default (1), enough for one worker only."""
+    it: the read path is measured, not the guard). ``partitions`` unset: the broker's
+    default (1 on the embedded broker, enough for one worker only; 4 on Kafka).
+    ``broker_url``: a real Kafka instead of the embedded broker."""
     endpoints = "\n".join(f'[services.cryptometer.endpoints.{name}]\nttl = "{int(ttl)}s"'
                           for name, ttl in (ttls or {}).items())
     own_limits = "\n".join(f"{name} = {json.dumps(values)}"
                            for name, values in (limits.as_config() if limits else {}).items())
+    broker = f'url = "{broker_url}"' if broker_url else f"embedded_port = {broker_port}"
     path.write_text(f"""
 app_id = "{app_id}"
 topic_prefix = "{app_id}."
 profiles = ["cryptometer"]
 [broker]
-embedded_port = {broker_port}
+{broker}
 {f"partitions = {partitions}" if partitions else ""}
 [web]
 max_requests_per_second = 0
@@ -228,15 +232,19 @@ base_url = "{sim_url}"
 
 class Quotacache(System):
     def __init__(self, workers: int, broker_port: int, broker_pid: int, sim_url: str,
-                 work: Path, ttls: Mapping[str, float], limits: Limits):
+                 work: Path, ttls: Mapping[str, float], limits: Limits,
+                 broker_url: str | None = None):
         self.name = f"quotacache-{workers}"
+        if broker_url:
+            self.name = f"quotacache-kafka-{workers}"
         self.workers = workers
         self.work = work / self.name
         self.work.mkdir(parents=True, exist_ok=True)
         self.config = quotacache_config(self.work / "quotacache.toml", f"bench-{self.name}",
                                         broker_port, sim_url, ttls, limits,
                                         # one worker per partition is active
-                                        partitions=None if workers == 1 else 4)
+                                        partitions=None if workers == 1 else 4,
+                                        broker_url=broker_url)
         self.broker_pid = broker_pid
         self.children: list[ChildProcess] = []
         self.urls: list[str] = []

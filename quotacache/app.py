@@ -4,7 +4,8 @@
 settings from the config file. Consumer-group timings are short so a worker that leaves
 is noticed soon (the embedded broker's first join of a group takes a fixed ~3 s whatever
 they are: README, "The embedded broker"); exactly-once is never enabled (the embedded
-broker has no idempotent producer).
+broker has no transactions or idempotent producer), the idempotent producer only on real
+Kafka (``broker.idempotence``: streams/real_kafka.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import httpx
 from quotacache import redact
 from quotacache.runtime import Clock, Runtime
 from quotacache.settings import Settings
+from quotacache.streams.real_kafka import configure_for_kafka
 from quotacache.streams.topics import Topics
 from quotacache.tables.cache import CacheTable
 from quotacache.tables.control import ControlTables
@@ -76,6 +78,7 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
     app = faust_app(settings, [guard_middleware(limiter, settings.web,
                                                 lambda: status.starting(rt)),
                                hits.hit_middleware(lambda: rt)])
+    configure_for_kafka(app, settings)  # idempotent producer etc.: streams/real_kafka.py
     transports = transports or {}
     rt = Runtime(
         settings=settings,

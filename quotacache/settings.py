@@ -192,6 +192,16 @@ class BrokerConfig(BaseModel):
     #: a quiet spell (a read's refresh). Equal to ``fetch_wait``: never idle.
     idle_fetch_wait: Duration = 1.0
     idle_after: Duration = 2.0
+    #: How long Kafka keeps the records of the data topics and the dead letters
+    #: (``retention.ms``, set when quotacache creates them): what their consumers can
+    #: replay. The cache itself lives in compacted table changelogs, not in these.
+    data_retention: Duration = 7 * 86400.0
+    #: ... of the request topics (refresh, volatility, internal.*): a request that old is
+    #: worthless. The embedded broker records both values but never deletes anything.
+    request_retention: Duration = 86400.0
+    #: Kafka's idempotent producer for the workers (no duplicate or reordered records
+    #: from producer retries). Real Kafka only: the embedded broker has none.
+    idempotence: bool = True
 
     @model_validator(mode="after")
     def _default_partitions(self) -> BrokerConfig:

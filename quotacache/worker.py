@@ -35,14 +35,17 @@ from quotacache.settings import Settings
 log = logging.getLogger(__name__)
 
 
-async def prepare_broker(settings: Settings, topics: Mapping[str, int]) -> str:
-    """Cluster id of the broker, after its topics (name -> partitions) exist; wipes a stale
-    data dir. On the embedded broker, topics with orphaned records or another partition
-    count are re-created (dev/broker.py), and then the data dir is stale too."""
+async def prepare_broker(settings: Settings, topics: Mapping[str, int],
+                         topic_configs: Mapping[str, Mapping[str, str]] | None = None) -> str:
+    """Cluster id of the broker, after its topics (name -> partitions) exist, created with
+    their ``topic_configs`` (retention); wipes a stale data dir. On the embedded broker,
+    topics with orphaned records or another partition count are re-created
+    (dev/broker.py), and then the data dir is stale too."""
     bootstrap = settings.broker.bootstrap_servers()
     current = await cluster_id(bootstrap)
     discard_stale_data_dir(settings.data_dir, current)
-    repaired = await ensure_topics(bootstrap, topics, repair=settings.broker.embedded)
+    repaired = await ensure_topics(bootstrap, topics, repair=settings.broker.embedded,
+                                   configs=topic_configs)
     if repaired:
         discard_stale_data_dir(settings.data_dir, current, force=True)
     return current
@@ -150,7 +153,8 @@ def run(settings: Settings, faust_args: Sequence[str]) -> int:
     if settings.broker.embedded:
         fetch_wait.install(settings.broker, runtime.app)
     runtime.limiter.open_journal(runtime.clock())
-    started_with = asyncio.run(prepare_broker(settings, topics_to_prepare(runtime)))
+    started_with = asyncio.run(prepare_broker(settings, topics_to_prepare(runtime),
+                                              runtime.topics.configs()))
     if settings.broker.embedded:
         guard_cluster(started_with, restart_for)
     if broker is None:  # a broker we started ourselves cannot be restarted under us

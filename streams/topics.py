@@ -12,6 +12,10 @@ are raw bytes parsed by ``streams.records`` so bad messages can be dead-lettered
 
 Every send goes through ``Topics.send``, which follows it to the broker's answer
 (``SendHealth``): ``/health`` is not ready while sends keep failing or hang.
+
+Each topic has a time retention (``broker.data_retention`` for the data topics and the
+dead letters, ``broker.request_retention`` for the rest), so a real Kafka does not keep
+them forever; ``configs`` gives the topic configs to create them with.
 """
 
 from __future__ import annotations
@@ -115,27 +119,35 @@ class Topics:
         self.prefix = settings.topic_prefix
         self.health = SendHealth()
         partitions = settings.broker.partitions
+        requests, data = settings.broker.request_retention, settings.broker.data_retention
+        self._retention: dict[str, float] = {}
 
-        def topic(name: str, key_serializer: str = "json") -> faust.TopicT:
+        def topic(name: str, retention: float, key_serializer: str = "json") -> faust.TopicT:
+            self._retention[self.prefix + name] = retention
             return app.topic(self.prefix + name, partitions=partitions, internal=True,
                              key_serializer=key_serializer, value_serializer="raw",
-                             replicas=1)
+                             replicas=1, retention=retention)
 
         # Producers may key refresh requests any way (or not at all): read the key raw.
-        self.refresh = topic("refresh", key_serializer="raw")
-        self.volatility = topic("volatility", key_serializer="raw")
-        self.dead_letter = topic("dead-letter")
-        self.requests = topic("internal.requests")
-        self.fetch = topic("internal.fetch")
-        self.outcomes = topic("internal.outcomes")
+        self.refresh = topic("refresh", requests, key_serializer="raw")
+        self.volatility = topic("volatility", requests, key_serializer="raw")
+        self.dead_letter = topic("dead-letter", data)
+        self.requests = topic("internal.requests", requests)
+        self.fetch = topic("internal.fetch", requests)
+        self.outcomes = topic("internal.outcomes", requests)
         self.data: dict[tuple[str, str], faust.TopicT] = {
-            (service, endpoint): topic(data_topic_name("", service, endpoint))
+            (service, endpoint): topic(data_topic_name("", service, endpoint), data)
             for service, config in settings.services.items()
             for endpoint in config.endpoints
         }
 
     def names(self) -> list[str]:
         return [t.get_topic_name() for t in self.all()]
+
+    def configs(self) -> dict[str, dict[str, str]]:
+        """Topic configs to create each topic with (Kafka's names and string values)."""
+        return {name: {"retention.ms": str(round(seconds * 1000))}
+                for name, seconds in self._retention.items()}
 
     def all(self) -> list[faust.TopicT]:
         return [self.refresh, self.volatility, self.dead_letter, self.requests, self.fetch,

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from quotacache.policy.freshness import CacheEntry
 from quotacache.settings import Settings
@@ -40,19 +41,34 @@ def data_topics(settings: Settings, services: Iterable[str] | None = None,
             for name in config.endpoints if endpoint in (None, name)]
 
 
+async def partitions_of(bootstrap: str, topics: list[str]) -> list[TopicPartition]:
+    """Every partition of ``topics`` that exist. From the admin client: a consumer's own
+    metadata holds only the topics it was given (real Kafka answers only those; the
+    embedded broker answers every topic, which hid this)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics) if topics else []
+    finally:
+        await admin.close()
+    return [TopicPartition(t["topic"], p["partition"]) for t in described
+            if not t["error_code"] for p in t["partitions"]]
+
+
 async def positioned_consumer(settings: Settings, topics: list[str], *,
                               from_beginning: bool) -> AIOKafkaConsumer:
     """A started consumer of ``topics`` whose start positions are already fixed, so
     nothing published after this returns can be missed."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker.bootstrap_servers(),
-                                group_id=None, enable_auto_commit=False)
+    bootstrap = settings.broker.bootstrap_servers()
+    partitions = await partitions_of(bootstrap, topics)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.topics()  # loads the cluster metadata partitions_for_topic reads
-        partitions = [TopicPartition(topic, p) for topic in topics
-                      for p in sorted(consumer.partitions_for_topic(topic) or [])]
         consumer.assign(partitions)
-        if from_beginning:
+        if not partitions:
+            pass  # no data topic yet: seeking nothing would fail
+        elif from_beginning:
             await consumer.seek_to_beginning(*partitions)
         else:
             await consumer.seek_to_end(*partitions)

@@ -41,8 +41,12 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from quotacache.errors import BrokerError
+
+if TYPE_CHECKING:
+    from aiokafka.admin import AIOKafkaAdminClient
 
 log = logging.getLogger(__name__)
 
@@ -158,9 +162,11 @@ async def cluster_id(bootstrap: str, timeout: float = 10.0) -> str:
         await admin.close()
 
 
-async def ensure_topics(bootstrap: str, wanted: Mapping[str, int], *,
-                        repair: bool = False) -> list[str]:
-    """Create the ``wanted`` topics (name -> partition count) where they do not exist yet.
+async def ensure_topics(bootstrap: str, wanted: Mapping[str, int], *, repair: bool = False,
+                        configs: Mapping[str, Mapping[str, str]] | None = None) -> list[str]:
+    """Create the ``wanted`` topics (name -> partition count) where they do not exist yet,
+    each with its ``configs`` (e.g. retention.ms; existing topics keep theirs), and wait
+    until the broker serves them.
 
     With ``repair`` (the embedded broker only: it deletes data), a topic with another
     partition count or with orphaned records beyond a partition's log end is deleted and
@@ -168,11 +174,13 @@ async def ensure_topics(bootstrap: str, wanted: Mapping[str, int], *,
     """
     from aiokafka.admin import AIOKafkaAdminClient
 
+    configs = configs or {}
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        await _create_topics(admin, {n: p for n, p in wanted.items() if n not in existing})
+        await _create_topics(admin, {n: p for n, p in wanted.items() if n not in existing},
+                             configs)
         if not repair:
             return []
         repaired: list[str] = []
@@ -183,7 +191,7 @@ async def ensure_topics(bootstrap: str, wanted: Mapping[str, int], *,
             log.warning("re-creating topics with orphaned records or another partition "
                         "count: %s", ", ".join(sorted(broken)))
             await admin.delete_topics(sorted(broken))
-            await _create_topics(admin, {n: wanted[n] for n in broken})
+            await _create_topics(admin, {n: wanted[n] for n in broken}, configs)
             repaired += [n for n in sorted(broken) if n not in repaired]
         raise BrokerError(f"topics still broken after {REPAIR_ROUNDS} repairs: "
                           f"{', '.join(sorted(broken))}")
@@ -195,12 +203,39 @@ async def ensure_topics(bootstrap: str, wanted: Mapping[str, int], *,
 REPAIR_ROUNDS = 3
 
 
-async def _create_topics(admin, topics: Mapping[str, int]) -> None:  # type: ignore[no-untyped-def]
+async def _create_topics(admin: AIOKafkaAdminClient, topics: Mapping[str, int],
+                         configs: Mapping[str, Mapping[str, str]]) -> None:
     from aiokafka.admin import NewTopic
 
     if topics:
         with contextlib.suppress(Exception):  # lost a race with another creator: fine
-            await admin.create_topics([NewTopic(n, p, 1) for n, p in topics.items()])
+            await admin.create_topics([NewTopic(n, p, 1, topic_configs=dict(configs.get(n, {})))
+                                       for n, p in topics.items()])
+        await wait_until_served(admin, list(topics))
+
+
+async def wait_until_served(admin: AIOKafkaAdminClient, names: list[str],
+                            timeout: float = 60.0) -> bool:
+    """Wait until the broker's metadata lists ``names`` with a leader for every partition.
+
+    Real Kafka answers CreateTopics before its broker serves the new partitions (seconds
+    for a worker's first start on a busy machine); a consumer group joined meanwhile is
+    assigned none of them (streams/real_kafka.py). False, logged, after ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    pending = list(names)
+    while pending:
+        described = await admin.describe_topics(pending)
+        pending = [t["topic"] for t in described if t["error_code"] or not t["partitions"]
+                   or any(p["leader"] < 0 for p in t["partitions"])]
+        if not pending:
+            return True
+        if time.monotonic() > deadline:
+            log.warning("the broker does not serve %d new topics after %.0f s (e.g. %s)",
+                        len(pending), timeout, pending[0])
+            return False
+        await asyncio.sleep(0.1)
+    return True
 
 
 async def broken_topics(admin, bootstrap: str,  # type: ignore[no-untyped-def]

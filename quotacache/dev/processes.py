@@ -78,7 +78,7 @@ def start_simulator(port: int, *, latency: str = "0.2-0.5", log_path: Path | Non
                     timeout: float = 20.0) -> ChildProcess:
     child = ChildProcess(["upstream-sim", "--port", str(port), "--latency", latency],
                          log_path=log_path)
-    child.wait_http(f"http://127.0.0.1:{port}/_sim/stats", timeout)
+    _wait_or_stop(child, f"http://127.0.0.1:{port}/_sim/stats", timeout)
     return child
 
 
@@ -88,5 +88,15 @@ def start_worker(config_path: Path, web_port: int, *, log_path: Path | None = No
     child = ChildProcess(["worker", "--config", str(config_path), "--web-port", str(web_port),
                           "-l", "info"], env=env, log_path=log_path)
     if wait:
-        child.wait_http(f"http://127.0.0.1:{web_port}/health", timeout)
+        _wait_or_stop(child, f"http://127.0.0.1:{web_port}/health", timeout)
     return child
+
+
+def _wait_or_stop(child: ChildProcess, url: str, timeout: float) -> None:
+    """Wait until ``child`` is ready; stop it if it is not (the caller never gets it, so
+    nobody else could)."""
+    try:
+        child.wait_http(url, timeout)
+    except BaseException:
+        child.stop()
+        raise

@@ -1,9 +1,14 @@
-"""Integration fixtures: one embedded broker per session, a simulator and workers per test.
+"""Integration fixtures: brokers per session, a simulator and workers per test.
 
 Every test gets its own app id, topic prefix, data dirs and ports; every process is
-started here and stopped by PID afterwards. With ``KAFKA_BOOTSTRAP_SERVERS`` set the
-tests run against that Kafka instead of the embedded broker; with
-``QUOTACACHE_TEST_KAFKA=docker``, against a Kafka container (testcontainers).
+started here and stopped by PID afterwards. Tests run on the embedded broker (Tansu);
+tests marked ``both_brokers`` run twice, as ``[tansu]`` and ``[kafka]``: the second time
+on a real Apache Kafka (KRaft, from the jars ``make`` fetches; skipped, with the reason,
+where Java or Maven Central is missing). What differs between the two is in docs/BROKERS.md.
+
+``QUOTACACHE_TEST_KAFKA`` moves every other test to real Kafka as well: ``local`` (the
+jar broker), ``docker`` (a Kafka container, testcontainers); ``KAFKA_BOOTSTRAP_SERVERS``
+names an external Kafka for every test (and for the ``[kafka]`` runs).
 """
 
 from __future__ import annotations
@@ -14,15 +19,18 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from quotacache.client.replica import partitions_of
 from quotacache.dev.broker import EmbeddedBroker, free_port
+from quotacache.dev.kafka_broker import KafkaBroker, KafkaUnavailable, ensure_jars
 from quotacache.dev.processes import ChildProcess, start_simulator, start_worker
 from quotacache.settings import Settings, load_settings
 
@@ -46,24 +54,89 @@ def kafka_container():
         yield container.get_bootstrap_server()
 
 
+@dataclass(frozen=True)
+class BrokerUnderTest:
+    """A broker the integration tests run on: ``tansu`` (embedded) or a real Kafka."""
+
+    name: str  # tansu | kafka | external | docker
+    bootstrap: str
+    #: The local Kafka's storage (its log segments can be read), else None.
+    data_dir: Path | None = None
+
+    @property
+    def embedded(self) -> bool:
+        """The embedded broker: workers start it and use the Tansu compatibility layer."""
+        return self.name == "tansu"
+
+
+def kafka_choice() -> str | None:
+    """Where real Kafka comes from: an external one, a container, or the local jars."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return "external"
+    return {"docker": "docker", "local": "kafka"}.get(os.environ.get("QUOTACACHE_TEST_KAFKA",
+                                                                     ""))
+
+
+def local_kafka(data_dir: Path) -> KafkaBroker:
+    """A real Kafka from the jars (fetched now if ``make`` did not); skips, in one line,
+    where Java or Maven Central is missing."""
+    try:
+        return KafkaBroker(ensure_jars(), data_dir)
+    except KafkaUnavailable as exc:
+        pytest.skip(f"no real Kafka here: {exc}")
+
+
 @pytest.fixture(scope="session")
-def bootstrap(tmp_path_factory) -> str:
-    """The broker of every integration test: ``KAFKA_BOOTSTRAP_SERVERS`` when set, a Kafka
-    container with ``QUOTACACHE_TEST_KAFKA=docker``, else the embedded broker."""
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if external:
-        yield external
-        return
-    if os.environ.get("QUOTACACHE_TEST_KAFKA") == "docker":
-        with kafka_container() as url:
-            yield url
-        return
+def tansu_broker(tmp_path_factory) -> Iterator[BrokerUnderTest]:
     log = tmp_path_factory.mktemp("broker") / "tansu.log"
     broker = EmbeddedBroker(free_port(), log_path=log).start()
     try:
-        yield broker.bootstrap
+        yield BrokerUnderTest("tansu", broker.bootstrap)
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory) -> Iterator[BrokerUnderTest]:
+    """One real Kafka per test node, started on first use (only nodes that run a Kafka
+    test pay for its JVM)."""
+    choice = kafka_choice() or "kafka"
+    if choice == "external":
+        yield BrokerUnderTest("external", os.environ["KAFKA_BOOTSTRAP_SERVERS"])
+        return
+    if choice == "docker":
+        with kafka_container() as url:
+            yield BrokerUnderTest("docker", url)
+        return
+    broker = local_kafka(tmp_path_factory.mktemp("kafka"))
+    try:
+        broker.start()
+    except KafkaUnavailable as exc:
+        pytest.fail(f"the real Kafka did not start: {exc}")
+    try:
+        yield BrokerUnderTest("kafka", broker.bootstrap, broker.data_dir)
+    finally:
+        broker.stop()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``both_brokers`` run on the embedded broker and on real Kafka."""
+    if "broker" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+            "both_brokers"):
+        metafunc.parametrize("broker", ["tansu", "kafka"], indirect=True)
+
+
+@pytest.fixture
+def broker(request) -> BrokerUnderTest:
+    """This test's broker: its ``both_brokers`` parameter, else the default (Tansu, or
+    real Kafka everywhere with ``QUOTACACHE_TEST_KAFKA`` / ``KAFKA_BOOTSTRAP_SERVERS``)."""
+    name = getattr(request, "param", None) or ("kafka" if kafka_choice() else "tansu")
+    return request.getfixturevalue("tansu_broker" if name == "tansu" else "kafka_broker")
+
+
+@pytest.fixture
+def bootstrap(broker) -> str:
+    return broker.bootstrap
 
 
 class Simulator:
@@ -106,23 +179,25 @@ class Deployment:
     """One test's quotacache: config file, settings, workers, and helpers to talk to them."""
 
     def __init__(self, tmp_path: Path, bootstrap: str, simulator: Simulator,
-                 embedded: bool | None = None):
+                 embedded: bool = True):
         self.tmp_path = tmp_path
         self.bootstrap = bootstrap
         #: Whether the broker is the embedded Tansu (compat layer on) or a real Kafka.
-        self.embedded = embedded if embedded is not None else not (
-            os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-            or os.environ.get("QUOTACACHE_TEST_KAFKA") == "docker")
+        self.embedded = embedded
         self.simulator = simulator
         self.app_id = f"t{uuid.uuid4().hex[:8]}"
         self.workers: list[Worker] = []
         self.config_path = tmp_path / "quotacache.toml"
         self.configure()
 
-    def configure(self, extra: str = "", base_url: str | None = None) -> Settings:
+    def configure(self, extra: str = "", base_url: str | None = None,
+                  broker_extra: str = "") -> Settings:
+        """Write the config: ``extra`` goes under [services.cryptometer], ``broker_extra``
+        under [broker]."""
         port = self.bootstrap.rsplit(":", 1)[1]
         broker = (f'url = "embedded"\nembedded_port = {port}' if self.embedded
                   else f'url = "kafka://{self.bootstrap}"')
+        broker += "\n" + broker_extra
         self.config_path.write_text(f"""
 app_id = "{self.app_id}"
 topic_prefix = "{self.app_id}."
@@ -193,8 +268,8 @@ base_url = "{base_url or self.simulator.url}"
         await consumer.start()
         try:
             topics = [t for t in await consumer.topics() if match(t)]
-            partitions = [TopicPartition(t, p) for t in topics
-                          for p in consumer.partitions_for_topic(t) or ()]
+            partitions = await partitions_of(self.bootstrap, topics)
+            assert partitions, f"no partitions of {topics}"
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             seen: list[Any] = []
@@ -214,8 +289,8 @@ base_url = "{base_url or self.simulator.url}"
 
 
 @pytest.fixture
-def deployment(tmp_path, bootstrap, simulator) -> Deployment:
-    deployed = Deployment(tmp_path, bootstrap, simulator)
+def deployment(tmp_path, broker, simulator) -> Deployment:
+    deployed = Deployment(tmp_path, broker.bootstrap, simulator, embedded=broker.embedded)
     try:
         yield deployed
     finally:

@@ -57,6 +57,7 @@ bad_volatility = st.one_of(
 GOOD = [f"G{i}" for i in range(6)]
 
 
+@pytest.mark.both_brokers
 @settings(max_examples=1, deadline=None, derandomize=True, database=None,
           suppress_health_check=list(HealthCheck))
 @given(refresh=st.lists(bad_refresh, min_size=120, max_size=120),

@@ -22,6 +22,7 @@ def status_of(worker, path):
     return response.json().get("status") if response.status_code < 400 else None
 
 
+@pytest.mark.both_brokers
 async def test_refresh_request_makes_one_call_and_a_hit_then_none_inside_ttl(deployment):
     worker = deployment.start_worker()
     async with Client(deployment.settings, base_url=worker.url) as client:
@@ -41,6 +42,7 @@ async def test_refresh_request_makes_one_call_and_a_hit_then_none_inside_ttl(dep
     assert worker.stats()["upstream_calls"] == 1
 
 
+@pytest.mark.both_brokers
 async def test_fifty_concurrent_requests_for_one_key_make_one_call(deployment):
     worker = deployment.start_worker()
     async with Client(deployment.settings) as client:

@@ -33,6 +33,7 @@ def routes(settings) -> list[tuple[str, str]]:
     return out
 
 
+@pytest.mark.both_brokers
 def test_every_route_answers_503_until_the_worker_is_ready(deployment):
     worker = deployment.start_worker(wait=False)
     every = routes(deployment.settings) + [("GET", "/events?service=cryptometer")]

@@ -102,6 +102,7 @@ async def test_failures_back_off_open_the_breaker_and_recover(deployment, mode):
     assert status(worker)["breaker"] == "closed"
 
 
+@pytest.mark.both_brokers
 async def test_connection_refused_is_a_failure_like_any_other(deployment):
     deployment.configure(FAST_RECOVERY, base_url=f"http://127.0.0.1:{free_port()}")
     worker = deployment.start_worker()
