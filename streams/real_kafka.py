@@ -5,7 +5,7 @@
   it alone; this transport's producer asks for it. The broker then drops a batch that a
   producer retry (a lost acknowledgement, a broker restart) sends twice, and keeps each
   partition's records in send order. Tansu has no InitProducerId: an idempotent producer
-  cannot even start there (BROKER-NOTES.md).
+  cannot even start there (docs/BROKERS.md).
 * Topics that are served before they are used. Kafka answers CreateTopics before its
   broker serves the new partitions (on 2 busy cores ~60 ms a partition: seconds for the
   ~130 partitions of a worker's first start). A worker that joined its consumer group

