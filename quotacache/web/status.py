@@ -84,6 +84,7 @@ def owner_status(rt: Runtime, service: str) -> dict[str, Any]:
         "breaker": health.breaker_state(now, config.breaker_cooldown).value,
         "consecutive_failures": health.consecutive_failures,
         "upstream_remaining_hint": health.hint_remaining if health.hint_reset > now else None,
+        "upstream_hint_reset": health.hint_reset if health.hint_reset > now else None,
         "budget_use": round(rt.budget_use(service, now), 3),
         "queue": rt.backlog.by_priority(service),
         "in_flight_calls": rt.backlog.calls_in_flight[service],

@@ -21,6 +21,14 @@ def cache_status(worker, path):
     return worker.get(f"/cache/{path}").headers.get("X-Cache")
 
 
+def episodes(seen):
+    """Per key: the seconds (since watching began), phase and status of each stale look."""
+    out: dict[str, list] = {}
+    for key, at, phase, status in seen:
+        out.setdefault(key, []).append((at, phase, status))
+    return out
+
+
 def test_monitored_symbols_are_fetched_without_any_read_and_survive_a_restart(deployment):
     deployment.configure('[scheduler]\nscan_interval = "1s"\n')
     worker = deployment.start_worker()
@@ -123,11 +131,25 @@ def test_twenty_five_symbols_stay_fresh_and_the_strategy_follows_the_budget(depl
     poll(lambda: strategy() == "NORMAL", timeout=100, interval=1, message="NORMAL after fill")
     stale_seen = []
     watched = [0]
+    began = time.monotonic()
+    phase = ["steady"]
+    #: While the upstream's hint says no calls remain, renewals must wait for its reset;
+    #: the backlog then needs a few seconds under the 10/5 s limit.
+    held_until = [0.0]
 
     def watch_until(predicate, timeout):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            stale_seen.extend(k for k in critical if cache_status(worker, k) != "HIT")
+            service = worker.get("/status").json()["services"]["cryptometer"]
+            if (service.get("upstream_remaining_hint") or 0) <= 0 and \
+                    service.get("upstream_hint_reset"):
+                held_until[0] = max(held_until[0], time.monotonic() + 10
+                                    + service["upstream_hint_reset"] - time.time())
+            held = time.monotonic() < held_until[0]
+            for k in critical:
+                status = cache_status(worker, k)
+                if status != "HIT" and not held:
+                    stale_seen.append((k, round(time.monotonic() - began), phase[0], status))
             watched[0] += 1
             if predicate():
                 return True
@@ -140,19 +162,25 @@ def test_twenty_five_symbols_stay_fresh_and_the_strategy_follows_the_budget(depl
     # answers report only a few calls left (X-RateLimit-*) and budget use passes 80 %.
     in_window = sum(1 for t, _ in sim.stats(log=True)["call_log"] if t > time.time() - 60)
     sim.configure(limits={"cryptometer": [f"{in_window + 1}/60", "20/10", "10/5"]})
+    phase[0] = f"squeezed at {round(time.monotonic() - began)} s to {in_window + 1}/60"
     # The upstream's hint holds only until its oldest call leaves the window (seconds), so
     # an evaluation must meet a fresh one: give it many chances on a loaded machine.
     watch_until(lambda: strategy() in ("CONSERVATIVE", "MINIMAL"), timeout=75)
     sim.configure(limits={"cryptometer": ["100/60", "20/10", "10/5"]})
+    phase[0] = f"released at {round(time.monotonic() - began)} s"
     watch_until(lambda: strategy() == "NORMAL", timeout=60)
     stats = worker.stats()
     history = [(h["to"], h["reason"]) for h in stats["strategy_history"]["cryptometer"]]
     print(f"\nscheduler: {sim.stats()['accepted']} calls, hit rate {stats['hit_rate']}, "
           f"calls saved {stats['calls_saved']}, strategy history {history}")
     assert sim.stats()["rejected"] == 0
-    # Critical keys are renewed just before they expire; while the upstream is squeezed to
-    # one call above its window, a renewal can wait for its hint's reset: 95 %, not all.
+    # Critical keys are renewed just before they expire, except while the upstream's hint
+    # holds every call back (the squeeze leaves it one call, and its reset can be a minute
+    # away); a busy machine can still delay a renewal now and then: 95 %, not all.
     observations = len(critical) * watched[0]
-    assert len(stale_seen) <= 0.05 * observations, sorted(set(stale_seen))[:5]
+    assert len(stale_seen) <= 0.05 * observations, episodes(stale_seen)
     assert any(to in ("CONSERVATIVE", "MINIMAL") for to, _ in history)
     assert history[-1][0] == "NORMAL"
+    # Once the hint has reset, every critical key is renewed.
+    poll(lambda: all(cache_status(worker, k) == "HIT" for k in critical), timeout=60,
+         interval=1, message="critical keys fresh again")
