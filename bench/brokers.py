@@ -20,6 +20,7 @@ joined (rebalances), misses (202: no data within the read's 2 s wait) and any ot
 status. Writes bench/results/brokers.{json,md}.
 
     python -m bench brokers [--trace zipf] [--seed 7] [--idle-seconds 30] [--only tansu,kafka]
+    python -m bench brokers --report    # brokers.md again from brokers.json
 """
 
 from __future__ import annotations
@@ -62,12 +63,12 @@ COLUMNS = [("broker", "broker", "{}"), ("fresh", "fresh", "{:.1%}"),
            ("cpu_broker_s", "CPU s broker", "{:.1f}"),
            ("peak_rss_workers_mb", "peak RSS workers MB", "{:.0f}"),
            ("peak_rss_broker_mb", "peak RSS broker MB", "{:.0f}"),
-           ("idle_before_cpu_pct", "idle CPU % before the load (workers + broker)", "{}"),
-           ("idle_cpu_pct", "idle CPU % after the load (workers + broker)", "{}"),
+           ("idle_before_cpu_pct", "idle CPU % before (workers + broker)", "{}"),
+           ("idle_cpu_pct", "idle CPU % after (workers + broker)", "{}"),
            ("ready_s", "launch to ready s", "{:.1f}"),
-           ("idle_upstream_calls", "upstream calls while idle after", "{}"),
+           ("idle_upstream_calls", "calls while idle after", "{}"),
            ("group_joins", "group generations", "{}"),
-           ("misses_202", "misses (202 after 2 s)", "{}"), ("errors", "other errors", "{}")]
+           ("misses_202", "misses (202)", "{}"), ("errors", "other errors", "{}")]
 
 
 class ComposeSystem(System):
@@ -217,7 +218,8 @@ def table(results: dict) -> str:
     lines = [f"Trace {summary['name']} seed {results['seed']}: {reads} reads of "
              f"{summary['keys_read']} keys in {summary['duration_s']:.0f} s; optimum "
              f"{optima['fresh']['value'] / reads:.1%} fresh, "
-             f"{optima['answered']['value'] / reads:.1%} answered. Two workers, "
+             f"{optima['answered']['value'] / reads:.1%} answered. Tansu (embedded) and Kafka "
+             f"{results['kafka_version']} (KRaft, one node); two workers, "
              f"{PARTITIONS} partitions; idle CPU over {results['idle_seconds']:.0f} s "
              f"before and after the replay, {SETTLE_S:.0f} s after the last activity. "
              f"{results['machine']}, {results['date']}.", "",
@@ -240,7 +242,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", default=",".join(BROKERS),
                         help="comma-separated brokers: %(default)s")
     parser.add_argument("--work", type=Path, help="logs and data (default: a temp dir, removed)")
+    parser.add_argument("--report", action="store_true",
+                        help="only render bench/results/brokers.md from brokers.json again")
     args = parser.parse_args(argv)
+    if args.report:
+        results = json.loads((RESULTS / "brokers.json").read_text())
+        (RESULTS / "brokers.md").write_text(table(results))
+        print(table(results))
+        return
     wanted = args.only.split(",")
     if set(wanted) - set(BROKERS):
         parser.error(f"unknown brokers {sorted(set(wanted) - set(BROKERS))}: use {args.only}")
