@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import httpx
 
-from bench.systems import Quotacache, System, cpu_seconds, peak_rss_mb
+from bench.systems import System, cpu_seconds, peak_rss_mb
 from bench.trace import SERVICE, Read, Trace
 from quotacache.client import Client
 
@@ -47,7 +47,7 @@ async def replay(system: System, trace: Trace, settings: Any = None) -> Outcome:
     connector = aiohttp.TCPConnector(limit=512)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
         async def one(index: int, read: Read, due: float) -> None:
-            base = system.url_for(index) if isinstance(system, Quotacache) else system.base_url
+            base = system.url_for(index)
             status, answered, fresh = "error", False, False
             try:
                 async with http.get(base + system.path(read)) as response:
@@ -72,7 +72,7 @@ async def replay(system: System, trace: Trace, settings: Any = None) -> Outcome:
 
         reporter = asyncio.create_task(progress())
         spike_start, _, spike_symbols = trace.spike or (0.0, 0.0, [])
-        spiked = not isinstance(system, Quotacache) or trace.spike is None
+        spiked = not system.hears_signals or trace.spike is None
         tasks = []
         start = time.perf_counter() + 0.1
         for index, read in enumerate(trace.reads):
@@ -112,6 +112,7 @@ def measure(system: System, trace: Trace, sim_url: str, settings: Any = None) ->
         cpu = cpu_seconds(pids) - cpu_before
         broker_cpu = cpu_seconds(broker) - broker_before
         rss = peak_rss_mb(system.pids())
+        broker_rss = peak_rss_mb(broker) if broker[0] else None
     finally:
         system.stop()
     reads = len(trace.reads)
@@ -131,5 +132,6 @@ def measure(system: System, trace: Trace, sim_url: str, settings: Any = None) ->
         "cpu_s": round(cpu, 2) if pids else None,
         "cpu_broker_s": round(broker_cpu, 2) if broker[0] else None,
         "peak_rss_mb": round(rss, 1) if pids else None,
+        "peak_rss_broker_mb": round(broker_rss, 1) if broker_rss is not None else None,
         "statuses": outcome.statuses,
     }

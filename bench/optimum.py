@@ -21,11 +21,13 @@ at the time limit or gap, its dual bound is reported as the bound.
 from __future__ import annotations
 
 import bisect
+import json
 import math
 import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
@@ -33,6 +35,8 @@ from scipy.sparse import csr_array
 
 from bench.trace import Limit, Trace
 
+#: Optima already solved, by "<trace>/seed<N>" (built-in traces at their default size).
+CACHE = Path(__file__).parent / "results" / "optima.json"
 #: The simulator's latency is uniform in 0.2-0.5 s.
 LATENCY = 0.35
 OBJECTIVES = ("fresh", "answered", "critical")
@@ -288,3 +292,17 @@ def optima(trace: Trace, latency: float = LATENCY, time_limit: float = 60.0,
     """The three optima a run is scored against."""
     return {objective: solve(trace, objective, latency, time_limit, mip_rel_gap)
             for objective in OBJECTIVES}
+
+
+def cached_optima(trace: Trace, seed: int, path: Path = CACHE) -> dict[str, dict]:
+    """``optima(trace)`` as dicts, solved once per built-in trace and seed and kept in
+    ``path`` (bench/results/optima.json): a solve takes seconds to a minute."""
+    cache = json.loads(path.read_text()) if path.exists() else {}
+    name = f"{trace.name}/seed{seed}"
+    if name not in cache:
+        found = optima(trace)
+        cache = json.loads(path.read_text()) if path.exists() else {}
+        cache[name] = {objective: best.as_dict() for objective, best in found.items()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n")
+    return cache[name]

@@ -13,10 +13,8 @@ import argparse
 import dataclasses
 import heapq
 import itertools
-import json
 from bisect import bisect_left
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from bench.trace import Trace, named
 from quotacache.policy.demand import ReadRates
@@ -171,25 +169,16 @@ def simulate(trace: Trace, *, latency: float = 0.35, valuation: Valuation | None
     return result
 
 
-OPTIMA = Path(__file__).parent / "results" / "optima.json"
 #: A run must reach these fractions of the optimum (fresh, answered, critical fresh).
 TARGETS = {"fresh": 0.95, "answered": 0.97, "critical": 0.98}
 
 
 def optimum(trace: Trace, seed: int) -> dict[str, int]:
     """The trace's optimum of each objective (its best value; the bound when a solve
-    stopped early), computed once with ``bench.optimum.solve`` and cached in JSON."""
-    cache = json.loads(OPTIMA.read_text()) if OPTIMA.exists() else {}
-    name = f"{trace.name}/seed{seed}"
-    if name not in cache:
-        from bench.optimum import optima
+    stopped early), from bench/results/optima.json (``bench.optimum.cached_optima``)."""
+    from bench.optimum import cached_optima  # scipy: only when an optimum is needed
 
-        found = optima(trace)
-        cache = json.loads(OPTIMA.read_text()) if OPTIMA.exists() else {}
-        cache[name] = {objective: o.as_dict() for objective, o in found.items()}
-        OPTIMA.parent.mkdir(parents=True, exist_ok=True)
-        OPTIMA.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n")
-    return {objective: cache[name][objective]["value"] for objective in cache[name]}
+    return {objective: best["value"] for objective, best in cached_optima(trace, seed).items()}
 
 
 def violations(trace: Trace, result: Result, latency: float = 0.35) -> list[str]:

@@ -86,10 +86,16 @@ def peak_rss_mb(pids: list[int]) -> float:
 class System:
     name = "system"
     base_url = ""
+    #: Told of the trace's volatility spike, as a bot would tell quotacache.
+    hears_signals = False
 
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
+
+    def url_for(self, index: int) -> str:
+        """Where the ``index``-th read of the trace goes."""
+        return self.base_url
 
     def path(self, read: Read) -> str:
         raise NotImplementedError
@@ -199,7 +205,7 @@ class Nginx(System):
         return process_tree(self.process.pid) if self.process else []
 
 
-def quotacache_config(path: Path, app_id: str, broker_port: int, sim_url: str,
+def quotacache_config(path: Path, app_id: str, broker_port: int | None, sim_url: str | None,
                       ttls: Mapping[str, float] | None = None,
                       limits: Limits | None = None, partitions: int | None = None,
                       broker_url: str | None = None) -> Path:
@@ -207,12 +213,15 @@ def quotacache_config(path: Path, app_id: str, broker_port: int, sim_url: str,
     and limits (the trace's), and no per-client request limit (one load process would hit
     it: the read path is measured, not the guard). ``partitions`` unset: the broker's
     default (1 on the embedded broker, enough for one worker only; 4 on Kafka).
-    ``broker_url``: a real Kafka instead of the embedded broker."""
+    ``broker_url``: a real Kafka instead of the embedded broker. ``broker_port`` and
+    ``sim_url`` None: left to the environment (the compose topology sets both)."""
     endpoints = "\n".join(f'[services.cryptometer.endpoints.{name}]\nttl = "{int(ttl)}s"'
                           for name, ttl in (ttls or {}).items())
     own_limits = "\n".join(f"{name} = {json.dumps(values)}"
                            for name, values in (limits.as_config() if limits else {}).items())
-    broker = f'url = "{broker_url}"' if broker_url else f"embedded_port = {broker_port}"
+    broker = (f'url = "{broker_url}"' if broker_url else
+              f"embedded_port = {broker_port}" if broker_port else "")
+    base_url = f'base_url = "{sim_url}"' if sim_url else ""
     path.write_text(f"""
 app_id = "{app_id}"
 topic_prefix = "{app_id}."
@@ -223,7 +232,7 @@ profiles = ["cryptometer"]
 [web]
 max_requests_per_second = 0
 [services.cryptometer]
-base_url = "{sim_url}"
+{base_url}
 {own_limits}
 {endpoints}
 """)
@@ -231,6 +240,8 @@ base_url = "{sim_url}"
 
 
 class Quotacache(System):
+    hears_signals = True
+
     def __init__(self, workers: int, broker_port: int, broker_pid: int, sim_url: str,
                  work: Path, ttls: Mapping[str, float], limits: Limits,
                  broker_url: str | None = None):

@@ -6,7 +6,11 @@ workers, with the services, broker settings and worker environment of
 compares them). Host names become loopback addresses, and a port that is taken here is
 replaced by a free one. Everything is stopped by PID on exit.
 
-    python -m quotacache.dev.compose [--duration S] [--work DIR]
+``--broker embedded`` puts the embedded broker (Tansu) where Kafka was, everything else
+unchanged: the same two workers and simulator, for comparing the two brokers
+(``python -m bench brokers`` does).
+
+    python -m quotacache.dev.compose [--broker kafka|embedded] [--duration S] [--work DIR]
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from quotacache.dev.broker import free_port, port_open
+from quotacache.dev.broker import EmbeddedBroker, free_port, port_open
 from quotacache.dev.kafka_broker import KafkaBroker, ensure_jars
 from quotacache.dev.processes import ChildProcess, start_simulator, start_worker
 
 TOPOLOGY = Path(__file__).resolve().parents[2] / "deploy" / "topology.toml"
+BROKERS = ("kafka", "embedded")
 
 
 @dataclass(frozen=True)
@@ -76,32 +81,79 @@ def _port(wanted: int) -> int:
 
 @dataclass
 class Stack:
-    """The topology's processes on this machine, started in dependency order."""
+    """The topology's processes on this machine, started in dependency order.
+
+    ``broker``: ``kafka`` (the topology's) or ``embedded`` (Tansu in its place: the
+    workers get ``QUOTACACHE_BROKER__URL=embedded`` and its port, nothing else changes).
+    ``config``: the workers' configuration file (default: an empty one, everything from
+    the environment as in the compose file); the topology's environment overrides it.
+    """
 
     work: Path
     topology: Topology = field(default_factory=load_topology)
+    broker: str = "kafka"
+    config: Path | None = None
+    simulator_latency: str = "0.2-0.5"
     kafka: KafkaBroker | None = None
+    embedded: EmbeddedBroker | None = None
     simulator: ChildProcess | None = None
     workers: list[ChildProcess] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)
     sim_port: int = 0
 
+    def __post_init__(self) -> None:
+        if self.broker not in BROKERS:
+            raise ValueError(f"broker is one of {BROKERS}, not {self.broker!r}")
+
     @property
     def simulator_url(self) -> str:
         return f"http://127.0.0.1:{self.sim_port}"
 
+    @property
+    def bootstrap(self) -> str:
+        """host:port of the running broker, whichever it is."""
+        running = self.kafka or self.embedded
+        assert running is not None, "the stack is not started"
+        return running.bootstrap
+
+    @property
+    def broker_pid(self) -> int | None:
+        if self.kafka is not None:
+            return self.kafka.pid
+        if self.embedded is not None and self.embedded.process is not None:
+            return self.embedded.process.pid
+        return None
+
+    def worker_env(self, broker: str, simulator: str) -> dict[str, str]:
+        """Every worker's environment with the broker and simulator at these host:port
+        (the data dir aside, which is each worker's own)."""
+        env = self.topology.env_for(broker, simulator)
+        if self.broker == "embedded":
+            env["QUOTACACHE_BROKER__URL"] = "embedded"
+            env["QUOTACACHE_BROKER__EMBEDDED_PORT"] = broker.rsplit(":", 1)[1]
+        return env
+
     def start(self, worker_timeout: float = 120.0) -> Stack:
         topo = self.topology
         try:
-            # Kafka's node.id and process.roles are KafkaBroker's own (node 1, combined).
-            self.kafka = KafkaBroker(ensure_jars(), self.work / "kafka",
-                                     port=_port(topo.kafka_port), props=topo.kafka_settings)
-            self.kafka.start()
+            if self.broker == "kafka":
+                # Kafka's node.id and process.roles are KafkaBroker's own (node 1, combined).
+                self.kafka = KafkaBroker(ensure_jars(), self.work / "kafka",
+                                         port=_port(topo.kafka_port), props=topo.kafka_settings)
+                self.kafka.start()
+            else:
+                self.work.mkdir(parents=True, exist_ok=True)
+                self.embedded = EmbeddedBroker(_port(topo.kafka_port),
+                                               log_path=self.work / "broker.log").start()
             self.sim_port = _port(topo.simulator_port)
-            self.simulator = start_simulator(self.sim_port, log_path=self.work / "sim.log")
-            env = topo.env_for(self.kafka.bootstrap, f"127.0.0.1:{self.sim_port}")
-            config = self.work / "quotacache.toml"
-            config.write_text("# everything comes from the environment, as in the compose file\n")
+            self.simulator = start_simulator(self.sim_port, latency=self.simulator_latency,
+                                             log_path=self.work / "sim.log")
+            env = self.worker_env(self.bootstrap, f"127.0.0.1:{self.sim_port}")
+            config = self.config
+            if config is None:
+                config = self.work / "quotacache.toml"
+                config.write_text(
+                    "# everything comes from the environment, as in the compose file\n")
             for service, web_port in topo.workers:
                 port = _port(web_port)
                 data = self.work / service / "data"
@@ -117,7 +169,7 @@ class Stack:
     def pids(self) -> list[int]:
         """The broker's, the simulator's and each worker's process id."""
         children = [self.simulator, *self.workers]
-        return [pid for pid in [self.kafka and self.kafka.pid] if pid] + [
+        return [pid for pid in [self.broker_pid] if pid] + [
             c.pid for c in children if c is not None]
 
     def stop(self) -> None:
@@ -127,6 +179,8 @@ class Stack:
             self.simulator.stop()
         if self.kafka is not None:
             self.kafka.stop()
+        if self.embedded is not None:
+            self.embedded.stop()
 
     def __enter__(self) -> Stack:
         return self.start()
@@ -138,6 +192,9 @@ class Stack:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m quotacache.dev.compose",
                                      description=__doc__.split("\n\n")[0])
+    parser.add_argument("--broker", choices=BROKERS, default="kafka",
+                        help="Kafka, as in docker-compose.yml (default), or the embedded "
+                             "broker in its place")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--work", type=Path, help="data and logs (default: a temp dir, removed)")
     args = parser.parse_args(argv)
@@ -145,9 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     began = time.monotonic()
     try:
-        with Stack(work) as stack:
-            assert stack.kafka is not None
-            print(f"Kafka {stack.topology.kafka_version} on {stack.kafka.bootstrap}, "
+        with Stack(work, broker=args.broker) as stack:
+            name = (f"Kafka {stack.topology.kafka_version}" if args.broker == "kafka"
+                    else "the embedded broker")
+            print(f"{name} on {stack.bootstrap}, "
                   f"simulator on {stack.simulator_url}, workers on {', '.join(stack.urls)} "
                   f"(ready in {time.monotonic() - began:.0f} s; logs in {work}). "
                   "Ctrl-C stops everything.", flush=True)
