@@ -86,7 +86,8 @@ class FetchDispatcher:
                          weights=config.priority_weights,
                          latency=self.rt.backlog.latency[service],
                          answered_bonus=config.answered_bonus,
-                         margin=config.refresh_margin)
+                         margin=config.refresh_margin,
+                         reserve_above=config.reserve_above)
 
     async def drain(self, service: str) -> None:
         """Make the calls worth most while health, limits and concurrency allow."""

@@ -126,6 +126,9 @@ class ServiceConfig(BaseModel):
     #: A planned refresh goes this long (plus the call's latency) before the data
     #: expires: the time data takes from the upstream's answer into the cache.
     refresh_margin: float = Field(default=0.5, ge=0.0)
+    #: A slot is kept for a planned refresh only if it is worth this many times the call
+    #: that would take the slot now (``policy.dispatch.Valuation.reserve_above``).
+    reserve_above: float = Field(default=3.0, ge=1.0)
     #: Retries of failed calls (not 429s): attempts after the first, with exponential
     #: backoff and full jitter from retry_base up to retry_cap, within retry_deadline.
     retry_attempts: int = Field(default=3, ge=0)
