@@ -9,10 +9,11 @@ nothing and are left alone.
 The selection is work-conserving: whenever every limit has room, the most valuable
 eligible calls are made; a slot is never left idle while an eligible call waits, except
 to keep it for a more valuable call that is sure to come. That is the reservation: a
-call may take a slot only if the planned refreshes worth ``reserve_above`` times more, due
-while the slot stays taken (``S + jitter`` seconds), still find room, counting the slots that free up before
-each of them is due. Critical work is protected this way by its own demand: when many
-critical keys are about to expire, their slots are kept; when none are, nothing idles.
+call may take a slot only if the planned refreshes worth ``reserve_above`` times more,
+due while the slot stays taken (``S + jitter`` seconds), still find room, counting the
+slots that free up before each of them is due. Critical work is protected this way by
+its own demand: when many critical keys are about to expire, their slots are kept; when
+none are, nothing idles.
 
 A key whose data is still fresh is not called (one call per key per TTL), unless the
 request forces it; a planned refresh becomes eligible ``lead`` seconds before its data
