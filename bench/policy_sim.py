@@ -21,7 +21,7 @@ from quotacache.policy.demand import ReadRates
 from quotacache.policy.dispatch import Valuation, select_calls
 from quotacache.policy.health import ServiceHealth
 from quotacache.policy.limits import Decision, Scope, decide
-from quotacache.policy.queue import MIN_READS, FetchQueue
+from quotacache.policy.queue import MIN_READS, REGRADE, FetchQueue
 from quotacache.streams.records import FetchOrder
 from quotacache.units import Priority, RateLimit
 
@@ -99,13 +99,18 @@ def simulate(trace: Trace, *, latency: float = 0.35, valuation: Valuation | None
     result = Result()
     in_flight = 0
     priorities = {e: priority_of(trace, e) for e in trace.ttls}
+    #: The rate each read-ordered key's waiting order carried (``tables.inflight``).
+    claimed: dict[str, float] = {}
 
     def order(key: str, now: float, reason: str) -> None:
         endpoint, symbol = key.split("/", 1)
         at = fetched.get(key)
+        rate = rates.rate(key, now)
+        if reason == "read":
+            claimed[key] = rate
         queue.add(key, FetchOrder(
             service=SERVICE, endpoint=endpoint, symbol=symbol, priority=priorities[endpoint],
-            reason=reason, requested_at=now, rate=rates.rate(key, now),
+            reason=reason, requested_at=now, rate=rate,
             fresh_until=None if at is None else at + trace.ttls[endpoint]))
 
     def dispatch(now: float) -> None:
@@ -128,6 +133,7 @@ def simulate(trace: Trace, *, latency: float = 0.35, valuation: Valuation | None
             in_flight -= 1
             fetched[key] = at
             calling.discard(key)
+            claimed.pop(key, None)
             endpoint = key.split("/", 1)[0]
             if rates.rate(key, at) * trace.ttls[endpoint] >= MIN_READS:
                 order(key, at, "planned")
@@ -155,10 +161,11 @@ def simulate(trace: Trace, *, latency: float = 0.35, valuation: Valuation | None
                 if now - at <= ttl:
                     result.fresh += 1
                     result.critical_fresh += critical
-            if key in queue:
-                queue.measure(key, rates.rate(key, now), now)
-            elif (at is None or now - at > ttl) and key not in calling:
-                order(key, now, "read")
+            if (at is None or now - at > ttl) and key not in calling:
+                # As admission does: a waiting key is ordered again only when its rate
+                # has grown by REGRADE since its order was sent.
+                if key not in claimed or rates.rate(key, now) >= REGRADE * claimed[key]:
+                    order(key, now, "read")
             dispatch(now)
             read = next(reads, None)
         if now >= next_tick:

@@ -6,19 +6,28 @@ mark expires after ``timeout`` so a lost outcome (a crash between claim and fetc
 delays the next fetch, never blocks it forever; expired marks are pruned as new ones are
 made and by the sweeper's timer, so the map holds about the keys claimed in the last
 ``timeout`` seconds, however many distinct keys requests name.
+
+A mark also remembers the read rate its fetch order carried. The order waits in the
+service's queue ranked by that rate; reads of the key meanwhile are not asked again,
+unless the key's rate has grown by ``REGRADE`` since (a key that turns out popular after
+its first read): then its order is sent again with the new rate, at most a few times.
 """
 
 from __future__ import annotations
 
 from itertools import islice
 
+from quotacache.policy.queue import REGRADE
+
 
 class InFlight:
     def __init__(self, timeout: float):
         self.timeout = timeout
         self._deadlines: dict[str, float] = {}
+        #: The read rate each claimed key's order carried (last sent).
+        self._rates: dict[str, float] = {}
 
-    def claim(self, key: str, now: float) -> bool:
+    def claim(self, key: str, now: float, rate: float = 0.0) -> bool:
         """True if the caller may start a fetch for ``key`` (and now owns it)."""
         deadline = self._deadlines.get(key)
         if deadline is not None and deadline > now:
@@ -26,6 +35,19 @@ class InFlight:
         self.prune(now, at_most=64)  # amortised O(1) per claim; the sweeper does the rest
         self._deadlines.pop(key, None)  # re-inserted last: the dict stays in deadline order
         self._deadlines[key] = now + self.timeout
+        self._rates[key] = rate
+        return True
+
+    def grew(self, key: str, rate: float) -> bool:
+        """Has the claimed key's read rate grown by ``REGRADE`` since its order was sent?"""
+        sent = self._rates.get(key)
+        return sent is not None and rate > 0 and rate >= REGRADE * sent
+
+    def regrade(self, key: str, rate: float) -> bool:
+        """``grew``, and if so remember ``rate`` as sent (the caller re-sends the order)."""
+        if not self.grew(key, rate):
+            return False
+        self._rates[key] = rate
         return True
 
     def prune(self, now: float, at_most: int | None = None) -> None:
@@ -38,9 +60,11 @@ class InFlight:
             expired.append(key)
         for key in expired:
             del self._deadlines[key]
+            self._rates.pop(key, None)
 
     def release(self, key: str) -> None:
         self._deadlines.pop(key, None)
+        self._rates.pop(key, None)
 
     def active(self, key: str, now: float) -> bool:
         deadline = self._deadlines.get(key)

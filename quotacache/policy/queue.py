@@ -26,6 +26,9 @@ from quotacache.units import Priority
 RATE_TAU = 60.0
 #: An order whose call would buy fewer expected reads than this is dropped.
 MIN_READS = 0.05
+#: A waiting key's order is sent again once its read rate has grown by this factor
+#: (``tables.inflight``): reads of a waiting key are not ordered again otherwise.
+REGRADE = 1.5
 
 
 @dataclass
@@ -68,13 +71,6 @@ class FetchQueue:
             del self._entries[worst.key]
             return worst.order
         return None
-
-    def measure(self, key: str, rate: float, now: float) -> None:
-        """The owner counted a read of a queued key: its entry takes the rate measured now
-        (a first fetch ordered at a key's first read is then ranked by all its reads)."""
-        queued = self._entries.get(key)
-        if queued is not None:
-            queued.measured, queued.measured_at = rate, now
 
     def entries(self) -> list[Queued]:
         return list(self._entries.values())

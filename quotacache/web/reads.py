@@ -129,7 +129,8 @@ async def read_entry(view: web.View, rt: Runtime, service: str, endpoint: str, s
     ``wait`` hold the answer until that refresh lands (one upstream call for all).
 
     On the key's owner (``owned``), a refresh already in flight is not asked again
-    (admission would count it as a call saved and drop it: it is counted here), and a
+    (admission would count it as a call saved and drop it: it is counted here) unless
+    the key's read rate has grown enough to rank its waiting order again, and a
     HIT's answer is kept encoded for the hit path (``quotacache/web/hits.py``)."""
     config = rt.settings.service(service)
     now = rt.clock()
@@ -141,7 +142,8 @@ async def read_entry(view: web.View, rt: Runtime, service: str, endpoint: str, s
         force = (may_force and entry is not None and max_age is not None
                  and entry.is_fresh(now))
         with rt.waiters.watch(key) as landed:
-            if owned and rt.inflight.active(key, now):  # its landing wakes us too
+            if owned and rt.inflight.active(key, now) and not rt.inflight.grew(
+                    key, rt.demand.rate(key, now)):  # its landing wakes us too
                 rt.stats.count("calls_saved", f"{service}/{endpoint}")
             else:
                 try:

@@ -81,6 +81,18 @@ async def test_a_second_request_while_one_is_in_flight_makes_no_second_order(rt)
     assert rt.stats.by_endpoint["svc/ticker"]["calls_saved"] == 1
 
 
+async def test_a_waiting_key_read_much_more_since_its_order_is_ordered_again(rt):
+    """Its first read ranked it by a guess; a key that turns out popular must not wait
+    behind that guess until its fetch lands."""
+    await admit(rt, request(reason="read"))
+    for _ in range(20):
+        rt.demand.read("svc/ticker/BTC", START)
+    await admit(rt, request(reason="read"), request(reason="read"))
+    first, again = orders(rt)  # the third request found the rate already sent
+    assert again.rate >= 1.5 * first.rate
+    assert rt.stats.by_endpoint["svc/ticker"]["calls_saved"] == 1
+
+
 async def test_an_in_flight_mark_lost_with_its_outcome_expires_after_the_timeout(rt, clock):
     await admit(rt, request())
     clock.advance(rt.settings.cache.inflight_timeout)

@@ -84,3 +84,15 @@ def test_a_prune_forgets_every_expired_mark_and_keeps_the_running_ones():
     marks.claim("running", now=20)
     marks.prune(now=30)
     assert len(marks) == 1 and marks.active("running", now=30)
+
+
+def test_a_waiting_key_is_regraded_only_when_its_read_rate_has_grown_by_half():
+    marks = InFlight(timeout=30)
+    marks.claim("k", now=0, rate=1.0)
+    assert not marks.grew("k", 1.4)
+    assert marks.grew("k", 1.5)
+    assert marks.regrade("k", 1.5)
+    assert not marks.regrade("k", 2.0)  # compared with the rate sent last, now 1.5
+    assert marks.regrade("k", 2.25)
+    marks.release("k")
+    assert not marks.grew("k", 100.0)  # no mark, no order waiting
