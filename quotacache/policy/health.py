@@ -7,7 +7,9 @@ owns the service, so a worker taking over after a crash inherits pauses and brea
 * A 429 pauses the whole service until its Retry-After has passed (or
   ``default_retry_after`` when the upstream does not say).
 * ``X-RateLimit-Remaining`` / ``-Reset`` style hints lower the allowance: once the
-  upstream says none remain, no call is made until its reset time.
+  upstream says none remain, no call is made until its reset time. How many calls the
+  reset frees is unknown (one, on a sliding window), so the first call after it is a
+  probe: the others wait for an answer and its new hint (or ``PROBE_WAIT`` seconds).
 * Consecutive failures (5xx, timeouts, connection errors, garbage) open the circuit
   breaker for ``cooldown`` seconds; then one trial call is let through (half-open): its
   success closes the breaker, its failure opens it again.
@@ -18,6 +20,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
+
+#: After the reset of an exhausted hint, calls wait this long at most for the probe's answer.
+PROBE_WAIT = 10.0
 
 
 class Breaker(StrEnum):
@@ -37,6 +42,8 @@ class ServiceHealth:
     consecutive_failures: int = 0
     opened_at: float = 0.0
     trial_in_flight: bool = False
+    #: The call made after an exhausted hint's reset is under way until then.
+    probe_until: float = 0.0
 
     # -- decisions -------------------------------------------------------------------
     def admits(self, now: float, cooldown: float) -> tuple[bool, str]:
@@ -45,6 +52,8 @@ class ServiceHealth:
             return False, f"paused until {self.paused_until:.0f} ({self.pause_reason})"
         if self.hint_remaining is not None and now < self.hint_reset and self.hint_remaining <= 0:
             return False, "upstream reports no calls remaining"
+        if now < self.probe_until:
+            return False, "waiting for the upstream's answer after its reset"
         state = self.breaker_state(now, cooldown)
         if state is Breaker.OPEN:
             return False, "circuit breaker open"
@@ -64,14 +73,18 @@ class ServiceHealth:
             self.breaker = Breaker.HALF_OPEN.value
             self.trial_in_flight = True
         if self.hint_remaining is not None:
+            if self.hint_remaining <= 0 and now >= self.hint_reset:
+                self.probe_until = now + PROBE_WAIT
             self.hint_remaining -= 1
 
     def on_success(self) -> None:
+        self.probe_until = 0.0
         self.consecutive_failures = 0
         self.breaker = Breaker.CLOSED.value
         self.trial_in_flight = False
 
     def on_failure(self, now: float, threshold: int) -> None:
+        self.probe_until = 0.0
         self.consecutive_failures += 1
         self.trial_in_flight = False
         if self.breaker != Breaker.CLOSED.value or self.consecutive_failures >= threshold:
@@ -80,11 +93,13 @@ class ServiceHealth:
 
     def on_rate_limited(self, now: float, retry_after: float | None, default: float) -> None:
         wait = retry_after if retry_after is not None else default
+        self.probe_until = 0.0
         self.paused_until = max(self.paused_until, now + wait)
         self.pause_reason = "429 from upstream"
         self.trial_in_flight = False
 
     def on_hint(self, remaining: int, reset_at: float, limit: int | None = None) -> None:
+        self.probe_until = 0.0
         self.hint_remaining = remaining
         self.hint_reset = reset_at
         self.hint_limit = limit

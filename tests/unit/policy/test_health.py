@@ -54,6 +54,29 @@ def test_an_upstream_hint_stops_calls_only_once_none_remain():
     assert health.admits(100, 30)[0]  # the reset
 
 
+def test_after_an_exhausted_hint_resets_one_probe_goes_and_the_rest_wait_for_its_answer():
+    """A sliding window frees one call at its reset, maybe no more: a burst sent then
+    would meet 429s."""
+    health = ServiceHealth()
+    health.on_hint(remaining=0, reset_at=100, limit=10)
+    assert health.admits(100, 30)[0]
+    health.on_call(100, 30)
+    assert health.admits(100, 30) == (False, "waiting for the upstream's answer after its reset")
+    health.on_success()
+    health.on_hint(remaining=4, reset_at=160, limit=10)  # the probe's answer
+    assert health.admits(100.3, 30)[0]
+    health.on_call(100.3, 30)
+    assert health.admits(100.3, 30)[0]  # a current hint with calls left: no probe
+
+
+def test_a_probe_whose_answer_is_lost_holds_calls_back_for_a_while_only():
+    health = ServiceHealth()
+    health.on_hint(remaining=0, reset_at=100, limit=10)
+    health.on_call(100, 30)
+    assert not health.admits(109.9, 30)[0]
+    assert health.admits(110, 30)[0]
+
+
 def test_hinted_use_is_the_upstreams_view_while_its_hint_is_current():
     health = ServiceHealth()
     health.on_hint(remaining=25, reset_at=100, limit=100)
