@@ -9,11 +9,11 @@ nothing and are left alone.
 The selection is work-conserving: whenever every limit has room, the most valuable
 eligible calls are made; a slot is never left idle while an eligible call waits, except
 to keep it for a more valuable call that is sure to come. That is the reservation: a
-call may take a slot only if the planned refreshes worth ``reserve_above`` times more,
-due while the slot stays taken (``S + jitter`` seconds), still find room, counting the
-slots that free up before each of them is due. Critical work is protected this way by
-its own demand: when many critical keys are about to expire, their slots are kept; when
-none are, nothing idles.
+call may take a slot only if the planned refreshes worth more (``reserve_above`` times
+more, unless they are critical), due while the slot stays taken (``S + jitter`` seconds),
+still find room, counting the slots that free up before each of them is due. Critical
+work is protected this way by its own demand: when many critical keys are about to
+expire, their slots are kept; when none are, nothing idles.
 
 A key whose data is still fresh is not called (one call per key per TTL), unless the
 request forces it; a planned refresh becomes eligible ``lead`` seconds before its data
@@ -32,6 +32,7 @@ from typing import Protocol
 from quotacache.policy.health import ServiceHealth
 from quotacache.policy.limits import Decision, Scope, allowance, frees_at, used
 from quotacache.policy.queue import FetchQueue, Queued
+from quotacache.units import Priority
 
 #: Value weight of each priority: critical reads count this many times a medium one.
 DEFAULT_WEIGHTS = {"critical": 4.0, "high": 2.0, "medium": 1.0, "low": 1.0}
@@ -73,7 +74,8 @@ class Valuation:
     #: the call that would take the slot now: a planned refresh is a forecast (its key's
     #: reads may fade before it is due), a call made now is sure. Tuned on the bench's
     #: traces with ``bench.policy_sim`` (1: fresh 0.854, answered 0.845 of the optimum on
-    #: average; 3: 0.864, 0.870).
+    #: average; 3: 0.864, 0.870). Critical refreshes keep theirs at any worth above the
+    #: call's: their protection is the point of the reservation.
     reserve_above: float = 3.0
     #: First fetches wait until then: at start-up every read is a first read, and a
     #: moment of reads shows which keys are popular before the scarce slots are spent.
@@ -130,6 +132,8 @@ class _Planned:
     due: float
     value: float
     endpoint: str
+    #: Reserved for at any value above the call's (others: ``reserve_above`` times).
+    critical: bool = False
 
 
 def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: float, *,
@@ -141,7 +145,7 @@ def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: 
     ready = sorted((q for q in entries if q.key in values),
                    key=lambda q: values[q.key], reverse=True)
     planned = sorted((_Planned(valuation.due(q), valuation.value(q, valuation.due(q)),
-                               q.order.endpoint)
+                               q.order.endpoint, q.order.priority is Priority.CRITICAL)
                       for q in entries if not valuation.eligible(q, now)),
                      key=lambda p: p.due)
     blocked_endpoints: set[str] = set()
@@ -167,14 +171,15 @@ def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: 
                 blocked_endpoints.add(endpoint)
             continue
         value = values[queued.key]
-        if not _leaves_room(budget, endpoint, now, value * valuation.reserve_above, planned):
+        if not _leaves_room(budget, endpoint, now, value, valuation.reserve_above, planned):
             selection.blocked.append(queued)
             continue
         budget.record(endpoint, now)
         if valuation.foresee:
             ttl = valuation.ttl_of.get(endpoint, 60.0)
             insort(planned, _Planned(now + ttl - valuation.margin,
-                                     valuation.refresh_value(queued, now), endpoint),
+                                     valuation.refresh_value(queued, now), endpoint,
+                                     queued.order.priority is Priority.CRITICAL),
                    key=lambda p: p.due)
         health.on_call(now, cooldown)
         free_slots -= 1
@@ -182,10 +187,10 @@ def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: 
     return selection
 
 
-def _leaves_room(budget: Budget, endpoint: str, now: float, value: float,
+def _leaves_room(budget: Budget, endpoint: str, now: float, value: float, above: float,
                  planned: list[_Planned]) -> bool:
-    """Would the planned refreshes worth more than ``value`` still find room if this call
-    were made?
+    """Would the planned refreshes worth more than ``value`` (``above`` times more, unless
+    critical) still find room if this call were made?
 
     For each limit of each scope the call counts in: the j-th more valuable refresh due
     before this call's slot frees again needs ``j`` slots by its due time, out of the
@@ -194,7 +199,7 @@ def _leaves_room(budget: Budget, endpoint: str, now: float, value: float,
     for scope in budget.scopes(endpoint):
         times = budget.times(scope.name)
         endpoint_scope = "/" in scope.name  # "service/endpoint": only its own refreshes
-        mine = [p for p in planned if p.value > value
+        mine = [p for p in planned if p.value > (value if p.critical else value * above)
                 and (not endpoint_scope or p.endpoint == endpoint)]
         if not mine:
             continue

@@ -116,18 +116,20 @@ def test_a_slot_a_busier_planned_refresh_needs_is_kept_for_it():
 
 def test_a_slot_is_kept_only_for_a_refresh_worth_several_times_the_call_now():
     """A planned refresh is a forecast: a read key whose call is worth half of it takes
-    the last slot; against one worth ``reserve_above`` times more, it waits."""
-    def last_slot_goes_to(planned_rate):
+    the last slot; against one worth ``reserve_above`` times more, it waits. A critical
+    refresh keeps its slot against any call worth less."""
+    def last_slot_goes_to(endpoint, planned_rate):
         budget = MemoryBudget("svc", [RateLimit(calls=1, seconds=60)], [])
         queue = FetchQueue()
-        enqueue(queue, order("ticker", "BUSY", rate=planned_rate, fresh_until=20.0,
+        enqueue(queue, order(endpoint, "BUSY", rate=planned_rate, fresh_until=20.0,
                              reason="planned"))
-        enqueue(queue, order("ticker", "NOW", at=10.0, rate=1.0))
+        enqueue(queue, order(endpoint, "NOW", at=10.0, rate=1.0))
         return keys(select(queue, ServiceHealth(), budget, now=10.0))
 
     # Worth about twice the call now when due (rate 2 against 1, faded, aged): not kept.
-    assert last_slot_goes_to(2.0) == ["svc/ticker/NOW"]
-    assert last_slot_goes_to(2.0 * Valuation(ttl_of=TTLS).reserve_above) == []
+    assert last_slot_goes_to("ls_ratio", 2.0) == ["svc/ls_ratio/NOW"]
+    assert last_slot_goes_to("ls_ratio", 2.0 * Valuation(ttl_of=TTLS).reserve_above) == []
+    assert last_slot_goes_to("ticker", 2.0) == []  # critical
 
 
 def test_when_slots_free_up_before_the_busy_keys_are_due_nothing_is_held_back():
