@@ -186,10 +186,11 @@ class BrokerConfig(BaseModel):
     #: partition on every fetch, so idle CPU grows with it; one partition means one
     #: active worker), 4 on Kafka (up to four workers share the keys).
     partitions: int = Field(default=0, ge=0)
-    #: Consumer long-poll while records flow, and while a rebalance or recovery runs.
-    #: Tansu answers a fetch at its next rescan of the log (about every half of this),
-    #: never early on a produce: a topic hop costs up to half of it.
-    fetch_wait: Duration = 0.05
+    #: Consumer long-poll while records flow (50 ms at most while a rebalance or recovery
+    #: runs). Tansu answers a fetch at its next rescan of the log (about every half of
+    #: this), never early on a produce: a topic hop costs up to half of it; every fetch
+    #: and rescan costs CPU (``quotacache/dev/fetch_wait.py`` has the figures).
+    fetch_wait: Duration = 0.2
     #: Long-poll once nothing was fetched or produced for ``idle_after``: fewer fetches
     #: and rescans while idle, at the price of up to half of it on the first hop after
     #: a quiet spell (a read's refresh). Equal to ``fetch_wait``: never idle.
