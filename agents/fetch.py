@@ -58,6 +58,8 @@ class FetchDispatcher:
         if order.key in self.rt.backlog.calling:
             return  # a call for this key is under way: its data will land for everyone
         queue = self.queues[order.service]
+        if order.rerank and order.key not in queue:
+            return  # a new rate for an order no longer waiting: its call went already
         queue.limit = self.rt.settings.service(order.service).queue_limit
         pushed_out = queue.add(order.key, order)
         if pushed_out is not None:

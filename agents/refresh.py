@@ -91,15 +91,17 @@ async def admit_request(rt: Runtime, request: RefreshRequest, symbol: str, key: 
     rate = rt.demand.rate(key, now)
     if request.reason != "read":  # asked for, not read: worth a read per TTL, so it is
         rate = max(rate, 1.0 / spec.ttl)  # fetched when the budget has room for it
+    rerank = False
     if not rt.inflight.claim(key, now, rate):
         # Waiting already; a key read far more than when it was ordered is ranked again.
         if not (request.reason == "read" and rt.inflight.regrade(key, rate)):
             rt.stats.count("calls_saved", endpoint_name)
             return
+        rerank = True
     # A list endpoint is fetched once, as a whole, for all the symbols it fills.
     order = FetchOrder(service=request.service, endpoint=request.endpoint,
                        symbol="*" if spec.fan_out else symbol,
                        priority=request.priority or spec.priority, reason=request.reason,
-                       requested_at=now, rate=rate, force=request.force,
+                       requested_at=now, rate=rate, force=request.force, rerank=rerank,
                        fresh_until=entry.fetched_at + entry.ttl if entry else None)
     await rt.topics.send(rt.topics.fetch, request.service, order)

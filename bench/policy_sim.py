@@ -164,7 +164,9 @@ def simulate(trace: Trace, *, latency: float = 0.35, valuation: Valuation | None
             if (at is None or now - at > ttl) and key not in calling:
                 # As admission does: a waiting key is ordered again only when its rate
                 # has grown by REGRADE since its order was sent.
-                if key not in claimed or rates.rate(key, now) >= REGRADE * claimed[key]:
+                if key not in claimed:
+                    order(key, now, "read")
+                elif key in queue and rates.rate(key, now) >= REGRADE * claimed[key]:
                     order(key, now, "read")
             dispatch(now)
             read = next(reads, None)

@@ -95,6 +95,9 @@ class FetchOrder(Record):
     fresh_until: float | None = None
     #: Asked with force: called even while the key is fresh.
     force: bool = False
+    #: Only a new read rate for the key's waiting order: dropped when none waits (its
+    #: call is under way or done), so it never starts a call of its own.
+    rerank: bool = False
 
     @property
     def key(self) -> str:

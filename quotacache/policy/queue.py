@@ -62,7 +62,8 @@ class FetchQueue:
                 "priority": min(order.priority, old.priority, key=lambda p: p.rank),
                 "requested_at": min(at, old.requested_at),
                 "force": order.force or old.force,
-                "attempt": max(order.attempt, old.attempt)})
+                "attempt": max(order.attempt, old.attempt),
+                "rerank": order.rerank and old.rerank})
             return None
         self._entries[key] = Queued(key, order, order.rate, at)
         if len(self._entries) > self.limit:

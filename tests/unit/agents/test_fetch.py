@@ -190,6 +190,18 @@ async def test_an_order_for_a_key_whose_call_is_under_way_is_not_queued(rt, upst
     assert "svc/ticker/BTC" not in rt.backlog.calling
 
 
+async def test_a_new_rank_for_an_order_no_longer_waiting_makes_no_call(rt, upstream):
+    """A reranked order that arrives after its key's call went (the race that made two
+    calls of one refresh) is dropped; one for a waiting order only raises its rate."""
+    await fetch(rt, order(), order(rerank=True, rate=5.0))
+    assert len(upstream.requests) == 1
+    await fetch(rt, *(order(symbol=s) for s in "ABC"), order(symbol="E", rate=0.1),
+                order(symbol="E", rerank=True, rate=5.0))
+    [waiting] = rt.backlog.queues["svc"].entries()
+    assert waiting.key == "svc/ticker/E" and waiting.rate(START) == 5.0
+    assert not waiting.order.rerank  # a retry of it is a real order
+
+
 async def test_a_full_queue_pushes_out_the_order_read_least(make_rt, upstream):
     rt = make_rt(limits=["1/60"], queue_limit=2)
     await fetch(rt, order(symbol="A"), order("ratio", "B", rate=0.5),

@@ -90,6 +90,7 @@ async def test_a_waiting_key_read_much_more_since_its_order_is_ordered_again(rt)
     await admit(rt, request(reason="read"), request(reason="read"))
     first, again = orders(rt)  # the third request found the rate already sent
     assert again.rate >= 1.5 * first.rate
+    assert again.rerank and not first.rerank  # a new rank, never a call of its own
     assert rt.stats.by_endpoint["svc/ticker"]["calls_saved"] == 1
 
 
