@@ -74,8 +74,12 @@ class ServiceHealth:
             self.trial_in_flight = True
         if self.hint_remaining is not None:
             if self.hint_remaining <= 0 and now >= self.hint_reset:
+                # The probe; the spent hint is forgotten, so an upstream that stops
+                # sending hints is not probed call by call for ever.
                 self.probe_until = now + PROBE_WAIT
-            self.hint_remaining -= 1
+                self.hint_remaining = None
+            else:
+                self.hint_remaining -= 1
 
     def on_success(self) -> None:
         self.probe_until = 0.0

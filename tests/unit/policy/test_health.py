@@ -69,6 +69,16 @@ def test_after_an_exhausted_hint_resets_one_probe_goes_and_the_rest_wait_for_its
     assert health.admits(100.3, 30)[0]  # a current hint with calls left: no probe
 
 
+def test_after_a_probe_answered_without_a_hint_calls_flow_again():
+    health = ServiceHealth()
+    health.on_hint(remaining=0, reset_at=100, limit=10)
+    health.on_call(100, 30)
+    health.on_success()  # no X-RateLimit headers this time
+    for second in range(3):
+        assert health.admits(101 + second, 30)[0]
+        health.on_call(101 + second, 30)
+
+
 def test_a_probe_whose_answer_is_lost_holds_calls_back_for_a_while_only():
     health = ServiceHealth()
     health.on_hint(remaining=0, reset_at=100, limit=10)
