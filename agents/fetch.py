@@ -66,6 +66,7 @@ class FetchDispatcher:
     def on_feedback(self, feedback: ServiceFeedback) -> None:
         config = self.rt.settings.service(feedback.service)
         health = self.rt.health.get(feedback.service)
+        before = health.to_dict()
         if feedback.outcome == "success":
             health.on_success()
         elif feedback.outcome == "failure":
@@ -78,7 +79,8 @@ class FetchDispatcher:
             in_flight = self.calls_in_flight[feedback.service]
             health.on_hint(max(0, feedback.remaining - in_flight), feedback.reset_at,
                            feedback.limit)
-        self.rt.health.put(feedback.service, health)
+        if health.to_dict() != before:  # a success of a healthy service changes nothing
+            self.rt.health.put(feedback.service, health)
 
     def valuation(self, service: str) -> Valuation:
         config = self.rt.settings.service(service)
@@ -102,10 +104,11 @@ class FetchDispatcher:
             return
         health = rt.health.get(service)
         free_slots = config.max_in_flight - self.calls_in_flight[service]
+        before = health.to_dict()
         selection = select_calls(queue, health, ServiceBudget(rt.limiter, service), now,
                                  service=service, cooldown=config.breaker_cooldown,
                                  free_slots=free_slots, valuation=valuation)
-        if selection.calls:
+        if selection.calls and health.to_dict() != before:
             rt.health.put(service, health)
         for queued in selection.calls:
             queue.remove(queued.key)

@@ -9,6 +9,7 @@ target is printed loudly. About 7 minutes on 2 cores. Not part of CI.
     python -m bench [--trace zipf|tight|longtail|shift|FILE] [--seed N] [--only SYSTEMS]
     python -m bench optimum --trace NAME    # just the optima, no systems run
     python -m bench lean [--help]           # the lean-worker figures (bench/lean.py)
+    python -m bench soak --hours N          # RSS and records over time (bench/soak.py)
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def main() -> None:
     if sys.argv[1:2] == ["lean"]:
         from bench import lean
         return lean.main(sys.argv[2:])
+    if sys.argv[1:2] == ["soak"]:
+        from bench import soak
+        return soak.main(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", nargs="?", choices=("compare", "optimum"), default="compare",
