@@ -124,12 +124,23 @@ class FetchDispatcher:
         self.rt.tasks.spawn(self.call(order, decided_at))
 
     def wants_tick(self, service: str, now: float) -> bool:
-        """Is a call eligible now, or a planned one about to be? (Idle queues sleep.)"""
+        """Could a drain make a call now? A call eligible now (or a planned one about to
+        be), a free call slot, health that admits calls and a limit with room for one of
+        them: a tick that cannot change anything is not sent (every tick is a record).
+        A call that ends drains the queue anyway."""
         queue = self.queues.get(service)
         if not queue:
             return False
         valuation = self.valuation(service)
-        return any(valuation.eligible(q, now + TICK_INTERVAL) for q in queue.entries())
+        endpoints = {q.order.endpoint for q in queue.entries()
+                     if valuation.eligible(q, now + TICK_INTERVAL)}
+        config = self.rt.settings.service(service)
+        if not endpoints or self.calls_in_flight[service] >= config.max_in_flight:
+            return False
+        if not self.rt.health.get(service).admits(now, config.breaker_cooldown)[0]:
+            return False
+        budget = ServiceBudget(self.rt.limiter, service)
+        return any(budget.check(endpoint, now).allowed for endpoint in endpoints)
 
     # -- outside stream iteration (tasks) ------------------------------------------------
     async def call(self, order: FetchOrder, decided_at: float) -> None:

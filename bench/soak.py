@@ -77,7 +77,7 @@ async def sample(http: httpx.AsyncClient, web_url: str, bootstrap: str, worker_p
         row["upstream_calls"] = stats.get("upstream_calls")
         row["hits"], row["misses"] = stats.get("hits"), stats.get("misses")
         row["stale_served"] = stats.get("stale_served")
-        row["generation"] = stats.get("generation")
+        row["generation"] = 1 + (stats.get("events") or {}).get("rotations", 0)
     with contextlib.suppress(Exception):
         row["topics"] = await topic_records(bootstrap)
     return row
