@@ -116,9 +116,9 @@ class Rotation:
             await self._recreate()
             for tp in consumed:
                 await _restart_at_zero(consumer, tp)
-            seeded = self._seed_changelogs(tables)  # synchronous: a consistent snapshot
             for table in tables:
                 del table.send_changelog  # the class's method again
+            seeded = self._seed_changelogs(tables)  # no await: a consistent snapshot
             seeded += await self._seed_data()
             seeded += await self._send_carried(carried)
             await app.producer.flush()
@@ -164,16 +164,26 @@ class Rotation:
         return await read_from(self.bootstrap, starts)
 
     async def _recreate(self) -> None:
+        """Delete our topics and create them again, until every one is empty."""
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        await admin.start()
-        try:
-            existing = set(await admin.list_topics())
-            await admin.delete_topics([t for t in self.topics if t in existing])
-        finally:
-            await admin.close()
-        await ensure_topics(self.bootstrap, self.topics, repair=True, configs=self.configs)
+        left = list(self.topics)
+        for _ in range(3):
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+            await admin.start()
+            try:
+                existing = set(await admin.list_topics())
+                await admin.delete_topics([t for t in left if t in existing])
+            finally:
+                await admin.close()
+            await ensure_topics(self.bootstrap, self.topics, repair=True,
+                                configs=self.configs)
+            ends = await log_ends(self.bootstrap, list(self.topics))
+            left = [t for t, n in ends.items() if n]
+            if not left:
+                return
+            log.warning("rotation: %s not emptied, deleting again", ", ".join(left))
+        raise RuntimeError(f"rotation could not empty {', '.join(left)}")
 
     def _seed_changelogs(self, tables: Iterable[Any]) -> int:
         """Each table's contents into its (empty) changelog, partition by partition."""

@@ -1,0 +1,72 @@
+"""A rotation re-creates every topic of the worker (quotacache/dev/rotation.py); what it
+seeds must be the whole state: a worker restarted after it, with its data dir or with
+none at all (everything from the changelogs), still has the cache, the pins and the
+monitored symbols, and counts the calls already spent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+
+from .conftest import poll
+
+#: TTL 5 min: no entry turns stale (and is fetched again) during the test.
+KEYS = [f"cryptometer/ls_ratio/S{i}" for i in range(8)] + ["cryptometer/open_interest/BTC"]
+
+
+def rotations(worker) -> int:
+    return worker.get("/stats?scope=local").json()["events"].get("rotations", 0)
+
+
+def test_state_survives_a_rotation_and_a_restart_with_or_without_the_data_dir(deployment):
+    deployment.configure(broker_extra='rotate_records = 150\nrotate_check = "1s"')
+    worker = deployment.start_worker()
+    httpx.post(worker.url + "/strategy", json={"service": "cryptometer",
+                                               "strategy": "MINIMAL"}).raise_for_status()
+    httpx.post(worker.url + "/symbols", json={"symbols": ["BTC"], "endpoints":
+                                              ["cryptometer/open_interest"]}).raise_for_status()
+    for key in KEYS:  # open_interest/BTC: monitored, scheduled, or fetched by this read
+        poll(lambda key=key: worker.get(f"/cache/{key}?wait=5").status_code == 200,
+             timeout=30, message=key)
+    before = {key: worker.get(f"/cache/{key}").json()["fetched_at"] for key in KEYS}
+    calls = deployment.simulator.stats()["accepted"]
+    used = spent(worker)
+
+    # Requests for fresh keys add records (and no calls) until the budget is spent.
+    async def requests() -> None:
+        await deployment.produce(deployment.topic("refresh"), [
+            (json.dumps(key).encode(), json.dumps(dict(zip(
+                ("service", "endpoint", "symbol"), key.split("/"), strict=True))).encode())
+            for key in KEYS * 20])
+
+    asyncio.run(requests())
+    poll(lambda: rotations(worker) >= 1, timeout=30, message="a rotation")
+    for key in KEYS:  # the same entries, not fetched again
+        assert worker.get(f"/cache/{key}").json()["fetched_at"] == before[key], key
+    assert deployment.simulator.stats()["accepted"] == calls
+
+    worker.child.stop()  # the same data dir: persisted offsets must match the new topics
+    again = deployment.start_worker("w1", data_dir=worker.data_dir)
+    check_state(again, before, used)
+    again.child.stop()  # no data dir: everything comes from the reseeded changelogs
+    fresh = deployment.start_worker("w2")
+    check_state(fresh, before, used)
+    assert deployment.simulator.stats()["accepted"] == calls
+
+
+def spent(worker) -> dict[str, int]:
+    """Calls counted in the service's 100/60 and each endpoint's 10/60 window."""
+    rows = worker.get("/status/cryptometer").json()["limits"]
+    return {row["scope"]: row["used"] for row in rows if row["limit"].endswith("/60")}
+
+
+def check_state(worker, before: dict[str, float], used: dict[str, int]) -> None:
+    for key in KEYS:
+        answer = worker.get(f"/cache/{key}")
+        assert answer.status_code == 200 and answer.json()["fetched_at"] == before[key], key
+    status = worker.get("/status").json()["services"]["cryptometer"]
+    assert status["strategy"] == "MINIMAL" and status["strategy_pinned"] is True
+    assert set(worker.get("/symbols").json()["symbols"]) == {"BTC"}
+    assert spent(worker) == used  # within the minute: every call still counts
