@@ -10,6 +10,7 @@ target is printed loudly. About 7 minutes on 2 cores. Not part of CI.
     python -m bench optimum --trace NAME    # just the optima, no systems run
     python -m bench lean [--help]           # the lean-worker figures (bench/lean.py)
     python -m bench soak --hours N          # RSS and records over time (bench/soak.py)
+    python -m bench records                 # records per read and per call (bench/records.py)
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ def main() -> None:
     if sys.argv[1:2] == ["lean"]:
         from bench import lean
         return lean.main(sys.argv[2:])
+    if sys.argv[1:2] == ["records"]:
+        from bench import records
+        return records.main(sys.argv[2:])
     if sys.argv[1:2] == ["soak"]:
         from bench import soak
         return soak.main(sys.argv[2:])

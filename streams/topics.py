@@ -187,7 +187,10 @@ class Topics:
         while self._held:
             batch, self._held = self._held, []
             for topic, key, value in batch:
-                await self._send_now(topic, key, value)
+                try:
+                    await self._send_now(topic, key, value)
+                except Exception:  # counted in ``health``; the rest must still go
+                    log.exception("a held send to %s failed", topic.get_topic_name())
             sent += len(batch)
         self._held = None  # no await since the last check: nothing is left behind
         return sent
