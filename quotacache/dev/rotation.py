@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -61,6 +62,7 @@ class Rotation:
         self.generation = 1
         self.running = False
         self.last: dict[str, Any] = {}
+        self._broker_pid: int | None = None
 
     # -- when --------------------------------------------------------------------------
     async def records(self) -> int:
@@ -76,12 +78,21 @@ class Rotation:
                      self.sole_owner())
             return False
         added = await self.records() - self.baseline
-        log.info("rotation check: %d records added in generation %d (budget %d)", added,
-                 self.generation, budget)
-        if added < budget:
+        rss = self.broker_rss_mb()
+        log.info("rotation check: %d records added in generation %d (budget %d), broker "
+                 "%s MB", added, self.generation, budget, "?" if rss is None else round(rss))
+        limit = self.rt.settings.broker.rotate_broker_mb
+        too_big = bool(limit) and rss is not None and rss >= limit and added >= budget // 10
+        if added < budget and not too_big:
             return False
         await self.rotate()
         return True
+
+    def broker_rss_mb(self) -> float | None:
+        """The embedded broker's resident memory (None: not found on this machine)."""
+        if self._broker_pid is None or not Path(f"/proc/{self._broker_pid}").exists():
+            self._broker_pid = listening_pid(self.rt.settings.broker.embedded_port)
+        return None if self._broker_pid is None else rss_mb(self._broker_pid)
 
     def sole_owner(self) -> bool:
         """Does this worker consume every partition of every topic its agents read?"""
@@ -198,7 +209,7 @@ class Rotation:
                 continue
             for partition, db in dbs.items():
                 count = 0
-                for key, value in list(store._visible_items(db)):
+                for key, value in store._visible_items(db):  # no await: nothing changes
                     table.send_changelog(partition, key, value, key_serializer="raw",
                                          value_serializer="raw")
                     count += 1
@@ -315,6 +326,39 @@ def install(rt: Runtime, topics: dict[str, int], configs: dict[str, dict[str, st
             log.exception("rotation failed")
 
     return rotation
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def listening_pid(port: int) -> int | None:
+    """The process listening on TCP ``port`` here (Linux /proc; None elsewhere)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    for proc in Path("/proc").iterdir() if inodes else ():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                return int(proc.name)
+        except OSError:
+            continue
+    return None
 
 
 def discard_if_interrupted(data_dir: Path) -> bool:
