@@ -208,8 +208,8 @@ class BrokerConfig(BaseModel):
     #: About 1 KB of broker memory a record (README, "Bounded memory").
     rotate_records: int = Field(default=50_000, ge=0)
     #: ... or once the embedded broker's resident memory passes this many MB (0: never;
-    #: the broker is found by its port on this machine), if at least a tenth of
-    #: ``rotate_records`` were added since the last rotation (what was seeded stays).
+    #: the broker is found by its port on this machine) and grew by a quarter of it
+    #: since the last rotation (what a rotation seeds stays: a big cache is a floor).
     rotate_broker_mb: int = Field(default=100, ge=0)
     #: How often the worker counts the records on its topics.
     rotate_check: Duration = 30.0

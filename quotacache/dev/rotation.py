@@ -63,6 +63,7 @@ class Rotation:
         self.running = False
         self.last: dict[str, Any] = {}
         self._broker_pid: int | None = None
+        self.floor_mb: float | None = None  # the broker's memory after the last rotation
 
     # -- when --------------------------------------------------------------------------
     async def records(self) -> int:
@@ -82,7 +83,9 @@ class Rotation:
         log.info("rotation check: %d records added in generation %d (budget %d), broker "
                  "%s MB", added, self.generation, budget, "?" if rss is None else round(rss))
         limit = self.rt.settings.broker.rotate_broker_mb
-        too_big = bool(limit) and rss is not None and rss >= limit and added >= budget // 10
+        # What a rotation seeds stays: only growth since then is worth another one.
+        grew = rss is not None and rss - (self.floor_mb or 0.0) >= limit / 4
+        too_big = bool(limit) and rss is not None and rss >= limit and grew
         if added < budget and not too_big:
             return False
         await self.rotate()
@@ -137,6 +140,7 @@ class Rotation:
             self.generation += 1
             rt.stats.count_event("rotations")
             self.baseline = await self.records()
+            self.floor_mb = self.broker_rss_mb()
             self.last = {"generation": self.generation, "records_before": before,
                          "records_after": self.baseline, "seeded": seeded,
                          "carried": sum(len(v) for v in carried.values()),
