@@ -11,6 +11,7 @@ target is printed loudly. About 7 minutes on 2 cores. Not part of CI.
     python -m bench lean [--help]           # the lean-worker figures (bench/lean.py)
     python -m bench soak --hours N          # RSS and records over time (bench/soak.py)
     python -m bench records                 # records per read and per call (bench/records.py)
+    python -m bench big-rotation            # one rotation with 100,000 cached keys
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ def main() -> None:
     if sys.argv[1:2] == ["lean"]:
         from bench import lean
         return lean.main(sys.argv[2:])
+    if sys.argv[1:2] == ["big-rotation"]:
+        from bench import big_rotation
+        return big_rotation.main(sys.argv[2:])
     if sys.argv[1:2] == ["records"]:
         from bench import records
         return records.main(sys.argv[2:])

@@ -2,7 +2,8 @@
 
 Tansu keeps every record ever produced in memory and applies neither retention nor
 compaction; only deleting a topic frees its records. So, once ``rotate_records`` records
-were added to the worker's topics since the last rotation, the worker starts a new
+were added to the worker's topics since the last rotation (or the broker's RSS passed
+``rotate_broker_mb`` and grew by a quarter of it since), the worker starts a new
 generation of them, under the same names, without stopping:
 
 1. Hold: every send of the worker waits in memory, in order (``Topics.hold``); reads
@@ -31,14 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from quotacache.dev.broker import ensure_topics, true_end_offsets
+from quotacache.dev.broker import ensure_topics
+from quotacache.dev.broker_probe import listening_pid, log_ends, read_from, rss_mb
 from quotacache.runtime import Runtime
 from quotacache.streams.records import DataRecord
 
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 MARKER = "rotation-in-progress"
 #: Dead letters kept across a rotation (the newest).
 KEEP_DEAD_LETTERS = 1_000
+#: Seeds sent between two flushes of the producer (bounds what it buffers).
+SEED_BATCH = 5_000
 #: How long a rotation waits for events under way before it gives up (and retries).
 SETTLE_TIMEOUT = 10.0
 
@@ -75,21 +78,40 @@ class Rotation:
         """Rotate if the budget is spent and this worker is the sole active one."""
         budget = self.rt.settings.broker.rotate_records
         if not budget or self.running or not self.rt.has_been_ready or not self.sole_owner():
-            log.info("rotation check skipped: ready %s, sole owner %s", self.rt.has_been_ready,
-                     self.sole_owner())
+            log.debug("rotation check skipped: ready %s, sole owner %s",
+                      self.rt.has_been_ready, self.sole_owner())
             return False
-        added = await self.records() - self.baseline
+        ends = await log_ends(self.bootstrap, list(self.topics), per_partition=True)
+        added = sum(ends.values()) - self.baseline
+        lag = self.lag(ends)
         rss = self.broker_rss_mb()
-        log.info("rotation check: %d records added in generation %d (budget %d), broker "
-                 "%s MB", added, self.generation, budget, "?" if rss is None else round(rss))
+        log.info("rotation check: %d records added in generation %d (budget %d), %d not "
+                 "consumed yet, broker %s MB", added, self.generation, budget, lag,
+                 "?" if rss is None else round(rss))
         limit = self.rt.settings.broker.rotate_broker_mb
         # What a rotation seeds stays: only growth since then is worth another one.
         grew = rss is not None and rss - (self.floor_mb or 0.0) >= limit / 4
         too_big = bool(limit) and rss is not None and rss >= limit and grew
         if added < budget and not too_big:
             return False
+        # A burst still being consumed would be copied whole: let the agents read it
+        # first, unless the broker's memory is past its limit by a quarter.
+        if lag > budget // 4 and not (limit and rss is not None and rss >= 1.25 * limit):
+            return False
         await self.rotate()
         return True
+
+    def lag(self, ends: dict[Any, int]) -> int:
+        """Records of the topics the agents read that were not handed to them yet."""
+        consumer = self.rt.app.consumer
+        changelogs = self.rt.app.tables.changelog_topics
+        total = 0
+        for tp in consumer.assignment():
+            if tp.topic in self.topics and tp.topic not in changelogs:
+                read = consumer._read_offset.get(tp)
+                total += max(0, ends.get((tp.topic, tp.partition), 0)
+                             - (0 if read is None else read + 1))
+        return total
 
     def broker_rss_mb(self) -> float | None:
         """The embedded broker's resident memory (None: not found on this machine)."""
@@ -132,7 +154,7 @@ class Rotation:
                 await _restart_at_zero(consumer, tp)
             for table in tables:
                 del table.send_changelog  # the class's method again
-            seeded = self._seed_changelogs(tables)  # no await: a consistent snapshot
+            seeded = await self._seed_changelogs(tables)
             seeded += await self._seed_data()
             seeded += await self._send_carried(carried)
             await app.producer.flush()
@@ -179,7 +201,8 @@ class Rotation:
         return await read_from(self.bootstrap, starts)
 
     async def _recreate(self) -> None:
-        """Delete our topics and create them again, until every one is empty."""
+        """Delete our topics and create them again, until every one we alone write is
+        empty (a deletion Tansu did not carry out is tried again)."""
         from aiokafka.admin import AIOKafkaAdminClient
 
         left = list(self.topics)
@@ -194,29 +217,40 @@ class Rotation:
             await ensure_topics(self.bootstrap, self.topics, repair=True,
                                 configs=self.configs)
             ends = await log_ends(self.bootstrap, list(self.topics))
-            left = [t for t, n in ends.items() if n]
+            # Other producers may publish requests on the new topics already.
+            outside = {self.rt.topics.refresh.get_topic_name(),
+                       self.rt.topics.volatility.get_topic_name()}
+            left = [t for t, n in ends.items() if n and t not in outside]
             if not left:
                 return
             log.warning("rotation: %s not emptied, deleting again", ", ".join(left))
         raise RuntimeError(f"rotation could not empty {', '.join(left)}")
 
-    def _seed_changelogs(self, tables: Iterable[Any]) -> int:
-        """Each table's contents into its (empty) changelog, partition by partition."""
+    async def _seed_changelogs(self, tables: Iterable[Any]) -> int:
+        """Each table's contents into its (empty) changelog, partition by partition.
+
+        The global tables (memory store; views and timers write them) are seeded with
+        no await in between, so no write can come between their seeds. The RocksDB
+        tables are written only by agents, inside stream iteration, and the agents are
+        idle (fetching paused, every event acked): their seeds are flushed as they go,
+        so a large cache does not pile up in the producer's buffer."""
+        tables = list(tables)
         sent = 0
         for table in tables:
-            store = table.data
-            dbs = getattr(store, "_dbs", None)
-            if dbs is None:  # memory store (the global control tables): one partition
-                for key, value in list(store.data.items()):
+            if getattr(table.data, "_dbs", None) is None:
+                for key, value in list(table.data.data.items()):
                     table.send_changelog(0, key, value)
                     sent += 1
-                continue
-            for partition, db in dbs.items():
+        for table in tables:
+            store = table.data
+            for partition, db in list(getattr(store, "_dbs", {}).items()):
                 count = 0
-                for key, value in store._visible_items(db):  # no await: nothing changes
+                for key, value in store._visible_items(db):
                     table.send_changelog(partition, key, value, key_serializer="raw",
                                          value_serializer="raw")
                     count += 1
+                    if not count % SEED_BATCH:
+                        await self.rt.app.producer.flush()
                 if count:
                     db.put(store.offset_key, str(count - 1).encode())
                 else:
@@ -236,6 +270,8 @@ class Rotation:
                                 data=entry.data, fetched_at=entry.fetched_at, ttl=entry.ttl)
             await rt.topics.send_raw(topic, key, record.to_json())
             sent += 1
+            if not sent % SEED_BATCH:
+                await rt.app.producer.flush()
         return sent
 
     async def _send_carried(self, carried: dict[Any, list]) -> int:
@@ -260,64 +296,6 @@ async def _restart_at_zero(consumer: Any, tp: Any) -> None:
     await consumer.seek(tp, 0)
 
 
-async def log_ends(bootstrap: str, topics: list[str], *,
-                   per_partition: bool = False) -> dict[Any, int]:
-    """True log ends of ``topics`` (summed per topic, or per partition)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                group_id=None)
-    await consumer.start()
-    try:
-        known = await consumer.topics()
-        partitions = [TopicPartition(t, p) for t in topics if t in known
-                      for p in (consumer.partitions_for_topic(t) or ())]
-        reported = await consumer.end_offsets(partitions) if partitions else {}
-    finally:
-        await consumer.stop()
-    ends = await true_end_offsets(bootstrap, reported)
-    if per_partition:
-        return {tp: int(end) for tp, end in ends.items()}
-    out: dict[Any, int] = {}
-    for tp, end in ends.items():
-        out[tp.topic] = out.get(tp.topic, 0) + int(end)
-    return out
-
-
-async def read_from(bootstrap: str, starts: dict[Any, int],
-                    timeout: float = 10.0) -> dict[Any, list]:
-    """Raw (key, value) of each partition from its start offset to its log end."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    wanted = {TopicPartition(tp.topic, tp.partition): start for tp, start in starts.items()}
-    ends = await log_ends(bootstrap, sorted({tp.topic for tp in wanted}), per_partition=True)
-    todo = {tp: start for tp, start in wanted.items() if ends.get(tp, 0) > start}
-    out: dict[Any, list] = {tp: [] for tp in wanted}
-    if not todo:
-        return out
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                group_id=None)
-    await consumer.start()
-    try:
-        consumer.assign(list(todo))
-        for tp, start in todo.items():
-            consumer.seek(tp, start)
-        deadline = time.monotonic() + timeout
-        while todo and time.monotonic() < deadline:
-            batches = await consumer.getmany(*todo, timeout_ms=200)
-            for tp, records in batches.items():
-                for record in records:
-                    if record.offset < ends[tp]:
-                        out[tp].append((record.key, record.value))
-                if await consumer.position(tp) >= ends[tp]:
-                    todo.pop(tp, None)
-        if todo:
-            log.warning("rotation: could not read %s to its end", sorted(map(str, todo)))
-    finally:
-        await consumer.stop()
-    return out
-
-
 def install(rt: Runtime, topics: dict[str, int], configs: dict[str, dict[str, str]]) -> Rotation:
     """Count the records every ``rotate_check`` and rotate when the budget is spent."""
     rotation = Rotation(rt, topics, configs)
@@ -330,39 +308,6 @@ def install(rt: Runtime, topics: dict[str, int], configs: dict[str, dict[str, st
             log.exception("rotation failed")
 
     return rotation
-
-
-def rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def listening_pid(port: int) -> int | None:
-    """The process listening on TCP ``port`` here (Linux /proc; None elsewhere)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(f"socket:[{fields[9]}]")
-    for proc in Path("/proc").iterdir() if inodes else ():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
-                return int(proc.name)
-        except OSError:
-            continue
-    return None
 
 
 def discard_if_interrupted(data_dir: Path) -> bool:

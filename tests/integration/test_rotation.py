@@ -43,7 +43,7 @@ def test_state_survives_a_rotation_and_a_restart_with_or_without_the_data_dir(de
         await deployment.produce(deployment.topic("refresh"), [
             (json.dumps(key).encode(), json.dumps(dict(zip(
                 ("service", "endpoint", "symbol"), key.split("/"), strict=True))).encode())
-            for key in KEYS * 60])
+            for key in KEYS * 200])
 
     asyncio.run(requests())
     poll(lambda: rotations(worker) > done, timeout=30, message="a rotation")

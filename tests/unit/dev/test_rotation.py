@@ -21,7 +21,7 @@ def test_the_broker_is_found_by_the_port_it_listens_on():
     import os
     import socket
 
-    from quotacache.dev.rotation import listening_pid, rss_mb
+    from quotacache.dev.broker_probe import listening_pid, rss_mb
 
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
