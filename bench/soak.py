@@ -131,22 +131,27 @@ def run(seconds: float, every: float, rate: float, extra_env: dict[str, str]) ->
 
 def per_unit(samples: list[dict]) -> dict:
     """Records produced per upstream call and per read between the first and last sample
-    with figures (each topic's growth, and all of them)."""
+    with figures, each topic's growth summed sample to sample (a topic that shrank was
+    re-created by a rotation: its records count from zero)."""
     have = [s for s in samples if s.get("topics") and s.get("upstream_calls") is not None]
     if len(have) < 2:
         return {}
     first, last = have[0], have[-1]
     minutes = (last["t"] - first["t"]) / 60
-    growth = {t: n - first["topics"].get(t, 0) for t, n in last["topics"].items()}
+    growth: Counter[str] = Counter()
+    for prev, cur in zip(have, have[1:], strict=False):
+        for topic, n in cur["topics"].items():
+            before = prev["topics"].get(topic, 0)
+            growth[topic] += n - before if n >= before else n
     calls = last["upstream_calls"] - first["upstream_calls"]
     reads = sum(last["reads"].values()) - sum(first["reads"].values())
-    total = sum(v for v in growth.values() if v > 0)
+    total = sum(growth.values())
     return {"minutes": round(minutes, 2), "upstream_calls": calls, "reads": reads,
             "records": total, "records_per_minute": round(total / minutes, 1) if minutes else None,
             "records_per_call": round(total / calls, 2) if calls else None,
             "records_per_read": round(total / reads, 3) if reads else None,
             "per_topic_per_minute": {t: round(n / minutes, 1) for t, n in
-                                     sorted(growth.items(), key=lambda kv: -kv[1]) if n > 0}}
+                                     growth.most_common() if n > 0}}
 
 
 def main(argv: list[str] | None = None) -> None:

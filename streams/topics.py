@@ -195,10 +195,6 @@ class Topics:
         self._held = None  # no await since the last check: nothing is left behind
         return sent
 
-    async def send_raw(self, topic: faust.TopicT, key: str, value: bytes) -> None:
-        """Send bytes as they are, even while holding (a rotation's seeds)."""
-        await self._send_now(topic, key, value)
-
     async def _send(self, topic: faust.TopicT, key: str, value: bytes) -> None:
         if self._held is not None:
             self._held.append((topic, key, value))

@@ -31,6 +31,7 @@ Only for a sole worker: a standby's offsets would not follow (README, "Bounded m
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Iterable
@@ -268,7 +269,9 @@ class Rotation:
                 continue
             record = DataRecord(service=service, endpoint=endpoint, symbol=symbol,
                                 data=entry.data, fetched_at=entry.fetched_at, ttl=entry.ttl)
-            await rt.topics.send_raw(topic, key, record.to_json())
+            # Straight to the producer (keyed as Topics.send keys it): no per-record wait.
+            await rt.app.producer.send(topic.get_topic_name(), json.dumps(key).encode(),
+                                       record.to_json(), None, None, None)
             sent += 1
             if not sent % SEED_BATCH:
                 await rt.app.producer.flush()
@@ -281,6 +284,8 @@ class Rotation:
                 await self.rt.app.producer.send(tp.topic, key, value, tp.partition,
                                                 None, None)
                 sent += 1
+                if not sent % SEED_BATCH:
+                    await self.rt.app.producer.flush()
         return sent
 
 
