@@ -138,6 +138,9 @@ class Rotation:
                     and tp.topic not in app.tables.changelog_topics]
         consumer.pause_partitions(consumed)
         try:
+            # Faust's pause only narrows its next fetch: one already waiting at the broker
+            # may still hand records over. It ends within the longest long-poll.
+            await asyncio.sleep(rt.settings.broker.idle_fetch_wait + 0.1)
             if not await self._settled():
                 log.warning("rotation postponed: events under way after %.0f s",
                             SETTLE_TIMEOUT)

@@ -46,7 +46,7 @@ def test_state_survives_a_rotation_and_a_restart_with_or_without_the_data_dir(de
             for key in KEYS * 200])
 
     asyncio.run(requests())
-    poll(lambda: rotations(worker) > done, timeout=30, message="a rotation")
+    poll(lambda: rotations(worker) > done, timeout=60, message="a rotation")
     for key in KEYS:  # the same entries, not fetched again
         assert worker.get(f"/cache/{key}").json()["fetched_at"] == before[key], key
     assert deployment.simulator.stats()["accepted"] == calls
