@@ -15,9 +15,10 @@ generation of them, under the same names, without stopping:
    e.g. refresh requests other producers published) and the last dead letters.
 5. Delete every topic of the worker (topics and changelogs), create them again, empty.
 6. Seed: each table's current contents into its changelog (and the persisted offsets
-   of its RocksDB store to match); every cache entry into its data topic (replicas
-   rebuild from it; materialize skips what it holds); then the copied records.
-   Changelog writes resume; the consumer starts again at offset 0 of every topic.
+   of its RocksDB store to match); every cache entry into its data topic (for the
+   replicas: the worker reads its data topics from after them); then the copied
+   records. Changelog writes resume; the consumer starts again at offset 0 of every
+   other topic.
 7. Release the held sends (in order), resume fetching.
 
 Nothing is lost: tables (cache, spent budget, health, monitored symbols, pins) are in
@@ -160,6 +161,7 @@ class Rotation:
                 del table.send_changelog  # the class's method again
             seeded = await self._seed_changelogs(tables)
             seeded += await self._seed_data()
+            await self._skip_data_seeds(consumer, consumed)
             seeded += await self._send_carried(carried)
             await app.producer.flush()
             marker.unlink(missing_ok=True)
@@ -279,6 +281,17 @@ class Rotation:
             if not sent % SEED_BATCH:
                 await rt.app.producer.flush()
         return sent
+
+    async def _skip_data_seeds(self, consumer: Any, consumed: list) -> None:
+        """The data seeds are for replicas: the cache holds them already, so the worker
+        reads its data topics from after them (and the carried records, sent next)."""
+        await self.rt.app.producer.flush()
+        data = {t.get_topic_name() for t in self.rt.topics.data.values()}
+        ends = await log_ends(self.bootstrap, sorted(data), per_partition=True)
+        for tp in consumed:
+            end = ends.get((tp.topic, tp.partition), 0)
+            if tp.topic in data and end:
+                await consumer.seek(tp, end)
 
     async def _send_carried(self, carried: dict[Any, list]) -> int:
         sent = 0

@@ -50,6 +50,15 @@ def test_state_survives_a_rotation_and_a_restart_with_or_without_the_data_dir(de
     for key in KEYS:  # the same entries, not fetched again
         assert worker.get(f"/cache/{key}").json()["fetched_at"] == before[key], key
     assert deployment.simulator.stats()["accepted"] == calls
+    # New data still lands after the rotation (the worker reads on after the seeds).
+    last = KEYS[0]
+    httpx.post(worker.url + "/refresh", json=dict(zip(
+        ("service", "endpoint", "symbol"), last.split("/"), strict=True), force=True)
+    ).raise_for_status()
+    poll(lambda: worker.get(f"/cache/{last}").json()["fetched_at"] > before[last],
+         timeout=30, message="a forced refresh after the rotation")
+    before[last] = worker.get(f"/cache/{last}").json()["fetched_at"]
+    calls, used = deployment.simulator.stats()["accepted"], spent(worker)
 
     worker.child.stop()  # the same data dir: persisted offsets must match the new topics
     again = deployment.start_worker("w1", data_dir=worker.data_dir)
