@@ -83,3 +83,48 @@ def check_state(worker, before: dict[str, float], used: dict[str, int]) -> None:
     assert status["strategy"] == "MINIMAL" and status["strategy_pinned"] is True
     assert set(worker.get("/symbols").json()["symbols"]) == {"BTC"}
     assert spent(worker) == used  # within the minute: every call still counts
+
+
+async def test_a_subscriber_gets_data_fetched_after_a_rotation_and_not_its_seeds(deployment):
+    from quotacache.client import subscribe
+
+    from .conftest import apoll
+
+    settings = deployment.configure(broker_extra='rotate_records = 2000\n'
+                                                 'rotate_broker_mb = 1\nrotate_check = "1s"')
+    worker = await asyncio.to_thread(deployment.start_worker)
+    async with httpx.AsyncClient(base_url=worker.url, timeout=30) as http:
+        for key in KEYS[:3]:
+            assert (await http.get(f"/cache/{key}?wait=10")).status_code == 200, key
+        received: list = []
+
+        async def listen() -> None:
+            async for record in subscribe(settings, "cryptometer", "ls_ratio"):
+                received.append(record)
+
+        listener = asyncio.create_task(listen())
+        await asyncio.sleep(1.0)
+        done = (await http.get("/stats?scope=local")).json()["events"].get("rotations", 0)
+        await deployment.produce(deployment.topic("refresh"), [
+            (json.dumps(key).encode(), json.dumps(dict(zip(
+                ("service", "endpoint", "symbol"), key.split("/"), strict=True))).encode())
+            for key in KEYS * 200])
+
+        async def rotated() -> bool:
+            stats = (await http.get("/stats?scope=local")).json()
+            return stats["events"].get("rotations", 0) > done
+
+        deadline = asyncio.get_running_loop().time() + 60
+        while not await rotated():
+            assert asyncio.get_running_loop().time() < deadline, "no rotation"
+            await asyncio.sleep(0.5)
+        symbol = KEYS[0].rsplit("/", 1)[1]
+        (await http.post("/refresh", json={"service": "cryptometer", "endpoint": "ls_ratio",
+                                           "symbol": symbol, "force": True})
+         ).raise_for_status()
+        await apoll(lambda: any(r.symbol == symbol for r in received), timeout=30,
+                    message="the forced refresh pushed to the subscriber")
+        listener.cancel()
+    # S1 and S2 were fetched before the subscription: their seeds are not pushed again.
+    seen = [r.symbol for r in received]
+    assert symbol in seen and not {"S1", "S2"} & set(seen), seen
