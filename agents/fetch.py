@@ -68,6 +68,7 @@ class FetchDispatcher:
     def on_feedback(self, feedback: ServiceFeedback) -> None:
         config = self.rt.settings.service(feedback.service)
         health = self.rt.health.get(feedback.service)
+        before = health.to_dict()
         if feedback.outcome == "success":
             health.on_success()
         elif feedback.outcome == "failure":
@@ -80,7 +81,8 @@ class FetchDispatcher:
             in_flight = self.calls_in_flight[feedback.service]
             health.on_hint(max(0, feedback.remaining - in_flight), feedback.reset_at,
                            feedback.limit)
-        self.rt.health.put(feedback.service, health)
+        if health.to_dict() != before:  # a success of a healthy service changes nothing
+            self.rt.health.put(feedback.service, health)
 
     def valuation(self, service: str) -> Valuation:
         config = self.rt.settings.service(service)
@@ -105,10 +107,11 @@ class FetchDispatcher:
             return
         health = rt.health.get(service)
         free_slots = config.max_in_flight - self.calls_in_flight[service]
+        before = health.to_dict()
         selection = select_calls(queue, health, ServiceBudget(rt.limiter, service), now,
                                  service=service, cooldown=config.breaker_cooldown,
                                  free_slots=free_slots, valuation=valuation)
-        if selection.calls:
+        if selection.calls and health.to_dict() != before:
             rt.health.put(service, health)
         for queued in selection.calls:
             queue.remove(queued.key)
@@ -124,12 +127,23 @@ class FetchDispatcher:
         self.rt.tasks.spawn(self.call(order, decided_at))
 
     def wants_tick(self, service: str, now: float) -> bool:
-        """Is a call eligible now, or a planned one about to be? (Idle queues sleep.)"""
+        """Could a drain make a call now? A call eligible now (or a planned one about to
+        be), a free call slot, health that admits calls and a limit with room for one of
+        them: a tick that cannot change anything is not sent (every tick is a record).
+        A call that ends drains the queue anyway."""
         queue = self.queues.get(service)
         if not queue:
             return False
         valuation = self.valuation(service)
-        return any(valuation.eligible(q, now + TICK_INTERVAL) for q in queue.entries())
+        endpoints = {q.order.endpoint for q in queue.entries()
+                     if valuation.eligible(q, now + TICK_INTERVAL)}
+        config = self.rt.settings.service(service)
+        if not endpoints or self.calls_in_flight[service] >= config.max_in_flight:
+            return False
+        if not self.rt.health.get(service).admits(now, config.breaker_cooldown)[0]:
+            return False
+        budget = ServiceBudget(self.rt.limiter, service)
+        return any(budget.check(endpoint, now).allowed for endpoint in endpoints)
 
     # -- outside stream iteration (tasks) ------------------------------------------------
     async def call(self, order: FetchOrder, decided_at: float) -> None:

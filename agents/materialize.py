@@ -51,7 +51,9 @@ def register(rt: Runtime) -> None:
                 await rt.dead_letter(event, str(exc))
                 continue
             current = rt.cache.get(key)
-            if current is None or current.fetched_at <= record.fetched_at:
+            if current is not None and current.fetched_at == record.fetched_at:
+                continue  # a replay of what the table holds (a rotation's seed): no write
+            if current is None or current.fetched_at < record.fetched_at:
                 rt.cache.put(key, CacheEntry(record.data, record.fetched_at, record.ttl))
                 await plan_refresh(rt, record, key)
             rt.inflight.release(key)

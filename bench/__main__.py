@@ -10,6 +10,9 @@ target is printed loudly. About 7 minutes on 2 cores. Not part of CI.
     python -m bench optimum --trace NAME    # just the optima, no systems run
     python -m bench lean [--help]           # the lean-worker figures (bench/lean.py)
     python -m bench brokers [--help]        # the compose topology on Tansu and on Kafka
+    python -m bench soak --hours N          # RSS and records over time (bench/soak.py)
+    python -m bench records                 # records per read and per call (bench/records.py)
+    python -m bench big-rotation            # one rotation with 100,000 cached keys
 """
 
 from __future__ import annotations
@@ -66,6 +69,15 @@ def main() -> None:
     if sys.argv[1:2] == ["brokers"]:
         from bench import brokers
         return brokers.main(sys.argv[2:])
+    if sys.argv[1:2] == ["big-rotation"]:
+        from bench import big_rotation
+        return big_rotation.main(sys.argv[2:])
+    if sys.argv[1:2] == ["records"]:
+        from bench import records
+        return records.main(sys.argv[2:])
+    if sys.argv[1:2] == ["soak"]:
+        from bench import soak
+        return soak.main(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", nargs="?", choices=("compare", "optimum"), default="compare",

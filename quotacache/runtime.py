@@ -18,7 +18,7 @@ from quotacache.policy.demand import ReadRates
 from quotacache.policy.queue import Backlog
 from quotacache.policy.strategy import budget_use
 from quotacache.settings import Settings
-from quotacache.streams.records import BadMessage, normalize_symbol
+from quotacache.streams.records import BadMessage, resolve_target
 from quotacache.streams.topics import Topics
 from quotacache.tables.cache import CacheTable
 from quotacache.tables.control import ControlTables
@@ -61,21 +61,7 @@ class Runtime:
         Endpoints that take no symbol are cached under ``*`` whatever symbol is asked.
         Raises UnknownTarget or InvalidSymbol with a message naming the bad part.
         """
-        config = self.settings.services.get(service)
-        if config is None:
-            raise UnknownTarget(f"unknown service {service!r}")
-        spec = config.endpoints.get(endpoint)
-        if spec is None:
-            raise UnknownTarget(f"unknown endpoint {endpoint!r} of service {service!r}")
-        try:
-            symbol = normalize_symbol(symbol)
-        except ValueError as exc:
-            raise InvalidSymbol(f"{symbol!r}: {exc}") from None
-        if not spec.takes_symbol and not spec.fan_out:
-            symbol = "*"
-        elif symbol == "*" and not spec.fan_out:
-            raise InvalidSymbol(f"endpoint {service}/{endpoint} needs a symbol")
-        return symbol, f"{service}/{endpoint}/{symbol}"
+        return resolve_target(self.settings, service, endpoint, symbol)
 
     def owner_url(self, service: str) -> str | None:
         """The web URL of the worker that owns ``service`` (None before assignment)."""

@@ -206,6 +206,17 @@ class BrokerConfig(BaseModel):
     #: Kafka's idempotent producer for the workers (no duplicate or reordered records
     #: from producer retries). Real Kafka only: the embedded broker has none.
     idempotence: bool = True
+    #: Embedded broker: it keeps every record in memory and applies neither retention
+    #: nor compaction, so the worker re-creates all its topics, seeded with what the
+    #: tables hold, once this many records were added since the last time (0: never).
+    #: About 1 KB of broker memory a record (README, "Bounded memory").
+    rotate_records: int = Field(default=50_000, ge=0)
+    #: ... or once the embedded broker's resident memory passes this many MB (0: never;
+    #: the broker is found by its port on this machine) and grew by a quarter of it
+    #: since the last rotation (what a rotation seeds stays: a big cache is a floor).
+    rotate_broker_mb: int = Field(default=100, ge=0)
+    #: How often the worker counts the records on its topics.
+    rotate_check: Duration = 30.0
 
     @model_validator(mode="after")
     def _default_partitions(self) -> BrokerConfig:

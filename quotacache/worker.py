@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 
 from quotacache.app import build_app
-from quotacache.dev import fetch_wait
+from quotacache.dev import fetch_wait, rotation
 from quotacache.dev.broker import (
     EmbeddedBroker,
     cluster_id,
@@ -43,7 +43,9 @@ async def prepare_broker(settings: Settings, topics: Mapping[str, int],
     (dev/broker.py), and then the data dir is stale too."""
     bootstrap = settings.broker.bootstrap_servers()
     current = await cluster_id(bootstrap)
-    discard_stale_data_dir(settings.data_dir, current)
+    # A rotation cut short leaves persisted offsets that may not match the changelogs.
+    discard_stale_data_dir(settings.data_dir, current,
+                           force=rotation.discard_if_interrupted(settings.data_dir))
     repaired = await ensure_topics(bootstrap, topics, repair=settings.broker.embedded,
                                    configs=topic_configs)
     if repaired:
@@ -153,8 +155,10 @@ def run(settings: Settings, faust_args: Sequence[str]) -> int:
     if settings.broker.embedded:
         fetch_wait.install(settings.broker, runtime.app)
     runtime.limiter.open_journal(runtime.clock())
-    started_with = asyncio.run(prepare_broker(settings, topics_to_prepare(runtime),
-                                              runtime.topics.configs()))
+    topics = topics_to_prepare(runtime)
+    started_with = asyncio.run(prepare_broker(settings, topics, runtime.topics.configs()))
+    if settings.broker.embedded:  # bounded broker memory (dev/rotation.py)
+        rotation.install(runtime, topics, runtime.topics.configs())
     if settings.broker.embedded:
         guard_cluster(started_with, restart_for)
     if broker is None:  # a broker we started ourselves cannot be restarted under us

@@ -12,8 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from quotacache.errors import InvalidSymbol, UnknownTarget
 from quotacache.redact import redact
-from quotacache.settings import Priority
+from quotacache.settings import Priority, Settings
 
 #: Symbols are tickers such as BTC, 1000PEPE or ETH2; '*' names a whole-market entry.
 SYMBOL_PATTERN = re.compile(r"(\*|[A-Za-z0-9][A-Za-z0-9_-]{0,29})")
@@ -164,6 +165,31 @@ class DeadLetter(Record):
 
 def cache_key(service: str, endpoint: str, symbol: str) -> str:
     return f"{service}/{endpoint}/{symbol}"
+
+
+def resolve_target(settings: Settings, service: str, endpoint: str,
+                   symbol: str) -> tuple[str, str]:
+    """Check a (service, endpoint, symbol) against the config; return (symbol, cache key).
+
+    Endpoints that take no symbol are cached under ``*`` whatever symbol is asked. One
+    function for the worker and the client, so a client keys a request where the worker
+    would (no re-keying hop). Raises UnknownTarget or InvalidSymbol naming the bad part.
+    """
+    config = settings.services.get(service)
+    if config is None:
+        raise UnknownTarget(f"unknown service {service!r}")
+    spec = config.endpoints.get(endpoint)
+    if spec is None:
+        raise UnknownTarget(f"unknown endpoint {endpoint!r} of service {service!r}")
+    try:
+        symbol = normalize_symbol(symbol)
+    except ValueError as exc:
+        raise InvalidSymbol(f"{symbol!r}: {exc}") from None
+    if not spec.takes_symbol and not spec.fan_out:
+        symbol = "*"
+    elif symbol == "*" and not spec.fan_out:
+        raise InvalidSymbol(f"endpoint {service}/{endpoint} needs a symbol")
+    return symbol, cache_key(service, endpoint, symbol)
 
 
 def parse_message(model: type[Record], raw: bytes | str | Any) -> Any:

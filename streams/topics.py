@@ -121,6 +121,8 @@ class Topics:
         partitions = settings.broker.partitions
         requests, data = settings.broker.request_retention, settings.broker.data_retention
         self._retention: dict[str, float] = {}
+        #: Sends held in memory while the topics are re-created (``hold``), in order.
+        self._held: list[tuple[faust.TopicT, str, bytes]] | None = None
 
         def topic(name: str, retention: float, key_serializer: str = "json") -> faust.TopicT:
             self._retention[self.prefix + name] = retention
@@ -169,7 +171,37 @@ class Topics:
         ``health``. Raises only if the producer refuses it at once."""
         await self._send(topic, key, record.to_json())
 
+    def hold(self) -> None:
+        """Keep every send in memory from now on, in order, until ``release``: the
+        topics are about to be deleted and created again (dev/rotation.py)."""
+        if self._held is None:
+            self._held = []
+
+    @property
+    def holding(self) -> bool:
+        return self._held is not None
+
+    async def release(self) -> int:
+        """Send what was held, in order, then send directly again; how many were held."""
+        sent = 0
+        while self._held:
+            batch, self._held = self._held, []
+            for topic, key, value in batch:
+                try:
+                    await self._send_now(topic, key, value)
+                except Exception:  # counted in ``health``; the rest must still go
+                    log.exception("a held send to %s failed", topic.get_topic_name())
+            sent += len(batch)
+        self._held = None  # no await since the last check: nothing is left behind
+        return sent
+
     async def _send(self, topic: faust.TopicT, key: str, value: bytes) -> None:
+        if self._held is not None:
+            self._held.append((topic, key, value))
+            return
+        await self._send_now(topic, key, value)
+
+    async def _send_now(self, topic: faust.TopicT, key: str, value: bytes) -> None:
         number = self.health.started(topic.get_topic_name())
         try:
             delivery = await topic.send(key=key, value=value)

@@ -13,8 +13,14 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaProducer
 
+from quotacache.errors import QuotacacheError
 from quotacache.settings import Priority, Settings
-from quotacache.streams.records import RefreshRequest, VolatilitySignal, cache_key
+from quotacache.streams.records import (
+    RefreshRequest,
+    VolatilitySignal,
+    cache_key,
+    resolve_target,
+)
 
 #: How long ``Client.get_or_fetch`` waits for a refresh by default (seconds).
 DEFAULT_WAIT = 1.0
@@ -57,7 +63,11 @@ class Client:
         topic = self.settings.topic_prefix + "refresh"
         sent = 0
         for request in requests:
-            key = cache_key(request.service, request.endpoint, request.symbol)
+            try:  # keyed where the worker files it: no re-keying hop on the broker
+                _, key = resolve_target(self.settings, request.service, request.endpoint,
+                                        request.symbol)
+            except QuotacacheError:  # not in our config: the worker dead-letters it
+                key = cache_key(request.service, request.endpoint, request.symbol)
             await producer.send(topic, value=request.to_json(), key=json.dumps(key).encode())
             sent += 1
         await producer.flush()

@@ -61,8 +61,10 @@ async def positioned_consumer(settings: Settings, topics: list[str], *,
     nothing published after this returns can be missed."""
     bootstrap = settings.broker.bootstrap_servers()
     partitions = await partitions_of(bootstrap, topics)
+    # A topic the embedded broker's worker re-created (a rotation) starts over: read it
+    # from its start (its seeds are the cache, then what came since), skip nothing.
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False)
+                                enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
         consumer.assign(partitions)
@@ -80,20 +82,29 @@ async def positioned_consumer(settings: Settings, topics: list[str], *,
     return consumer
 
 
-async def records(consumer: AIOKafkaConsumer) -> AsyncIterator[DataRecord]:
-    """The valid data records a consumer receives (others are the workers' dead letters)."""
+#: Clock skew allowed between the workers and a subscriber (seconds).
+SKEW = 5.0
+
+
+async def records(consumer: AIOKafkaConsumer,
+                  since: float | None = None) -> AsyncIterator[DataRecord]:
+    """The valid data records a consumer receives (others are the workers' dead letters);
+    with ``since``, only data fetched since then (a rotation re-publishes older data)."""
     async for message in consumer:
         with contextlib.suppress(BadMessage):
-            yield parse_message(DataRecord, message.value)
+            record = parse_message(DataRecord, message.value)
+            if since is None or record.fetched_at >= since - SKEW:
+                yield record
 
 
 async def subscribe(settings: Settings, service: str, endpoint: str | None = None, *,
                     from_beginning: bool = False) -> AsyncIterator[DataRecord]:
     """Yield every record published to the service's data topics (one endpoint, or all)."""
+    since = None if from_beginning else time.time()
     consumer = await positioned_consumer(settings, data_topics(settings, [service], endpoint),
                                          from_beginning=from_beginning)
     try:
-        async for record in records(consumer):
+        async for record in records(consumer, since):
             yield record
     finally:
         await consumer.stop()

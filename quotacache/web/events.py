@@ -79,12 +79,13 @@ def register(rt: Runtime) -> None:
     async def stream(request: Any, service: str, endpoint: str | None,
                      symbols: set[str]) -> aioweb.StreamResponse:
         response = await start_event_stream(request)
+        since = rt.clock()
         consumer = await positioned_consumer(rt.settings,
                                              data_topics(rt.settings, [service], endpoint),
                                              from_beginning=False)
         try:
             await response.write(b": ready\n\n")
-            updates = records(consumer).__aiter__()
+            updates = records(consumer, since).__aiter__()
             while True:
                 try:
                     record = await asyncio.wait_for(updates.__anext__(), KEEPALIVE)

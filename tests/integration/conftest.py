@@ -198,6 +198,10 @@ class Deployment:
         broker = (f'url = "embedded"\nembedded_port = {port}' if self.embedded
                   else f'url = "kafka://{self.bootstrap}"')
         broker += "\n" + broker_extra
+        if self.embedded and "rotate_broker_mb" not in broker_extra:
+            # The session's broker holds every test's records: its memory is not this
+            # test's doing (tests/integration/test_rotation.py sets its own).
+            broker += "\nrotate_broker_mb = 0"
         self.config_path.write_text(f"""
 app_id = "{self.app_id}"
 topic_prefix = "{self.app_id}."

@@ -323,12 +323,15 @@ async def test_messages_for_unknown_services_or_endpoints_are_dead_lettered(rt, 
     assert upstream.requests == []
 
 
-async def test_the_tick_timer_wakes_only_services_with_a_call_to_make(rt):
+async def test_the_tick_timer_wakes_only_services_with_a_call_to_make(rt, clock):
     ticks = timer(rt, "ticks")
     await ticks()
     assert rt.outbox.sent(rt.topics.fetch) == []
-    await fetch(rt, *(order(symbol=s) for s in "ABCDE"))
+    await fetch(rt, *(order(symbol=s) for s in "ABCDE"))  # 4/60: E waits for the window
     rt.outbox.clear()
+    await ticks()
+    assert rt.outbox.sent(rt.topics.fetch) == []  # no room in the limit: a tick is a record
+    clock.advance(60.25)
     await ticks()
     assert rt.outbox.records(rt.topics.fetch) == [("svc", Tick(service="svc"))]
 

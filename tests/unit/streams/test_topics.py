@@ -21,3 +21,44 @@ def test_retention_defaults_are_a_week_and_a_day():
     broker = load_settings().broker
     assert (broker.data_retention, broker.request_retention) == (7 * 86400.0, 86400.0)
     assert broker.idempotence is True
+
+
+def test_table_changelogs_ask_kafka_for_compaction_and_the_embedded_broker_for_rotation():
+    from quotacache.app import build_app
+
+    settings = load_settings(profiles=["cryptometer"])
+    app = build_app(settings).app
+    assert app.tables, "no tables"
+    for table in app.tables.values():  # Faust creates them on Kafka with these configs
+        assert table.changelog_topic.compacting is True, table.name
+        assert not table.changelog_topic.deleting, table.name
+    # Tansu applies neither: the worker re-creates its topics (quotacache/dev/rotation.py)
+    assert settings.broker.embedded and settings.broker.rotate_records == 50_000
+
+
+class Recorded:
+    """A topic double: records what reaches it (``send`` returns no future)."""
+
+    def __init__(self, name="t"):
+        self.name, self.sent = name, []
+
+    def get_topic_name(self):
+        return self.name
+
+    async def send(self, key, value):
+        self.sent.append((key, value))
+
+
+async def test_held_sends_wait_in_memory_and_go_in_order_on_release():
+    settings = load_settings(profiles=["cryptometer"])
+    topics = Topics(faust.App("t", broker="kafka://127.0.0.1:1"), settings)
+    topic = Recorded()
+    await topics._send(topic, "a", b"1")
+    topics.hold()
+    await topics._send(topic, "b", b"2")
+    await topics._send(topic, "c", b"3")
+    assert topic.sent == [("a", b"1")] and topics.holding
+    assert await topics.release() == 2
+    assert topic.sent == [("a", b"1"), ("b", b"2"), ("c", b"3")] and not topics.holding
+    await topics._send(topic, "d", b"4")
+    assert topic.sent[-1] == ("d", b"4")
