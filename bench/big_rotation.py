@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import re
 import shutil
@@ -28,7 +27,7 @@ import httpx
 from bench.lean import fill
 from bench.soak import rss_mb
 from quotacache.dev.broker import EmbeddedBroker, free_port
-from quotacache.dev.demo import _config
+from quotacache.dev.demo import _config, placeholder_keys
 from quotacache.dev.processes import start_simulator, start_worker
 from quotacache.settings import load_settings
 
@@ -72,9 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=1200.0)
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="quotacache-bigrot-"))
-    for name in ("CRYPTOMETER_API_KEY", "KINGFISHER_API_KEY", "AIRTABLE_API_KEY",
-                 "TELEGRAM_BOT_TOKEN"):
-        os.environ.setdefault(name, "bench-key")
+    placeholder_keys("bench-key")
     broker_port, sim_port, web_port = free_port(), free_port(), free_port()
     config = _config(work, broker_port, sim_port, web_port)
     settings = load_settings(config)

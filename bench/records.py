@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -30,7 +29,7 @@ import httpx
 from bench.soak import topic_records
 from quotacache.client import Client
 from quotacache.dev.broker import EmbeddedBroker, free_port
-from quotacache.dev.demo import _config
+from quotacache.dev.demo import _config, placeholder_keys
 from quotacache.dev.processes import start_simulator, start_worker
 from quotacache.settings import load_settings
 
@@ -96,9 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default="records")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="quotacache-records-"))
-    for name in ("CRYPTOMETER_API_KEY", "KINGFISHER_API_KEY", "AIRTABLE_API_KEY",
-                 "TELEGRAM_BOT_TOKEN"):
-        os.environ.setdefault(name, "bench-key")
+    placeholder_keys("bench-key")
     broker_port, sim_port, web_port = free_port(), free_port(), free_port()
     config = _config(work, broker_port, sim_port, web_port)
     broker = EmbeddedBroker(broker_port, log_path=work / "broker.log").start()

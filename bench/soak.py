@@ -29,7 +29,7 @@ import httpx
 
 from quotacache.client import Client
 from quotacache.dev.broker import EmbeddedBroker, free_port, true_end_offsets
-from quotacache.dev.demo import Load, _config
+from quotacache.dev.demo import Load, _config, placeholder_keys
 from quotacache.dev.processes import start_simulator, start_worker
 from quotacache.settings import load_settings
 
@@ -103,9 +103,7 @@ async def drive(settings, web_url: str, bootstrap: str, worker_pid: int, broker_
 
 def run(seconds: float, every: float, rate: float, extra_env: dict[str, str]) -> dict:
     work = Path(tempfile.mkdtemp(prefix="quotacache-soak-"))
-    for name in ("CRYPTOMETER_API_KEY", "KINGFISHER_API_KEY", "AIRTABLE_API_KEY",
-                 "TELEGRAM_BOT_TOKEN"):
-        os.environ.setdefault(name, "soak-key")
+    placeholder_keys("soak-key")
     broker_port, sim_port, web_port = free_port(), free_port(), free_port()
     config = _config(work, broker_port, sim_port, web_port)
     settings = load_settings(config)

@@ -129,14 +129,24 @@ def _table(load: Load, worker: dict, sim: dict, elapsed: float, web_url: str) ->
     return table
 
 
+#: The environment variables holding the built-in profiles' API keys.
+PROFILE_KEYS = ("CRYPTOMETER_API_KEY", "KINGFISHER_API_KEY", "AIRTABLE_API_KEY",
+                "TELEGRAM_BOT_TOKEN")
+
+
+def placeholder_keys(value: str) -> None:
+    """Give every built-in profile an API key where none is set: the simulator accepts
+    any (the demo and the benchmarks never reach a real API)."""
+    for name in PROFILE_KEYS:
+        os.environ.setdefault(name, value)
+
+
 def run(duration: float | None, web_port: int, sim_port: int, broker_port: int,
         symbols: list[str], rate: float) -> int:
     console = Console()
     workdir = Path(tempfile.mkdtemp(prefix="quotacache-demo-"))
     broker_port, sim_port, web_port = _port(broker_port), _port(sim_port), _port(web_port)
-    os.environ.setdefault("CRYPTOMETER_API_KEY", "demo-key")
-    for name in ("KINGFISHER_API_KEY", "AIRTABLE_API_KEY", "TELEGRAM_BOT_TOKEN"):
-        os.environ.setdefault(name, "demo-key")
+    placeholder_keys("demo-key")
     config = _config(workdir, broker_port, sim_port, web_port)
     settings = load_settings(config)
     web_url = f"http://127.0.0.1:{web_port}"
