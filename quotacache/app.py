@@ -29,7 +29,17 @@ from quotacache.tables.inflight import InFlight
 from quotacache.tables.manager import PromptTableManager
 from quotacache.tables.ratelimit import RateLimiter
 from quotacache.upstream.client import UpstreamClient
-from quotacache.web import control, dashboard, events, hits, metrics, openapi, reads, status
+from quotacache.web import (
+    control,
+    dashboard,
+    events,
+    hit_socket,
+    hits,
+    metrics,
+    openapi,
+    reads,
+    status,
+)
 from quotacache.web.guard import RequestLimiter, guard_middleware
 from quotacache.web.schemas import MAX_BODY_BYTES
 
@@ -59,6 +69,7 @@ def faust_app(settings: Settings, middlewares: list[Any] | None = None) -> faust
         producer_linger_ms=10,
         key_serializer="json",
         value_serializer="raw",
+        web="quotacache://",  # aiohttp, with hits answered at the socket (web/hit_socket.py)
         web_cors_options=None,
         TableManager=PromptTableManager,  # every table exists before the worker starts
         web_application_options={"middlewares": middlewares or [],
@@ -93,6 +104,9 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
         inflight=InFlight(settings.cache.inflight_timeout),
         clock=clock,
     )
+    app.web.answerer = hit_socket.answerer(  # type: ignore[attr-defined]
+        lambda key: hits.take(rt, key),
+        lambda address: status.starting(rt) is None and limiter.take(address) <= 0)
     for module in (fetch, refresh, materialize, sweeper, scheduler,
                    reads, status, control, events, dashboard, metrics, openapi):
         module.register(rt)

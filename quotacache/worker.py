@@ -142,12 +142,25 @@ def restart_for(cluster: str) -> None:
     restart_process()
 
 
+def use_event_loop(name: str) -> None:
+    """Every loop this process creates from now on is ``name``'s (``event_loop``)."""
+    if name != "uvloop":
+        return
+    try:
+        import uvloop
+    except ImportError:
+        log.warning("event_loop = \"uvloop\" but uvloop is not installed: using asyncio's")
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 def run(settings: Settings, faust_args: Sequence[str]) -> int:
     if wants_help(faust_args):
         sys.argv = ["quotacache", "worker", *faust_args]
         build_app(settings).app.main()
         return 0
     log.warning(describe_services(settings))
+    use_event_loop(settings.event_loop)
     broker = start_embedded_if_needed(settings)
     if settings.broker.embedded:
         install_tansu_compat(settings.broker.bootstrap_servers())

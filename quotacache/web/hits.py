@@ -71,12 +71,11 @@ def hit_middleware(runtime: Callable[[], Runtime]) -> Middleware:
         if (path.startswith(PREFIX) and request.method == "GET"
                 and plain_query(request.query_string)):
             rt = rt or runtime()
-            key = path[len(PREFIX):]
-            found: Hot | None = rt.cache.hot.get(key)
+            found = take(rt, path[len(PREFIX):])
             if found is not None:
-                now = rt.clock()
-                if now < found.until:
-                    return answer(rt, key, found, now)
+                body, age = found
+                return aioweb.Response(body=body, headers={
+                    "Content-Type": CONTENT_TYPE, "X-Cache": "HIT", "Age": str(age)})
         return await handler(request)
 
     return hits
@@ -95,15 +94,21 @@ def plain_query(query: str) -> bool:
     return 0 <= wait <= MAX_WAIT  # NaN fails too; a bad value gets the view's 400
 
 
-def answer(rt: Runtime, key: str, hot: Hot, now: float) -> aioweb.Response:
+def take(rt: Runtime, key: str) -> tuple[bytes, int] | None:
+    """The body of a HIT of ``key`` and its ``Age`` header, counted as a read and a hit;
+    None when the key has no encoded answer or it is no longer a HIT."""
+    hot = rt.cache.hot.get(key)
+    if hot is None:
+        return None
+    now = rt.clock()
+    if now >= hot.until:
+        return None
     rt.demand.read(key, now)
     counts = rt.stats.by_endpoint[hot.endpoint]
     counts["hits"] += 1
     counts["calls_saved"] += 1
     age = max(0.0, now - hot.fetched_at)
-    return aioweb.Response(body=b"".join((hot.head, repr(round(age, 3)).encode(), hot.tail)),
-                           headers={"Content-Type": CONTENT_TYPE, "X-Cache": "HIT",
-                                    "Age": str(math.floor(age))})
+    return b"".join((hot.head, repr(round(age, 3)).encode(), hot.tail)), math.floor(age)
 
 
 def forget_on_rebalance(rt: Runtime) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 import time
 
 import httpx
@@ -74,6 +76,60 @@ def test_metrics_are_prometheus_text(deployment):
                for s in families["quotacache_limit_allowance"].samples)
 
 
+def read_answers(sock: socket.socket, count: int) -> list[tuple[bytes, dict, bytes]]:
+    """``count`` HTTP answers from ``sock``: status line, headers (lower-case), body."""
+    buffer, answers = b"", []
+    while len(answers) < count:
+        while b"\r\n\r\n" not in buffer:
+            more = sock.recv(65536)
+            assert more, f"closed after {len(answers)} answers"
+            buffer += more
+        head, _, buffer = buffer.partition(b"\r\n\r\n")
+        status, *lines = head.split(b"\r\n")
+        headers = {name.strip().lower().decode(): value.strip().decode()
+                   for name, _, value in (line.partition(b":") for line in lines)}
+        length = int(headers["content-length"])
+        while len(buffer) < length:
+            buffer += sock.recv(65536)
+        answers.append((status, headers, buffer[:length]))
+        buffer = buffer[length:]
+    return answers
+
+
+async def socket_hits_answer_as_aiohttp_does(worker, path: str, view: dict) -> None:
+    """Raw requests: one plain GET (answered at the socket), two pipelined in one chunk and
+    a ``Connection: close`` (aiohttp's), then a route on the same connection and a hit
+    after it (aiohttp's for good): the same answers, in order, each counted."""
+    plain = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    other = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    before = worker.stats()["hits"]
+    with socket.create_connection(("127.0.0.1", worker.port), timeout=10) as sock:
+        sock.sendall(plain)
+        got = read_answers(sock, 1)
+        sock.sendall(plain + plain)
+        got += read_answers(sock, 2)
+        sock.sendall(other)
+        got += read_answers(sock, 1)
+        sock.sendall(plain)
+        got += read_answers(sock, 1)
+    with socket.create_connection(("127.0.0.1", worker.port), timeout=10) as sock:
+        sock.sendall(plain.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        got += read_answers(sock, 1)
+        assert sock.recv(1) == b""  # closed, as asked
+    assert got[3][0].startswith(b"HTTP/1.1 ") and b"/health" not in got[3][2]
+    hits = got[:3] + got[4:]
+    assert worker.stats()["hits"] == before + 5
+    for status, headers, body in hits:
+        assert status == b"HTTP/1.1 200 OK"
+        assert headers["x-cache"] == "HIT"
+        assert headers["content-type"] == "application/json; charset=utf-8"
+        assert "date" in headers and "server" in headers
+        answer = json.loads(body)
+        assert int(headers["age"]) == int(answer["age"])
+        assert list(answer) == list(view)
+        assert {**answer, "age": 0} == {**view, "age": 0}
+
+
 async def test_hits_of_a_hot_key_answer_as_the_view_does_and_follow_new_data(deployment):
     worker = deployment.start_worker()
     path = "/cache/cryptometer/ticker/SOL"
@@ -102,6 +158,7 @@ async def test_hits_of_a_hot_key_answer_as_the_view_does_and_follow_new_data(dep
         assert list(body) == list(answers[0].json())
         assert {k: v for k, v in body.items() if k != "age"} == {
             k: v for k, v in answers[0].json().items() if k != "age"}
+    await socket_hits_answer_as_aiohttp_does(worker, path, answers[0].json())
     lower = worker.get("/cache/cryptometer/ticker/sol").json()  # by the view
     assert lower == {**answers[0].json(), "age": lower["age"]}
     assert worker.get(path, params={"wait": "nan"}).status_code == 400
