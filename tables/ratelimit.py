@@ -72,12 +72,6 @@ class RateLimiter:
         # calls, so merge counts per time (the larger of the two), not a set.
         return sorted((Counter(recorded) | Counter(journaled)).elements())
 
-    def check(self, service: str, scopes: Sequence[Scope], now: float) -> Decision:
-        """May one more call be made in every one of ``scopes``?"""
-        config = self.settings.service(service)
-        return decide(scopes, self.times, now, headroom=config.headroom,
-                      jitter=config.arrival_jitter)
-
     def record(self, scopes: Sequence[Scope], now: float) -> None:
         """Count one call in every scope (before it is sent), in the journal and the table."""
         at = round(now, 3)
@@ -124,18 +118,27 @@ class ServiceBudget:
         self.service = service
         self.config = limiter.settings.service(service)
         self.service_scope = limiter.service_scope(service)
+        #: Each scope's times, read once per decision (one drain asks them for every
+        #: queued call; each read is a RocksDB get and a JSON decode). ``record``
+        #: forgets them; nothing else writes the table while a drain decides.
+        self._times: dict[str, list[float]] = {}
 
     def scopes(self, endpoint: str) -> list[Scope]:
         return [self.service_scope, self.limiter.endpoint_scope(self.service, endpoint)]
 
     def check(self, endpoint: str, now: float) -> Decision:
-        return self.limiter.check(self.service, self.scopes(endpoint), now)
+        return decide(self.scopes(endpoint), self.times, now, headroom=self.config.headroom,
+                      jitter=self.config.arrival_jitter)
 
     def record(self, endpoint: str, now: float) -> None:
+        self._times.clear()
         self.limiter.record(self.scopes(endpoint), now)
 
     def times(self, scope: str) -> list[float]:
-        return self.limiter.times(scope)
+        times = self._times.get(scope)
+        if times is None:
+            times = self._times[scope] = self.limiter.times(scope)
+        return times
 
     @property
     def headroom(self) -> float:

@@ -8,10 +8,13 @@ written straight to the transport: no request object, no middleware chain, no ro
 The same guard applies first: 503 while starting and the per-address request limit
 send the request the slow way, where the guard answers it.
 
-Anything else (another route, a miss, a partial or pipelined chunk, a paused writer)
-hands the connection to aiohttp for good, so answers can never overtake each other on
-one connection. The answer's bytes, headers and counters are the hit middleware's
-(``hits.py``): the two paths are one behaviour, this one costs a few microseconds.
+Anything else (another route, a miss, a paused writer) is aiohttp's. A chunk is only
+answered here while aiohttp has nothing of the connection left to answer, so answers
+never overtake each other; after a chunk that does not end where a request without a
+body ends (a partial request, a body), the connection stays aiohttp's. The answer's
+bytes, headers and counters are the hit middleware's (``hits.py``): the two paths are
+one behaviour, this one costs a few microseconds. Since aiohttp does not see the hits,
+this protocol closes idle connections (``KEEPALIVE``, aiohttp's own default).
 
 Installed as Faust's web driver ``quotacache://`` (``faust_app`` sets it).
 """
@@ -110,47 +113,92 @@ def answerer(take: Callable[[str], tuple[bytes, int] | None],
     return answer
 
 
-class HitFirst(asyncio.Protocol):
-    """One connection: hits answered here until anything else arrives, then aiohttp's."""
+#: Seconds a connection may sit idle before it is closed (aiohttp's own default).
+KEEPALIVE = 3630.0
 
-    __slots__ = ("inner", "answer", "transport", "address", "handed", "paused")
+
+def aiohttp_idle(handler: Any) -> bool:
+    """Has aiohttp answered everything it was given on this connection? Its handler
+    waits for the next request (``_waiter``, as aiohttp's own keep-alive check reads it).
+    An aiohttp without that attribute is never idle here: hits go its way, nothing else."""
+    waiter = getattr(handler, "_waiter", None)
+    return waiter is not None and not waiter.done() and not handler._messages
+
+
+def whole_requests(data: bytes) -> bool:
+    """Does ``data`` end where a request ends (requests without a body only)?"""
+    if not data.endswith(_END):
+        return False
+    lower = data.lower()
+    return b"content-length:" not in lower and b"transfer-encoding:" not in lower
+
+
+class HitFirst(asyncio.Protocol):
+    """One connection: hits are answered here whenever aiohttp has nothing of this
+    connection's left to answer; everything else is aiohttp's. The connection's idle
+    time is kept here (``KEEPALIVE``), since aiohttp does not see the hits."""
+
+    __slots__ = ("inner", "answer", "transport", "address", "aiohttp_owns", "paused",
+                 "loop", "last", "timer")
 
     def __init__(self, inner: Any, answer: Answerer) -> None:
         self.inner = inner  # aiohttp's RequestHandler
         self.answer = answer
         self.transport: Any = None
         self.address = "?"
-        self.handed = False
+        self.aiohttp_owns = False  # part of a request is with aiohttp: never back
         self.paused = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.last = 0.0
+        self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.address = peer[0] if isinstance(peer, tuple) and peer else "?"
         self.inner.connection_made(transport)
+        self.loop = asyncio.get_running_loop()
+        self.last = self.loop.time()
+        self.timer = self.loop.call_later(KEEPALIVE, self._close_if_idle)
 
     def data_received(self, data: bytes) -> None:
-        if not self.handed:
-            if not self.paused:
-                out = self.answer(data, self.address)
-                if out is not None:
-                    self.transport.write(out)
-                    return
-            self.handed = True
+        self.last = self.loop.time()
+        if not self.aiohttp_owns and not self.paused and aiohttp_idle(self.inner):
+            out = self.answer(data, self.address)
+            if out is not None:
+                self.transport.write(out)
+                return
+        if not whole_requests(data):
+            self.aiohttp_owns = True
         self.inner.data_received(data)
+
+    def _close_if_idle(self) -> None:
+        idle_for = self.loop.time() - self.last
+        if idle_for >= KEEPALIVE and aiohttp_idle(self.inner):
+            self.transport.close()
+        else:
+            self.timer = self.loop.call_later(max(1.0, KEEPALIVE - idle_for), self._close_if_idle)
 
     def eof_received(self) -> bool | None:
         return self.inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
         self.inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
-        self.paused = True  # a client that does not read is served the slow way
+        self.paused = True
         self.inner.pause_writing()
 
     def resume_writing(self) -> None:
+        self.paused = False
         self.inner.resume_writing()
+
+
+def _slow_way(data: bytes, address: str) -> None:
+    """The answerer until ``build_app`` sets one: every request is aiohttp's."""
+    return None
 
 
 class _Server:
@@ -161,9 +209,7 @@ class _Server:
         self.answer = answer
 
     def __call__(self) -> asyncio.Protocol:
-        protocol = self.inner()
-        answer = self.answer()
-        return protocol if answer is None else HitFirst(protocol, answer)
+        return HitFirst(self.inner(), self.answer() or _slow_way)
 
     def __getattr__(self, name: str) -> Any:  # shutdown, connections, ...
         return getattr(self.inner, name)
@@ -186,7 +232,9 @@ class Web(AiohttpWeb):
 
     def __init__(self, app: Any, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
-        self._runner = _Runner(self.web_app, lambda: self.answerer, access_log=None)
+        # Idle connections are closed by ``HitFirst`` (KEEPALIVE), which sees the hits.
+        self._runner = _Runner(self.web_app, lambda: self.answerer, access_log=None,
+                               keepalive_timeout=KEEPALIVE * 1000)
 
 
 DRIVERS.aliases["quotacache"] = f"{__name__}:Web"

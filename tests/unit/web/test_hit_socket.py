@@ -53,31 +53,57 @@ async def exchange(port: int, chunks: list[bytes]) -> bytes:
     return got
 
 
-async def test_the_socket_answers_until_anything_else_arrives_then_aiohttp_does():
+def bodies(answers: bytes) -> list[bytes]:
+    """The bodies, in order, of answers whose bodies are single words."""
+    return [part.split(b"HTTP/1.1")[0] for part in answers.split(b"\r\n\r\n")[1:]]
+
+
+async def test_the_socket_answers_only_while_aiohttp_has_nothing_of_the_connection():
     """Real loopback server: aiohttp's answers say "aiohttp", the socket's "socket"."""
+    entered, release = asyncio.Event(), asyncio.Event()
 
     async def handle(request: aioweb.BaseRequest) -> aioweb.Response:
-        return aioweb.Response(text="aiohttp")
-
-    answers: list[str] = []
+        if request.path == "/slow":
+            entered.set()
+            await release.wait()
+        return aioweb.Response(text="aiohttp" if request.path != "/slow" else "slow")
 
     def answer(data: bytes, address: str) -> bytes | None:
-        answers.append(address)
+        assert address == "127.0.0.1"
         if hot_target(data) is None:
             return None
         return b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsocket"
 
+    protocols: list = []
+    factory = _Server(aioweb.Server(handle), lambda: answer)
     server = await asyncio.get_running_loop().create_server(
-        _Server(aioweb.Server(handle), lambda: answer), "127.0.0.1", 0)
+        lambda: protocols.append(factory()) or protocols[-1], "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
+    other = PLAIN.replace(b"/cache/", b"/stats/")
+    with_body = b"POST /stats HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"
     try:
-        first = await exchange(port, [PLAIN, PLAIN])
-        assert first.count(b"\r\n\r\nsocket") == 2 and b"\r\n\r\naiohttp" not in first
-        other = PLAIN.replace(b"/cache/", b"/stats/")
-        mixed = await exchange(port, [PLAIN, other, PLAIN])
-        assert mixed.endswith(b"aiohttp") and mixed.count(b"\r\n\r\naiohttp") == 2
-        assert mixed.count(b"\r\n\r\nsocket") == 1  # after the handover, aiohttp's for good
-        assert set(answers) == {"127.0.0.1"}
+        assert bodies(await exchange(port, [PLAIN, PLAIN, other, PLAIN])) == [
+            b"socket", b"socket", b"aiohttp", b"socket"]
+        # after a body, the connection is aiohttp's for good
+        assert bodies(await exchange(port, [PLAIN, with_body, PLAIN])) == [
+            b"socket", b"aiohttp", b"aiohttp"]
+
+        # a hit that arrives while aiohttp answers a slower request comes after it
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.wait_for(entered.wait(), 5)
+        before = protocols[-1].last
+        writer.write(PLAIN)
+        deadline = asyncio.get_running_loop().time() + 5
+        while protocols[-1].last == before:  # the hit has reached the server
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        release.set()
+        got = b""
+        while got.count(b"\r\n\r\n") < 2 or not got.endswith((b"aiohttp", b"socket")):
+            got += await asyncio.wait_for(reader.read(65536), 5)
+        writer.close()
+        assert bodies(got) == [b"slow", b"aiohttp"]
     finally:
         server.close()
         await server.wait_closed()
