@@ -2,8 +2,10 @@
 
     python -m bench.idle.join_probe     # prints seconds from start() to an assignment
 
-Tansu 0.6.0 answers the first JoinGroup of a group after a fixed ~3 s whatever the
-rebalance timeout (1 s here), so no worker is ready sooner than that after launch.
+Tansu 0.6.0 holds a JoinGroup in 1 s steps until half the session timeout has passed
+(its group coordinator's ``join_group_pause``), whatever the rebalance timeout: 3 s with
+Kafka's usual 6 s session, 1 s with 2 s. So the session timeout sets how soon a worker on
+it is ready after launch.
 """
 
 from __future__ import annotations
@@ -19,17 +21,20 @@ from quotacache.dev.broker import EmbeddedBroker, ensure_topics, free_port
 async def main() -> None:
     broker = EmbeddedBroker(free_port()).start()
     try:
-        await ensure_topics(broker.bootstrap, ["j"], 1)
-        for rebalance_ms in (1000, 3000, 6000):
+        await ensure_topics(broker.bootstrap, {"j": 1})
+        for rebalance_ms, session_ms in ((1000, 6000), (6000, 6000), (3000, 4000),
+                                         (3000, 2000), (3000, 1500)):
             consumer = AIOKafkaConsumer("j", bootstrap_servers=broker.bootstrap,
-                                        group_id=f"g{rebalance_ms}",
+                                        group_id=f"g{rebalance_ms}-{session_ms}",
                                         rebalance_timeout_ms=rebalance_ms,
-                                        session_timeout_ms=6000, heartbeat_interval_ms=1000)
+                                        session_timeout_ms=session_ms,
+                                        heartbeat_interval_ms=500)
             began = time.monotonic()
             await consumer.start()
             while not consumer.assignment():
                 await asyncio.sleep(0.01)
-            print(f"rebalance timeout {rebalance_ms} ms: assigned after "
+            print(f"rebalance timeout {rebalance_ms} ms, session timeout {session_ms} ms: "
+                  f"assigned after "
                   f"{time.monotonic() - began:.2f} s", flush=True)
             await consumer.stop()
     finally:
