@@ -21,15 +21,15 @@ def register(rt: Runtime) -> None:
 
 async def sweep_once(rt: Runtime) -> int:
     now = rt.clock()
-    swept = 0
-    for key, entry in rt.cache.items():
+    expired = []
+    for key, entry in rt.cache.scan():  # no await in here: see CacheTable.scan
         service, endpoint, symbol = key.split("/", 2)
         config = rt.settings.services.get(service)
         if config is None or endpoint not in config.endpoints:
             continue  # left by an older configuration: harmless, and not ours to judge
         if entry.is_expired(now, config.max_staleness):
-            request = RefreshRequest(service=service, endpoint=endpoint, symbol=symbol,
-                                     reason="sweep")
-            await rt.topics.send(rt.topics.requests, key, request)
-            swept += 1
-    return swept
+            expired.append((key, RefreshRequest(service=service, endpoint=endpoint,
+                                                symbol=symbol, reason="sweep")))
+    for key, request in expired:
+        await rt.topics.send(rt.topics.requests, key, request)
+    return len(expired)

@@ -44,7 +44,18 @@ class CacheTable:
             del self.table[key]
 
     def items(self) -> Iterator[tuple[str, CacheEntry]]:
+        """Every entry, from a copy of the table taken first: the caller may await between
+        entries (a rebalance may close a partition's store meanwhile). For a pass that
+        does not await, ``scan`` costs no copy."""
         for key, value in list(self.table.items()):
+            entry = CacheEntry.from_dict(value)
+            if entry is not None:
+                yield key, entry
+
+    def scan(self) -> Iterator[tuple[str, CacheEntry]]:
+        """Every entry, read one at a time: never await inside the loop. With 100,000
+        keys the copy ``items`` makes held about 20 MB at each sweep and ``/stats``."""
+        for key, value in self.table.items():
             entry = CacheEntry.from_dict(value)
             if entry is not None:
                 yield key, entry
@@ -62,7 +73,7 @@ class CacheTable:
 
     def _summarize(self, now: float) -> dict[str, dict[str, float]]:
         summary: dict[str, dict[str, float]] = {}
-        for key, entry in self.items():
+        for key, entry in self.scan():
             name = key.rsplit("/", 1)[0]
             part = summary.setdefault(name, {"entries": 0, "fresh": 0, "stale": 0,
                                              "oldest_age": 0.0})

@@ -22,6 +22,7 @@ Installed as Faust's web driver ``quotacache://`` (``faust_app`` sets it).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from email.utils import formatdate
@@ -34,6 +35,8 @@ from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from quotacache.web import hits
 from quotacache.web.guard import PEER_HEADER
+
+log = logging.getLogger(__name__)
 
 #: ``(request bytes, client address) -> answer bytes``, or None for the slow way.
 Answerer = Callable[[bytes, str], "bytes | None"]
@@ -164,7 +167,11 @@ class HitFirst(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.last = self.loop.time()
         if not self.aiohttp_owns and not self.paused and aiohttp_idle(self.inner):
-            out = self.answer(data, self.address)
+            try:
+                out = self.answer(data, self.address)
+            except Exception:  # a bug here must cost the fast path, not the connection
+                log.exception("the socket's hit path failed; aiohttp answers instead")
+                out = None
             if out is not None:
                 self.transport.write(out)
                 return
