@@ -194,7 +194,7 @@ class BrokerConfig(BaseModel):
     #: Long-poll once nothing was fetched or produced for ``idle_after``: fewer fetches
     #: and rescans while idle, at the price of up to half of it on the first hop after
     #: a quiet spell (a read's refresh). Equal to ``fetch_wait``: never idle.
-    idle_fetch_wait: Duration = 1.0
+    idle_fetch_wait: Duration = 2.0
     idle_after: Duration = 2.0
     #: How long Kafka keeps the records of the data topics and the dead letters
     #: (``retention.ms``, set when quotacache creates them): what their consumers can

@@ -10,10 +10,10 @@ fetch rate, and an idle worker polling every 50 ms costs about a fifth of a core
 So the wait adapts: ``broker.fetch_wait`` (200 ms) while records flow and after
 anything this worker produced; ``BUSY_WAIT_MS`` (50 ms) throughout a rebalance or
 recovery (a long poll holds up the ListOffsets and OffsetFetch requests queued behind it
-on the same connection); ``broker.idle_fetch_wait`` (1 s) once nothing was fetched or
+on the same connection); ``broker.idle_fetch_wait`` (2 s) once nothing was fetched or
 produced for ``broker.idle_after`` (2 s). The price: a topic hop waits up to 0.1 s while
 records flow (a refresh crosses four), and the first hop after a quiet spell up to
-half the idle wait (0.5 s). Against 50 ms while records flow, the bench's zipf trace cost
+half the idle wait (1 s). Against 50 ms while records flow, the bench's zipf trace cost
 9.6 instead of 14.7 CPU-s (worker and broker), with the same fresh share.
 """
 
