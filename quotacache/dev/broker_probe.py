@@ -41,6 +41,20 @@ async def log_ends(bootstrap: str, topics: list[str], *,
     return out
 
 
+async def group_members(bootstrap: str, group: str) -> int:
+    """How many consumers are members of ``group`` now."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    return sum(len(found[5]) for response in described for found in response.groups
+               if found[1] == group)
+
+
 async def read_from(bootstrap: str, starts: dict[Any, int],
                     timeout: float = 10.0) -> dict[Any, list]:
     """Raw (key, value) of each partition from its start offset to its log end."""

@@ -41,7 +41,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from quotacache.dev.broker import ensure_topics
-from quotacache.dev.broker_probe import listening_pid, log_ends, read_from, rss_mb
+from quotacache.dev.broker_probe import group_members, listening_pid, log_ends, read_from, rss_mb
 from quotacache.runtime import Runtime
 from quotacache.streams.records import DataRecord
 
@@ -69,6 +69,7 @@ class Rotation:
         self.last: dict[str, Any] = {}
         self._broker_pid: int | None = None
         self.floor_mb: float | None = None  # the broker's memory after the last rotation
+        self.waiting_for: int | None = None  # generation whose rotation waits for a standby
 
     # -- when --------------------------------------------------------------------------
     async def records(self) -> int:
@@ -99,6 +100,17 @@ class Rotation:
         # A burst still being consumed would be copied whole: let the agents read it
         # first, unless the broker's memory is past its limit by a quarter.
         if lag > budget // 4 and not (limit and rss is not None and rss >= 1.25 * limit):
+            return False
+        members = await group_members(self.bootstrap, self.rt.settings.app_id)
+        if members > 1:
+            # A standby's tables mirror the changelogs from its own offsets: re-created
+            # under it, they would be behind what it persisted, and it would fail to take
+            # over (ConsistencyError). Memory then grows until it is the only worker.
+            if self.waiting_for != self.generation:
+                log.warning("rotation waits: %d workers in the group; it runs once this "
+                            "worker is the only one", members)
+                self.waiting_for = self.generation
+                self.rt.stats.count_event("rotations_waiting")
             return False
         await self.rotate()
         return True

@@ -191,7 +191,7 @@ class Deployment:
         self.configure()
 
     def configure(self, extra: str = "", base_url: str | None = None,
-                  broker_extra: str = "") -> Settings:
+                  broker_extra: str = "", partitions: int = 4) -> Settings:
         """Write the config: ``extra`` goes under [services.cryptometer], ``broker_extra``
         under [broker]."""
         port = self.bootstrap.rsplit(":", 1)[1]
@@ -208,7 +208,7 @@ topic_prefix = "{self.app_id}."
 profiles = ["cryptometer"]
 [broker]
 {broker}
-partitions = 4
+partitions = {partitions}
 [cache]
 sweep_interval = "1s"
 [services.cryptometer]

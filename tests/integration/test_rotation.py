@@ -128,3 +128,47 @@ async def test_a_subscriber_gets_data_fetched_after_a_rotation_and_not_its_seeds
     # S1 and S2 were fetched before the subscription: their seeds are not pushed again.
     seen = [r.symbol for r in received]
     assert symbol in seen and not {"S1", "S2"} & set(seen), seen
+
+
+def test_no_rotation_under_a_standby_and_a_new_standby_takes_over_after_one(deployment):
+    """One partition, two workers: one owns everything, the other stands by, its standby
+    tables reading the changelogs from its own offsets. Re-created under it they would be
+    behind what it persisted, so the rotation waits until the owner is alone; a standby
+    that joins after it takes over with every entry and every call spent."""
+    deployment.configure(broker_extra='rotate_records = 1500\nrotate_broker_mb = 0\n'
+                                      'rotate_check = "1s"', partitions=1)
+    first = deployment.start_worker("w1")
+    second = deployment.start_worker("w2")
+    for key in KEYS:
+        poll(lambda key=key: first.get(f"/cache/{key}?wait=5").status_code == 200,
+             timeout=30, message=key)
+    before = {key: first.get(f"/cache/{key}").json()["fetched_at"] for key in KEYS}
+
+    async def requests() -> None:
+        await deployment.produce(deployment.topic("refresh"), [
+            (json.dumps(key).encode(), json.dumps(dict(zip(
+                ("service", "endpoint", "symbol"), key.split("/"), strict=True))).encode())
+            for key in KEYS * 200])
+
+    asyncio.run(requests())
+
+    def waiting(worker) -> int:
+        return worker.get("/stats?scope=local").json()["events"].get("rotations_waiting", 0)
+
+    owner = poll(lambda: next((w for w in (first, second) if waiting(w)), None),
+                 timeout=60, message="a rotation waiting for the standby")
+    standby = second if owner is first else first
+    assert rotations(owner) == rotations(standby) == 0
+    standby.child.stop()
+    poll(lambda: rotations(owner) == 1, timeout=60, message="the rotation, once alone")
+
+    third = deployment.start_worker("w3")
+    calls, used = deployment.simulator.stats()["accepted"], spent(owner)
+    owner.child.kill()
+    poll(lambda: third.get("/health").status_code == 200
+         and all(third.get(f"/cache/{key}").status_code == 200 for key in KEYS),
+         timeout=60, message="the new standby serving every key")
+    for key in KEYS:
+        assert third.get(f"/cache/{key}").json()["fetched_at"] == before[key], key
+    assert spent(third) == used
+    assert deployment.simulator.stats()["accepted"] == calls
