@@ -12,7 +12,6 @@ import json
 import faust
 
 from quotacache.policy.freshness import CacheEntry
-from quotacache.policy.queue import MIN_READS
 from quotacache.runtime import Runtime
 from quotacache.streams.records import (
     BadMessage,
@@ -69,9 +68,9 @@ async def plan_refresh(rt: Runtime, record: DataRecord, key: str) -> None:
     if spec.fan_out:
         return
     now = rt.clock()
-    rate = rt.demand.rate(key, now)
-    if rate * record.ttl < MIN_READS:
+    if not rt.demand.worth_renewing(key, now, record.ttl):
         return
+    rate = rt.demand.rate(key, now)
     order = FetchOrder(service=record.service, endpoint=record.endpoint, symbol=record.symbol,
                        priority=spec.priority, reason="planned", requested_at=now, rate=rate,
                        fresh_until=record.fetched_at + record.ttl)

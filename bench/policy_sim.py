@@ -21,7 +21,7 @@ from quotacache.policy.demand import ReadRates
 from quotacache.policy.dispatch import Valuation, select_calls
 from quotacache.policy.health import ServiceHealth
 from quotacache.policy.limits import Decision, Scope, decide
-from quotacache.policy.queue import MIN_READS, REGRADE, FetchQueue
+from quotacache.policy.queue import REGRADE, FetchQueue
 from quotacache.streams.records import FetchOrder
 from quotacache.units import Priority, RateLimit
 
@@ -135,7 +135,7 @@ def simulate(trace: Trace, *, latency: float = 0.35, valuation: Valuation | None
             calling.discard(key)
             claimed.pop(key, None)
             endpoint = key.split("/", 1)[0]
-            if rates.rate(key, at) * trace.ttls[endpoint] >= MIN_READS:
+            if rates.worth_renewing(key, at, trace.ttls[endpoint]):
                 order(key, at, "planned")
             dispatch(at)
 

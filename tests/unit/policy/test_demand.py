@@ -63,3 +63,27 @@ def test_the_map_is_bounded_and_keeps_the_busier_keys():
         rates.read(f"svc/ticker/COLD{i}", end)
     assert len(rates) <= 50
     assert rates.rate("svc/ticker/HOT", end) > 1.0
+
+
+def test_a_key_whose_reads_stopped_is_renewed_about_once_more_not_for_minutes():
+    rates = ReadRates()
+    key = "cryptometer/ticker/BTC"
+    for i in range(600):  # 10 reads a second for a minute
+        rates.read(key, i / 10)
+    last = 59.9
+    assert rates.worth_renewing(key, last + 1, ttl=24)
+    assert rates.worth_renewing(key, last + 20, ttl=24)
+    # its decayed rate still says several reads a second, but 30 s passed without one
+    assert rates.rate(key, last + 30) * 24 > 10
+    assert not rates.worth_renewing(key, last + 30, ttl=24)
+
+
+def test_a_renewal_must_buy_a_fresh_read():
+    rates = ReadRates()
+    often, rarely = "s/e/OFTEN", "s/e/RARELY"
+    for second in range(0, 600, 10):  # every 10 s, TTL 60 s: six reads a TTL
+        rates.read(often, float(second))
+    for second in range(0, 600, 120):  # every 2 TTLs: a renewal would buy half a read
+        rates.read(rarely, float(second) + 5)
+    assert rates.worth_renewing(often, 601.0, ttl=60)
+    assert not rates.worth_renewing(rarely, 601.0, ttl=60)
