@@ -16,6 +16,15 @@ from .conftest import poll
 KEYS = [f"cryptometer/ls_ratio/S{i}" for i in range(8)] + ["cryptometer/open_interest/BTC"]
 
 
+async def flood(deployment) -> None:
+    """Requests for the (fresh) keys: records, and no call, until the record budget is
+    spent."""
+    await deployment.produce(deployment.topic("refresh"), [
+        (json.dumps(key).encode(), json.dumps(dict(zip(
+            ("service", "endpoint", "symbol"), key.split("/"), strict=True))).encode())
+        for key in KEYS * 200])
+
+
 def rotations(worker) -> int:
     return worker.get("/stats?scope=local").json()["events"].get("rotations", 0)
 
@@ -38,14 +47,7 @@ def test_state_survives_a_rotation_and_a_restart_with_or_without_the_data_dir(de
     used = spent(worker)
     done = rotations(worker)
 
-    # Requests for fresh keys add records (and no calls) until the budget is spent.
-    async def requests() -> None:
-        await deployment.produce(deployment.topic("refresh"), [
-            (json.dumps(key).encode(), json.dumps(dict(zip(
-                ("service", "endpoint", "symbol"), key.split("/"), strict=True))).encode())
-            for key in KEYS * 200])
-
-    asyncio.run(requests())
+    asyncio.run(flood(deployment))
     poll(lambda: rotations(worker) > done, timeout=60, message="a rotation")
     for key in KEYS:  # the same entries, not fetched again
         assert worker.get(f"/cache/{key}").json()["fetched_at"] == before[key], key
@@ -105,10 +107,7 @@ async def test_a_subscriber_gets_data_fetched_after_a_rotation_and_not_its_seeds
         listener = asyncio.create_task(listen())
         await asyncio.sleep(1.0)
         done = (await http.get("/stats?scope=local")).json()["events"].get("rotations", 0)
-        await deployment.produce(deployment.topic("refresh"), [
-            (json.dumps(key).encode(), json.dumps(dict(zip(
-                ("service", "endpoint", "symbol"), key.split("/"), strict=True))).encode())
-            for key in KEYS * 200])
+        await flood(deployment)
 
         async def rotated() -> bool:
             stats = (await http.get("/stats?scope=local")).json()
@@ -143,14 +142,7 @@ def test_no_rotation_under_a_standby_and_a_new_standby_takes_over_after_one(depl
         poll(lambda key=key: first.get(f"/cache/{key}?wait=5").status_code == 200,
              timeout=30, message=key)
     before = {key: first.get(f"/cache/{key}").json()["fetched_at"] for key in KEYS}
-
-    async def requests() -> None:
-        await deployment.produce(deployment.topic("refresh"), [
-            (json.dumps(key).encode(), json.dumps(dict(zip(
-                ("service", "endpoint", "symbol"), key.split("/"), strict=True))).encode())
-            for key in KEYS * 200])
-
-    asyncio.run(requests())
+    asyncio.run(flood(deployment))
 
     def waiting(worker) -> int:
         return worker.get("/stats?scope=local").json()["events"].get("rotations_waiting", 0)
