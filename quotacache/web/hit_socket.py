@@ -30,6 +30,7 @@ from typing import Any
 
 from aiohttp import web_runner
 from aiohttp.http import SERVER_SOFTWARE
+from aiohttp.web_protocol import RequestHandler
 from faust.web.drivers import DRIVERS
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
@@ -120,6 +121,12 @@ def answerer(take: Callable[[str], tuple[bytes, int] | None],
 KEEPALIVE = 3630.0
 
 
+#: Does aiohttp's handler show that it waits for a request (``aiohttp_idle``)? Without
+#: that, the socket never answers once aiohttp has a connection and aiohttp keeps its own
+#: idle timeout.
+SEES_IDLE = "_waiter" in getattr(RequestHandler, "__slots__", ())
+
+
 def aiohttp_idle(handler: Any) -> bool:
     """Has aiohttp answered everything it was given on this connection? Its handler
     waits for the next request (``_waiter``, as aiohttp's own keep-alive check reads it).
@@ -162,7 +169,8 @@ class HitFirst(asyncio.Protocol):
         self.inner.connection_made(transport)
         self.loop = asyncio.get_running_loop()
         self.last = self.loop.time()
-        self.timer = self.loop.call_later(KEEPALIVE, self._close_if_idle)
+        if SEES_IDLE:
+            self.timer = self.loop.call_later(KEEPALIVE, self._close_if_idle)
 
     def data_received(self, data: bytes) -> None:
         self.last = self.loop.time()
@@ -240,8 +248,8 @@ class Web(AiohttpWeb):
     def __init__(self, app: Any, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         # Idle connections are closed by ``HitFirst`` (KEEPALIVE), which sees the hits.
-        self._runner = _Runner(self.web_app, lambda: self.answerer, access_log=None,
-                               keepalive_timeout=KEEPALIVE * 1000)
+        idle = {"keepalive_timeout": KEEPALIVE * 1000} if SEES_IDLE else {}
+        self._runner = _Runner(self.web_app, lambda: self.answerer, access_log=None, **idle)
 
 
 DRIVERS.aliases["quotacache"] = f"{__name__}:Web"

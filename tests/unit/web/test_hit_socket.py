@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web as aioweb
 
-from quotacache.web.hit_socket import _Server, hot_target
+from quotacache.web.hit_socket import SEES_IDLE, _Server, hot_target
 
 PLAIN = b"GET /cache/cryptometer/ticker/BTC HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -60,6 +60,7 @@ def bodies(answers: bytes) -> list[bytes]:
 
 async def test_the_socket_answers_only_while_aiohttp_has_nothing_of_the_connection():
     """Real loopback server: aiohttp's answers say "aiohttp", the socket's "socket"."""
+    assert SEES_IDLE, "this aiohttp does not show when it waits for a request"
     entered, release = asyncio.Event(), asyncio.Event()
 
     async def handle(request: aioweb.BaseRequest) -> aioweb.Response:
