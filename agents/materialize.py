@@ -55,7 +55,7 @@ def register(rt: Runtime) -> None:
             if current is None or current.fetched_at < record.fetched_at:
                 rt.cache.put(key, CacheEntry(record.data, record.fetched_at, record.ttl))
                 await plan_refresh(rt, record, key)
-            rt.inflight.release(key)
+            rt.inflight.release(key, record.fetched_at)
             rt.waiters.wake(key)
 
 

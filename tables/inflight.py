@@ -19,6 +19,10 @@ from itertools import islice
 
 from quotacache.policy.queue import REGRADE
 
+#: Seconds the clock that stamps an answer's ``fetched_at`` (the fetching worker's) may
+#: run behind the one that made the mark.
+ANSWER_SKEW = 5.0
+
 
 class InFlight:
     def __init__(self, timeout: float):
@@ -62,7 +66,14 @@ class InFlight:
             del self._deadlines[key]
             self._rates.pop(key, None)
 
-    def release(self, key: str) -> None:
+    def release(self, key: str, fetched_at: float | None = None) -> None:
+        """The fetch of ``key`` is over. Data ``fetched_at`` well before the mark was made
+        (a record another producer published, a replay) is not its answer: the mark stays,
+        or a read asking for younger data meanwhile would make a second call."""
+        deadline = self._deadlines.get(key)
+        if (fetched_at is not None and deadline is not None
+                and fetched_at < deadline - self.timeout - ANSWER_SKEW):
+            return
         self._deadlines.pop(key, None)
         self._rates.pop(key, None)
 

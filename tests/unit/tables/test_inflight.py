@@ -96,3 +96,15 @@ def test_a_waiting_key_is_regraded_only_when_its_read_rate_has_grown_by_half():
     assert marks.regrade("k", 2.25)
     marks.release("k")
     assert not marks.grew("k", 100.0)  # no mark, no order waiting
+
+
+def test_data_fetched_well_before_the_mark_is_not_its_answer():
+    inflight = InFlight(timeout=30)
+    assert inflight.claim("k", now=100.0)
+    inflight.release("k", fetched_at=40.0)  # published by someone else, a minute old
+    assert inflight.active("k", 101.0)
+    inflight.release("k", fetched_at=100.5)  # the call's own answer
+    assert not inflight.active("k", 101.0)
+    assert inflight.claim("k", now=200.0)
+    inflight.release("k", fetched_at=197.0)  # within the clocks' skew: taken as the answer
+    assert not inflight.active("k", 201.0)
