@@ -113,7 +113,7 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
         clock=clock,
     )
     app.web.answerer = hit_socket.answerer(  # type: ignore[attr-defined]
-        lambda key: hits.take(rt, key),
+        lambda key, admit: hits.take(rt, key, admit),
         lambda address: status.starting(rt) is None and limiter.take(address) <= 0)
     for module in (fetch, refresh, materialize, sweeper, scheduler,
                    reads, status, control, events, dashboard, metrics, openapi):

@@ -93,10 +93,11 @@ class _Date:
         return self.value
 
 
-def answerer(take: Callable[[str], tuple[bytes, int] | None],
+def answerer(take: Callable[[str, Callable[[], bool]], tuple[bytes, int] | None],
              allowed: Callable[[str], bool]) -> Answerer:
-    """Answers for the socket: ``take(key)`` is ``hits.take`` on the runtime, ``allowed``
-    the guard's readiness and request limit for a client address."""
+    """Answers for the socket: ``take(key, admit)`` is ``hits.take`` on the runtime,
+    ``allowed`` the guard's readiness and request limit for a client address (asked only
+    for a HIT: anything else is charged by the guard, once)."""
     date = _Date()
 
     def answer(data: bytes, address: str) -> bytes | None:
@@ -104,9 +105,9 @@ def answerer(take: Callable[[str], tuple[bytes, int] | None],
         if target is None:
             return None
         key, _, query = target.partition("?")
-        if not hits.plain_query(query) or not allowed(address):
+        if not hits.plain_query(query):
             return None
-        found = take(key)
+        found = take(key, lambda: allowed(address))
         if found is None:
             return None
         body, age = found

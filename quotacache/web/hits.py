@@ -94,14 +94,16 @@ def plain_query(query: str) -> bool:
     return 0 <= wait <= MAX_WAIT  # NaN fails too; a bad value gets the view's 400
 
 
-def take(rt: Runtime, key: str) -> tuple[bytes, int] | None:
+def take(rt: Runtime, key: str,
+         admit: Callable[[], bool] | None = None) -> tuple[bytes, int] | None:
     """The body of a HIT of ``key`` and its ``Age`` header, counted as a read and a hit;
-    None when the key has no encoded answer or it is no longer a HIT."""
+    None when the key has no encoded answer, it is no longer a HIT, or ``admit`` (asked
+    only for a HIT, so a request limit is charged once) says no."""
     hot = rt.cache.hot.get(key)
     if hot is None:
         return None
     now = rt.clock()
-    if now >= hot.until:
+    if now >= hot.until or (admit is not None and not admit()):
         return None
     rt.demand.read(key, now)
     counts = rt.stats.by_endpoint[hot.endpoint]

@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web as aioweb
 
-from quotacache.web.hit_socket import SEES_IDLE, _Server, hot_target
+from quotacache.web.hit_socket import SEES_IDLE, _Server, answerer, hot_target
 
 PLAIN = b"GET /cache/cryptometer/ticker/BTC HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -108,3 +108,21 @@ async def test_the_socket_answers_only_while_aiohttp_has_nothing_of_the_connecti
     finally:
         server.close()
         await server.wait_closed()
+
+
+def test_the_request_limit_is_asked_only_for_a_hit():
+    """A read the socket cannot answer is charged by the guard: not here as well."""
+    asked: list[str] = []
+
+    def allowed(address: str) -> bool:
+        asked.append(address)
+        return True
+
+    def take(key: str, admit) -> tuple[bytes, int] | None:
+        return (b"{}", 0) if key.endswith("BTC") and admit() else None
+
+    answer = answerer(take, allowed)
+    assert answer(PLAIN.replace(b"BTC", b"ETH"), "10.0.0.1") is None
+    assert asked == []
+    assert answer(PLAIN, "10.0.0.1").endswith(b"\r\n\r\n{}")
+    assert asked == ["10.0.0.1"]
