@@ -105,6 +105,8 @@ class FetchDispatcher:
             await self.finish(order, "dropped", "nobody reads the key any more")
         if not queue:
             return
+        if rt.backlog.paused(service, now):
+            return
         health = rt.health.get(service)
         free_slots = config.max_in_flight - self.calls_in_flight[service]
         before = health.to_dict()
@@ -138,7 +140,8 @@ class FetchDispatcher:
         endpoints = {q.order.endpoint for q in queue.entries()
                      if valuation.eligible(q, now + TICK_INTERVAL)}
         config = self.rt.settings.service(service)
-        if not endpoints or self.calls_in_flight[service] >= config.max_in_flight:
+        if (not endpoints or self.calls_in_flight[service] >= config.max_in_flight
+                or self.rt.backlog.paused(service, now)):
             return False
         if not self.rt.health.get(service).admits(now, config.breaker_cooldown)[0]:
             return False
@@ -203,6 +206,8 @@ class FetchDispatcher:
         log.warning("upstream call failed: %s", exc)
         if exc.status == 429:
             rt.stats.count("rate_limited", name)
+            wait = exc.retry_after if exc.retry_after is not None else config.default_retry_after
+            rt.backlog.paused_until[order.service] = rt.clock() + wait
             await self.feedback(order, "rate_limited", retry_after=exc.retry_after)
             await rt.topics.send(rt.topics.fetch, order.service, order)  # waits out the pause
             return

@@ -109,8 +109,15 @@ class Backlog:
         self.calls_in_flight: Counter[str] = Counter()
         #: Keys whose upstream call is under way (an order for one of them is not queued).
         self.calling: set[str] = set()
+        #: A 429's pause, known from its answer on. Its feedback goes round the fetch
+        #: topic before the health table holds it: orders ahead of it must not be
+        #: called meanwhile.
+        self.paused_until: dict[str, float] = {}
         #: Seconds an upstream call of each service takes (moving average).
         self.latency: defaultdict[str, float] = defaultdict(lambda: 0.5)
+
+    def paused(self, service: str, now: float) -> bool:
+        return self.paused_until.get(service, 0.0) > now
 
     def observe_latency(self, service: str, seconds: float) -> None:
         self.latency[service] += 0.2 * (seconds - self.latency[service])

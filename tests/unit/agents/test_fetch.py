@@ -289,6 +289,19 @@ async def test_no_call_is_made_while_a_429_pause_lasts(rt, clock, upstream):
     assert len(upstream.requests) == 1
 
 
+async def test_no_call_is_made_after_a_429_answer_before_its_pause_is_stored(rt, clock,
+                                                                           upstream):
+    """Orders ahead of the 429's feedback on the fetch topic wait too (CI saw a second
+    call go out in that window)."""
+    upstream.answer(httpx.Response(429, headers={"Retry-After": "30"}))
+    await fetch(rt, order())
+    await fetch(rt, order(symbol="ETH"), Tick(service="svc"))  # the feedback not yet back
+    assert len(upstream.requests) == 1
+    clock.advance(30)
+    await fetch(rt, Tick(service="svc"))
+    assert len(upstream.requests) == 2
+
+
 async def test_failures_reported_back_open_the_breaker_and_stop_calls(rt, clock, upstream):
     await fetch(rt, feedback("failure"), feedback("failure"), order())  # breaker_failures 2
     assert rt.health.get("svc").breaker == "open"
