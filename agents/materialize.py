@@ -25,10 +25,8 @@ from quotacache.streams.records import (
 def register(rt: Runtime) -> None:
     topics = rt.topics
     outcomes = topics.outcomes.get_topic_name()
-    channel = rt.app.topic(*(t.get_topic_name() for t in topics.data.values()), outcomes,
-                           key_serializer="raw", value_serializer="raw")
 
-    @rt.app.agent(channel, name="materialize")
+    @rt.app.agent(topics.raw(*topics.data.values(), topics.outcomes), name="materialize")
     async def materialize(stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message

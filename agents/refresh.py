@@ -28,10 +28,8 @@ log = logging.getLogger(__name__)
 def register(rt: Runtime) -> None:
     topics = rt.topics
     refresh_topic = topics.refresh.get_topic_name()
-    channel = rt.app.topic(refresh_topic, topics.requests.get_topic_name(),
-                           key_serializer="raw", value_serializer="raw")
 
-    @rt.app.agent(channel, name="admit")
+    @rt.app.agent(topics.raw(topics.refresh, topics.requests), name="admit")
     async def admit(stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message

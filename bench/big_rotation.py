@@ -17,19 +17,13 @@ import asyncio
 import json
 import random
 import re
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
 from bench.lean import fill
-from bench.soak import rss_mb
-from quotacache.dev.broker import EmbeddedBroker, free_port
-from quotacache.dev.demo import _config, placeholder_keys
-from quotacache.dev.processes import start_simulator, start_worker
-from quotacache.settings import load_settings
+from bench.soak import demo_stack, rss_mb
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -70,31 +64,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keys", type=int, default=100_000)
     parser.add_argument("--timeout", type=float, default=1200.0)
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="quotacache-bigrot-"))
-    placeholder_keys("bench-key")
-    broker_port, sim_port, web_port = free_port(), free_port(), free_port()
-    config = _config(work, broker_port, sim_port, web_port)
-    settings = load_settings(config)
-    broker = EmbeddedBroker(broker_port, log_path=work / "broker.log").start()
-    children = []
-    try:
-        children.append(start_simulator(sim_port, log_path=work / "sim.log"))
-        worker = start_worker(config, web_port, log_path=work / "worker.log",
-                              env={"QUOTACACHE_BROKER__ROTATE_CHECK": "5"})
-        children.append(worker)
-        assert broker.process is not None
-        before = {"worker_rss_mb": rss_mb(worker.pid), "broker_rss_mb": rss_mb(broker.process.pid)}
+    with demo_stack("quotacache-bigrot-", {"QUOTACACHE_BROKER__ROTATE_CHECK": "5"}) as stack:
+        worker_pid, broker_pid = stack.worker.pid, stack.broker_pid
+        before = {"worker_rss_mb": rss_mb(worker_pid), "broker_rss_mb": rss_mb(broker_pid)}
         began = time.monotonic()
-        asyncio.run(fill(settings, args.keys))
+        asyncio.run(fill(stack.settings, args.keys))
         print(f"{args.keys} keys produced in {time.monotonic() - began:.0f} s", flush=True)
-        result = asyncio.run(watch(f"http://127.0.0.1:{web_port}", args.keys, worker.pid,
-                                   broker.process.pid, work / "worker.log", args.timeout))
+        result = asyncio.run(watch(stack.web_url, args.keys, worker_pid, broker_pid,
+                                   stack.work / "worker.log", args.timeout))
         result.update(keys=args.keys, before=before)
-    finally:
-        for child in reversed(children):
-            child.stop()
-        broker.stop()
-        shutil.rmtree(work / "data", ignore_errors=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "big_rotation.json").write_text(json.dumps(result, indent=1) + "\n")
     peak = max(result["samples"], key=lambda s: s["broker_rss_mb"])

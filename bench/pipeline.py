@@ -152,19 +152,27 @@ def bare_latency(body: str, count: int) -> list[float]:
         proc.wait()
 
 
+def embedded_setup(app_id: str) -> tuple[Path, EmbeddedBroker, int, Path]:
+    """A work dir, an embedded broker started in it, a free port for the simulator and
+    a worker config for both."""
+    from bench.systems import quotacache_config
+
+    os.environ.setdefault("CRYPTOMETER_API_KEY", "bench-key")
+    work = Path(tempfile.mkdtemp(prefix=f"quotacache-{app_id}-"))
+    broker = EmbeddedBroker(free_port(), log_path=work / "broker.log").start()
+    sim_port = free_port()
+    config = quotacache_config(work / "quotacache.toml", app_id, broker.port,
+                               f"http://127.0.0.1:{sim_port}")
+    return work, broker, sim_port, config
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duplicates", type=int, default=20000)
     parser.add_argument("--reads", type=int, default=5000)
     args = parser.parse_args()
-    os.environ.setdefault("CRYPTOMETER_API_KEY", "bench-key")
-    work = Path(tempfile.mkdtemp(prefix="quotacache-bench-"))
-    broker = EmbeddedBroker(free_port(), log_path=work / "broker.log").start()
-    sim_port, web_port = free_port(), free_port()
-    from bench.systems import quotacache_config
-
-    config = quotacache_config(work / "quotacache.toml", "bench", broker.port,
-                               f"http://127.0.0.1:{sim_port}")
+    work, broker, sim_port, config = embedded_setup("bench")
+    web_port = free_port()
     settings = load_settings(config)
     children: list[ChildProcess] = []
     results: dict = {"machine": f"{os.cpu_count()} cores", "python": sys.version.split()[0]}

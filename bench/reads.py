@@ -20,16 +20,14 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-from bench.pipeline import KEYS, bare_server, save, warm
-from bench.systems import quotacache_config
+from bench.pipeline import KEYS, bare_server, embedded_setup, save, warm
 from quotacache.client.replica import LocalReplica
-from quotacache.dev.broker import EmbeddedBroker, free_port
+from quotacache.dev.broker import free_port
 from quotacache.dev.processes import ChildProcess, start_simulator, start_worker
 from quotacache.settings import load_settings
 
@@ -72,12 +70,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--replica-gets", type=int, default=200_000)
     args = parser.parse_args()
-    os.environ.setdefault("CRYPTOMETER_API_KEY", "bench-key")
-    work = Path(tempfile.mkdtemp(prefix="quotacache-bench-reads-"))
-    broker = EmbeddedBroker(free_port(), log_path=work / "broker.log").start()
-    sim_port = free_port()
-    config = quotacache_config(work / "quotacache.toml", "bench-reads", broker.port,
-                               f"http://127.0.0.1:{sim_port}")
+    work, broker, sim_port, config = embedded_setup("bench-reads")
     settings = load_settings(config)
     paths = work / "paths.txt"
     paths.write_text("".join(f"/cache/cryptometer/{e}/{s}\n" for e, s in KEYS))

@@ -19,19 +19,14 @@ import argparse
 import asyncio
 import json
 import shutil
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
 import httpx
 
-from bench.soak import topic_records
+from bench.soak import demo_stack, topic_records
 from quotacache.client import Client
-from quotacache.dev.broker import EmbeddedBroker, free_port
-from quotacache.dev.demo import _config, placeholder_keys
-from quotacache.dev.processes import start_simulator, start_worker
-from quotacache.settings import load_settings
 
 RESULTS = Path(__file__).parent / "results"
 QUIET = 2.5  # seconds without a new record: the worker is done
@@ -94,23 +89,10 @@ def main(argv: list[str] | None = None) -> None:
                         "endpoint allows 10 calls a minute)")
     parser.add_argument("--name", default="records")
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="quotacache-records-"))
-    placeholder_keys("bench-key")
-    broker_port, sim_port, web_port = free_port(), free_port(), free_port()
-    config = _config(work, broker_port, sim_port, web_port)
-    broker = EmbeddedBroker(broker_port, log_path=work / "broker.log").start()
-    children = []
-    try:
-        children.append(start_simulator(sim_port, latency="0.01-0.03",
-                                        log_path=work / "sim.log"))
-        children.append(start_worker(config, web_port, log_path=work / "worker.log"))
-        cases = asyncio.run(measure(f"http://127.0.0.1:{web_port}", broker.bootstrap,
-                                    load_settings(config), args.n))
-    finally:
-        for child in reversed(children):
-            child.stop()
-        broker.stop()
-        shutil.rmtree(work, ignore_errors=True)
+    with demo_stack("quotacache-records-", sim_latency="0.01-0.03") as stack:
+        cases = asyncio.run(measure(stack.web_url, stack.broker.bootstrap, stack.settings,
+                                    args.n))
+    shutil.rmtree(stack.work, ignore_errors=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(cases, indent=1) + "\n")
     print("\n| case | records | upstream calls | by topic |\n|---|---|---|---|")

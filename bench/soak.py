@@ -23,6 +23,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -30,8 +32,8 @@ import httpx
 from quotacache.client import Client
 from quotacache.dev.broker import EmbeddedBroker, free_port, true_end_offsets
 from quotacache.dev.demo import Load, _config, placeholder_keys
-from quotacache.dev.processes import start_simulator, start_worker
-from quotacache.settings import load_settings
+from quotacache.dev.processes import ChildProcess, start_simulator, start_worker
+from quotacache.settings import Settings, load_settings
 
 RESULTS = Path(__file__).parent / "results"
 SYMBOLS = ["BTC", "ETH", "SOL", "XRP", "DOGE", "ADA", "AVAX", "LINK"]
@@ -101,30 +103,53 @@ async def drive(settings, web_url: str, bootstrap: str, worker_pid: int, broker_
         await load.http.aclose()
 
 
-def run(seconds: float, every: float, rate: float, extra_env: dict[str, str]) -> dict:
-    work = Path(tempfile.mkdtemp(prefix="quotacache-soak-"))
-    placeholder_keys("soak-key")
+@dataclass
+class Stack:
+    work: Path
+    settings: Settings
+    broker: EmbeddedBroker
+    worker: ChildProcess
+    web_url: str
+
+    @property
+    def broker_pid(self) -> int:
+        assert self.broker.process is not None
+        return self.broker.process.pid
+
+
+@contextlib.contextmanager
+def demo_stack(prefix: str, worker_env: dict[str, str] | None = None,
+               sim_latency: str = "0.2-0.5") -> Iterator[Stack]:
+    """The demo's config on free ports: its embedded broker, the simulator and one worker,
+    stopped (and the data dir removed) on the way out."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    placeholder_keys("bench-key")
     broker_port, sim_port, web_port = free_port(), free_port(), free_port()
     config = _config(work, broker_port, sim_port, web_port)
-    settings = load_settings(config)
     broker = EmbeddedBroker(broker_port, log_path=work / "broker.log").start()
-    rows: list[dict] = []
     children = []
     try:
-        children.append(start_simulator(sim_port, log_path=work / "sim.log"))
-        worker = start_worker(config, web_port, log_path=work / "worker.log", env=extra_env)
-        children.append(worker)
-        assert broker.process is not None
-        asyncio.run(drive(settings, f"http://127.0.0.1:{web_port}", broker.bootstrap,
-                          worker.pid, broker.process.pid, seconds, every, rate, rows))
+        children.append(start_simulator(sim_port, latency=sim_latency,
+                                        log_path=work / "sim.log"))
+        children.append(start_worker(config, web_port, log_path=work / "worker.log",
+                                     env=worker_env))
+        yield Stack(work, load_settings(config), broker, children[-1],
+                    f"http://127.0.0.1:{web_port}")
     finally:
         for child in reversed(children):
             child.stop()
         broker.stop()
         shutil.rmtree(work / "data", ignore_errors=True)
+
+
+def run(seconds: float, every: float, rate: float, extra_env: dict[str, str]) -> dict:
+    rows: list[dict] = []
+    with demo_stack("quotacache-soak-", extra_env) as stack:
+        asyncio.run(drive(stack.settings, stack.web_url, stack.broker.bootstrap,
+                          stack.worker.pid, stack.broker_pid, seconds, every, rate, rows))
     return {"seconds": seconds, "rate": rate, "every": every, "env": extra_env,
             "machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}",
-            "load_average": os.getloadavg()[0], "samples": rows, "workdir": str(work)}
+            "load_average": os.getloadavg()[0], "samples": rows, "workdir": str(stack.work)}
 
 
 def per_unit(samples: list[dict]) -> dict:

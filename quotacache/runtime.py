@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import faust
 
@@ -43,8 +42,8 @@ class Runtime:
     upstreams: dict[str, UpstreamClient]
     control: ControlTables
     health: HealthTable
+    inflight: InFlight
     stats: Stats = field(default_factory=Stats)
-    inflight: InFlight = field(default_factory=lambda: InFlight(30.0))
     clock: Clock = time.time
     waiters: Waiters = field(default_factory=Waiters)
     #: Fetches queued or under way for the services this worker owns (the fetch agent's).
@@ -78,7 +77,7 @@ class Runtime:
         return budget_use(self.limiter.usage(service, now), service,
                           self.health.get(service).hinted_use(now))
 
-    async def dead_letter(self, event: Any, reason: str) -> None:
+    async def dead_letter(self, event: faust.types.EventT, reason: str) -> None:
         """Dead-letter the event being processed (with the reason) and count it."""
         message = event.message
         self.stats.count("dead_letters",

@@ -67,15 +67,6 @@ KINGFISHER_LEVELS: dict[str, tuple[str, str, list[str]]] = {
     "COLD": ("1h", "medium", ["liq_ratio_longterm", "support_resistance"]),
     "FROZEN": ("6h", "low", ["professional_report", "historical_analysis"]),
 }
-#: Any data type the profile does not list is WARM.
-KINGFISHER_DEFAULT_LEVEL = "WARM"
-
-
-def kingfisher_level(data_type: str) -> str:
-    for level, (_, _, types) in KINGFISHER_LEVELS.items():
-        if data_type in types:
-            return level
-    return KINGFISHER_DEFAULT_LEVEL
 
 
 KINGFISHER: dict[str, Any] = {

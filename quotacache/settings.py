@@ -13,7 +13,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -30,6 +30,16 @@ from quotacache.errors import ConfigError
 from quotacache.units import Duration, Priority, RateLimit, parse_duration
 
 __all__ = ["Duration", "Priority", "RateLimit", "parse_duration", "Settings", "load_settings"]
+
+N = TypeVar("N")
+
+
+def checked_names(kind: str, named: dict[str, N]) -> dict[str, N]:
+    """Service and endpoint names appear in URLs, topic names and metrics labels."""
+    for name in named:
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", name):
+            raise ValueError(f"{kind} name {name!r} must be lower-case letters, digits, _")
+    return named
 
 
 class AuthConfig(BaseModel):
@@ -166,10 +176,7 @@ class ServiceConfig(BaseModel):
     @field_validator("endpoints")
     @classmethod
     def _names(cls, value: dict[str, EndpointConfig]) -> dict[str, EndpointConfig]:
-        for name in value:
-            if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", name):
-                raise ValueError(f"endpoint name {name!r} must be lower-case letters, digits, _")
-        return value
+        return checked_names("endpoint", value)
 
     def limits_for(self, endpoint: str) -> list[RateLimit]:
         """The endpoint's own limits (its override, or the service's default)."""
@@ -349,10 +356,7 @@ class Settings(BaseSettings):
     @field_validator("services")
     @classmethod
     def _service_names(cls, value: dict[str, ServiceConfig]) -> dict[str, ServiceConfig]:
-        for name in value:
-            if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", name):
-                raise ValueError(f"service name {name!r} must be lower-case letters, digits, _")
-        return value
+        return checked_names("service", value)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],

@@ -182,13 +182,16 @@ async def _drive(settings, web_url: str, sim_port: int, symbols: list[str], rate
         task = asyncio.create_task(load.run(until))
         worker: dict = {}
         sim: dict = {}
-        with Live(_table(load, worker, sim, 0, web_url), console=console,
-                  refresh_per_second=2) as live:
-            while not task.done():
-                with contextlib.suppress(httpx.HTTPError, ValueError):
-                    worker = (await http.get(f"{web_url}/stats")).json()
-                    sim = (await http.get(f"http://127.0.0.1:{sim_port}/_sim/stats")).json()
-                live.update(_table(load, worker, sim, time.monotonic() - began, web_url))
-                await asyncio.wait({task}, timeout=1.0)
-        await task
+        try:
+            with Live(_table(load, worker, sim, 0, web_url), console=console,
+                      refresh_per_second=2) as live:
+                while not task.done():
+                    with contextlib.suppress(httpx.HTTPError, ValueError):
+                        worker = (await http.get(f"{web_url}/stats")).json()
+                        sim = (await http.get(f"http://127.0.0.1:{sim_port}/_sim/stats")).json()
+                    live.update(_table(load, worker, sim, time.monotonic() - began, web_url))
+                    await asyncio.wait({task}, timeout=1.0)
+            await task
+        finally:
+            task.cancel()  # the display failed or was interrupted: the load stops with it
         await load.http.aclose()

@@ -1,4 +1,5 @@
-"""What to do with an upstream's answer: retry or not, when, its rate hints, list fan-out.
+"""What to do with an upstream's answer: retry or not, when, its rate hints and
+Retry-After, list fan-out.
 
 Only failures that can succeed on a second try are retried (timeouts, connection errors,
 5xx); a 4xx other than 429, an oversized or malformed body would fail the same way again
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from quotacache.streams.records import normalize_symbol
@@ -35,6 +37,21 @@ def rate_hint(answer_headers: Mapping[str, str], now: float) -> dict[str, Any] |
         return None
     # Reset is epoch seconds, or seconds from now.
     return {"remaining": left, "reset_at": at if at > 1e9 else now + at, "limit": limit}
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
 def fan_out(symbol: str, data: Any, field: str | None) -> list[tuple[str, Any]]:

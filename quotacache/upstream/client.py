@@ -18,32 +18,17 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 import httpx
 
 from quotacache.errors import UpstreamError
+from quotacache.policy.upstream import parse_retry_after
+from quotacache.redact import MASK
 from quotacache.settings import ServiceConfig
 
 USER_AGENT = "quotacache/0.1"
-MASK = b"***"
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError, IndexError):
-        return None
 
 
 @dataclass(frozen=True)
@@ -131,7 +116,7 @@ class UpstreamClient:
 
     def _scrub(self, raw: bytes) -> bytes:
         for form in self._secret_forms:
-            raw = raw.replace(form, MASK)
+            raw = raw.replace(form, MASK.encode())
         return raw
 
     def _unwrap(self, where: str, body: Any) -> Any:

@@ -24,10 +24,9 @@ from aiohttp import web as aioweb
 from quotacache.policy.freshness import CacheEntry
 from quotacache.runtime import Runtime
 from quotacache.web.guard import Handler, Middleware
+from quotacache.web.schemas import MAX_WAIT
 
 PREFIX = "/cache/"
-#: As ``reads.MAX_WAIT`` (reads imports this module).
-MAX_WAIT = 60.0
 #: Encoded answers kept at most (the oldest goes first); each costs about its body.
 MAX_HOT = 20_000
 CONTENT_TYPE = "application/json; charset=utf-8"

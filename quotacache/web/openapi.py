@@ -15,14 +15,8 @@ from pydantic import BaseModel
 
 from quotacache.runtime import Runtime
 from quotacache.settings import Settings
+from quotacache.web import schemas
 from quotacache.web.errors import ErrorBody
-from quotacache.web.schemas import (
-    BatchBody,
-    MonitorBody,
-    RefreshBody,
-    StrategyBody,
-    UnmonitorBody,
-)
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -31,7 +25,7 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The model's JSON schema in OpenAPI 3.0 terms: definitions inlined, ``X | None``
-    written as ``nullable``."""
+    written as ``nullable``, exclusive bounds as flags."""
     schema = model.model_json_schema()
     defs = schema.pop("$defs", {})
 
@@ -47,7 +41,11 @@ def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
             other = next(o for o in options if o != {"type": "null"})
             rest = {k: v for k, v in node.items() if k not in ("anyOf", "default", "title")}
             return {**convert(other), **rest, "nullable": True}
-        return {k: convert(v) for k, v in node.items() if k != "title"}
+        node = {k: convert(v) for k, v in node.items() if k != "title"}
+        for bound, side in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+            if not isinstance(node.get(bound, True), bool):  # 3.1's number, 3.0's flag
+                node[side], node[bound] = node[bound], True
+        return node
 
     return dict(convert(schema))
 
@@ -58,6 +56,12 @@ ANY_OBJECT = {"type": "object"}
 
 def _body(model: type[BaseModel]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": openapi_schema(model)}}}
+
+
+def _query(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """The model's fields as optional query parameters."""
+    return [{"name": name, "in": "query", "schema": schema}
+            for name, schema in openapi_schema(model)["properties"].items()]
 
 
 def document(settings: Settings) -> dict[str, Any]:
@@ -78,10 +82,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
     services = sorted(settings.services)
     endpoints = sorted({e for s in settings.services.values() for e in s.endpoints})
     bad = {"400": _json(ERROR, "invalid request"), "404": _json(ERROR, "unknown name")}
-    entry = {"type": "object", "required": ["status", "data"],
-             "properties": {"status": {"type": "string", "enum": ["HIT", "STALE", "MISS"]},
-                            "data": {}, "age": {"type": ["number", "null"]},
-                            "ttl": {"type": "number"}}}
+    entry = openapi_schema(schemas.CacheAnswer)
     return {
         "openapi": "3.0.3",
         "info": {"title": "quotacache", "version": "0.1.0",
@@ -96,35 +97,32 @@ def _paths(settings: Settings) -> dict[str, Any]:
                      "schema": {"type": "string", "enum": endpoints}},
                     {"name": "symbol", "in": "path", "required": True,
                      "schema": {"type": "string"}},
-                    {"name": "wait", "in": "query", "schema": {"type": "number", "minimum": 0,
-                                                               "maximum": 60}},
-                    {"name": "max_age", "in": "query",
-                     "schema": {"type": "number", "exclusiveMinimum": True, "minimum": 0}},
+                    *_query(schemas.ReadQuery),
                 ],
                 "responses": {"200": _json(entry, "HIT or STALE"),
                               "202": _json(entry, "MISS: a refresh was requested"), **bad}}},
             "/refresh": {"post": {
                 "summary": "Request one refresh",
-                "requestBody": _body(RefreshBody),
+                "requestBody": _body(schemas.RefreshBody),
                 "responses": {"202": _json(ANY_OBJECT, "published"), **bad}}},
             "/batch": {"post": {
                 "summary": "Refresh symbols x endpoints (list endpoints once)",
-                "requestBody": _body(BatchBody),
+                "requestBody": _body(schemas.BatchBody),
                 "responses": {"202": _json(ANY_OBJECT, "published"), **bad}}},
             "/symbols": {
                 "get": {"summary": "Monitored symbols",
                         "responses": {"200": _json(ANY_OBJECT, "symbol -> endpoints")}},
                 "post": {"summary": "Monitor symbols",
-                         "requestBody": _body(MonitorBody),
+                         "requestBody": _body(schemas.MonitorBody),
                          "responses": {"200": _json(ANY_OBJECT, "monitored symbols"), **bad}},
                 "delete": {"summary": "Stop monitoring symbols",
-                           "requestBody": _body(UnmonitorBody),
+                           "requestBody": _body(schemas.UnmonitorBody),
                            "responses": {"200": _json(ANY_OBJECT, "removed"), **bad}}},
             "/strategy": {
                 "get": {"summary": "Strategy of each service",
                         "responses": {"200": _json(ANY_OBJECT, "service -> state")}},
                 "post": {"summary": "Pin a strategy, or release the pin",
-                         "requestBody": _body(StrategyBody),
+                         "requestBody": _body(schemas.StrategyBody),
                          "responses": {"200": _json(ANY_OBJECT, "the new state"), **bad}}},
             "/stats": {"get": {
                 "summary": "Cache statistics of every worker, summed (scope=local: this one)",

@@ -20,17 +20,12 @@ from faust import web
 from quotacache.policy.freshness import Freshness, classify
 from quotacache.runtime import Runtime
 from quotacache.streams.records import RefreshRequest
-from quotacache.web import hits
 from quotacache.web.cluster import own_url
-from quotacache.web.errors import HttpError
 from quotacache.web.guard import authorized, peer_headers
 from quotacache.web.hits import encode, forget_on_rebalance, remember
+from quotacache.web.schemas import ReadQuery, parse_query
 
 log = logging.getLogger(__name__)
-
-#: The longest a reader may wait for a refresh (?wait=SECONDS).
-MAX_WAIT = hits.MAX_WAIT
-
 
 def register(rt: Runtime) -> None:
     app = rt.app
@@ -41,7 +36,8 @@ def register(rt: Runtime) -> None:
         async def get(self, request: web.Request, service: str, endpoint: str,
                       symbol: str) -> web.Response:
             symbol, key = rt.resolve(service, endpoint, symbol)
-            wait, max_age = read_options(request)
+            query = parse_query(request, ReadQuery)
+            wait, max_age = query.wait, query.max_age
             try:
                 routed = await forward_to_owner(self, rt, request, key, wait)
             except Exception as exc:  # owner down or rebalancing: answer from what we have
@@ -96,30 +92,6 @@ def owned_here(rt: Runtime, key: str) -> bool:
     except KeyError:
         return False
     return str(owner).rstrip("/") == own_url(rt)
-
-
-def _seconds(request: web.Request, name: str) -> float | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise HttpError(400, f"{name} must be a number of seconds, not {raw[:20]!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise HttpError(400, f"{name} must be a non-negative number of seconds")
-    return value
-
-
-def read_options(request: web.Request) -> tuple[float, float | None]:
-    """``wait`` (0..MAX_WAIT s) and ``max_age`` (> 0 s); a 400 names the bad one."""
-    wait = _seconds(request, "wait") or 0.0
-    if wait > MAX_WAIT:
-        raise HttpError(400, f"wait is at most {MAX_WAIT:g} seconds")
-    max_age = _seconds(request, "max_age")
-    if max_age == 0:
-        raise HttpError(400, "max_age must be more than 0 seconds")
-    return wait, max_age
 
 
 async def read_entry(view: web.View, rt: Runtime, service: str, endpoint: str, symbol: str,

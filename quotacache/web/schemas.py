@@ -1,4 +1,5 @@
-"""Request bodies of the HTTP API as pydantic models: one source for validation and OpenAPI.
+"""Requests and answers of the HTTP API as pydantic models: one source for validation and
+OpenAPI.
 
 A body that does not fit its model is a 400 whose message names the field
 (``symbols: List should have at least 1 item``); the same models generate the request
@@ -7,7 +8,7 @@ schemas of ``/openapi.json``, so the documentation cannot drift from what is acc
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from aiohttp import web as aioweb
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -21,6 +22,8 @@ from quotacache.web.errors import HttpError
 MAX_BODY_BYTES = 256 * 1024
 #: Symbol x endpoint pairs one POST /batch may ask for.
 MAX_BATCH = 2000
+#: The longest a reader may wait for a refresh (``?wait=SECONDS``).
+MAX_WAIT = 60.0
 
 Names = Annotated[list[str], Field(min_length=1)]
 
@@ -66,6 +69,33 @@ class StrategyBody(Body):
     release: bool = False
 
 
+class ReadQuery(BaseModel):
+    """GET /cache/...: the query of a read (other parameters are ignored)."""
+
+    wait: float = Field(0.0, ge=0, le=MAX_WAIT, allow_inf_nan=False,
+                        description="seconds to hold a MISS or STALE answer until its "
+                                    "refresh lands")
+    max_age: float | None = Field(None, gt=0, allow_inf_nan=False,
+                                  description="seconds: older data is not fresh for this read")
+
+
+class CacheAnswer(BaseModel):
+    """GET /cache/...: one entry, HIT, STALE (with its age) or MISS (no data yet)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    service: str
+    endpoint: str
+    symbol: str
+    status: Literal["HIT", "STALE", "MISS"]
+    fresh: bool
+    data: Any
+    fetched_at: float | None
+    age: float | None
+    ttl: float
+    refresh_requested: bool
+
+
 #: POST /refresh takes exactly what a refresh message on the topic carries.
 RefreshBody = RefreshTarget
 
@@ -81,6 +111,14 @@ def describe(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in err["loc"]) or "body"
         parts.append(f"{where}: {err['msg']}")
     return "; ".join(parts)
+
+
+def parse_query(request: aioweb.Request, model: type[M]) -> M:
+    """The request's query as ``model``; HttpError 400 naming the bad parameter."""
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise HttpError(400, describe(exc)) from None
 
 
 async def parse_body(request: aioweb.Request, model: type[M]) -> M:

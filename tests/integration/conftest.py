@@ -301,35 +301,40 @@ def deployment(tmp_path, broker, simulator) -> Deployment:
         deployed.stop()
 
 
-def _attempts(timeout: float, interval: float):
-    """Yield until ``timeout`` has passed, ``interval`` apart (the caller sleeps)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        yield interval
+class _Until:
+    """Iterating yields the pauses between calls of ``predicate`` and ends once it returns
+    something truthy (kept in ``value``); after ``timeout`` it fails the test."""
+
+    def __init__(self, predicate: Callable[[], Any], timeout: float, interval: float,
+                 message: str):
+        self.predicate, self.timeout, self.interval = predicate, timeout, interval
+        self.message, self.value = message, None
+
+    def __iter__(self) -> Iterator[float]:
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            self.value = self.predicate()
+            if self.value:
+                return
+            yield self.interval
+        raise AssertionError(f"{self.message} not reached in {self.timeout}s "
+                             f"(last: {self.value!r})")
 
 
 def poll(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
          message: str = "condition") -> Any:
     """Call ``predicate`` until it returns something truthy; fail after ``timeout``."""
-    last: Any = None
-    for pause in _attempts(timeout, interval):
-        last = predicate()
-        if last:
-            return last
+    for pause in (until := _Until(predicate, timeout, interval, message)):
         time.sleep(pause)
-    raise AssertionError(f"{message} not reached in {timeout}s (last: {last!r})")
+    return until.value
 
 
 async def apoll(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
                 message: str = "condition") -> Any:
     """``poll`` for async tests: sleeps without blocking the event loop."""
-    last: Any = None
-    for pause in _attempts(timeout, interval):
-        last = predicate()
-        if last:
-            return last
+    for pause in (until := _Until(predicate, timeout, interval, message)):
         await asyncio.sleep(pause)
-    raise AssertionError(f"{message} not reached in {timeout}s (last: {last!r})")
+    return until.value
 
 
 def json_key(key: str) -> bytes:

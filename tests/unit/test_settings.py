@@ -1,7 +1,6 @@
 import pytest
 
 from quotacache.errors import ConfigError
-from quotacache.services import kingfisher_level
 from quotacache.settings import Priority, RateLimit, load_settings, parse_duration
 
 
@@ -49,7 +48,6 @@ def test_kingfisher_profile_has_levels_and_its_three_upstreams():
     assert [str(lim) for lim in kf.limits] == ["10/60"]
     assert [str(lim) for lim in settings.services["kingfisher_airtable"].limits] == ["5/10"]
     assert [str(lim) for lim in settings.services["kingfisher_telegram"].limits] == ["30/60"]
-    assert kingfisher_level("some_new_type") == "WARM"
 
 
 def test_a_user_service_is_added_without_code(tmp_path):
@@ -75,8 +73,7 @@ def test_file_values_merge_over_a_profile(tmp_path):
     settings = load_settings(write(tmp_path, """
 [services.cryptometer]
 base_url = "http://127.0.0.1:9999"
-[services.cryptometer.endpoints.ticker]
-ttl = "30s"
+endpoints.ticker.ttl = "30s"
 """))
     crypto = settings.services["cryptometer"]
     assert crypto.base_url == "http://127.0.0.1:9999"

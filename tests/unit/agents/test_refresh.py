@@ -183,21 +183,17 @@ async def test_a_scheduled_look_at_a_missing_key_orders_a_fetch(rt):
     assert [o.reason for o in orders(rt)] == ["schedule"]
 
 
-async def test_a_scheduled_look_fetches_only_a_key_due_before_the_next_scan(rt, clock):
-    # NORMAL: refresh point 300 s x 1.0; the next scan is 5 s away.
-    assert await scheduled_after(rt, clock, "ratio", age=294, ttl=300) == []
+@pytest.mark.parametrize("strategy, due_at", [(Strategy.NORMAL, 300), (Strategy.CONSERVATIVE, 600)])
+async def test_a_scheduled_look_fetches_only_a_key_due_before_the_next_scan(rt, clock, strategy,
+                                                                           due_at):
+    """NORMAL refreshes at the TTL (300 s), CONSERVATIVE lets keys age twice as long; the
+    next scan is 5 s away."""
+    state = StrategyState()
+    pin(state, strategy, START)
+    rt.control.save_strategy("svc", state)
+    assert await scheduled_after(rt, clock, "ratio", age=due_at - 6, ttl=300) == []
     assert rt.stats.by_endpoint["svc/ratio"]["calls_saved"] == 0  # nothing was asked
     clock.advance(1)
-    await admit(rt, request("ratio", reason="schedule"))
-    assert len(orders(rt)) == 1
-
-
-async def test_a_conservative_service_lets_scheduled_keys_age_twice_as_long(rt, clock):
-    state = StrategyState()
-    pin(state, Strategy.CONSERVATIVE, START)
-    rt.control.save_strategy("svc", state)
-    assert await scheduled_after(rt, clock, "ratio", age=594, ttl=300) == []
-    clock.advance(1)  # 300 x 2 - 5
     await admit(rt, request("ratio", reason="schedule"))
     assert len(orders(rt)) == 1
 

@@ -1,8 +1,10 @@
 """Upstream policy: backoff of retries, the upstream's rate hints, fan-out of list answers."""
 
+from email.utils import formatdate
+
 import httpx
 
-from quotacache.policy.upstream import fan_out, rate_hint, retry_delay
+from quotacache.policy.upstream import fan_out, parse_retry_after, rate_hint, retry_delay
 
 
 def test_the_backoff_bound_doubles_per_attempt_up_to_the_cap():
@@ -42,3 +44,10 @@ def test_a_list_answer_fills_each_listed_symbols_entry_upper_cased():
 def test_items_without_a_valid_symbol_are_kept_only_in_the_whole_list():
     items = [{"p": 1}, {"symbol": "../x"}, {"symbol": 7}, "text", None, {"symbol": "SOL"}]
     assert fan_out("*", items, "symbol") == [("*", items), ("SOL", items[5])]
+
+
+def test_retry_after_as_seconds_or_http_date():
+    assert parse_retry_after("12", now=0) == 12
+    assert parse_retry_after(formatdate(1_000_030, usegmt=True), now=1_000_000) == 30
+    assert parse_retry_after("garbage", now=0) is None
+    assert parse_retry_after(None, now=0) is None

@@ -1,13 +1,13 @@
 """The upstream client through httpx.MockTransport: URLs from config only, keys kept secret."""
 
-from email.utils import formatdate
+
 
 import httpx
 import pytest
 
 from quotacache.errors import UpstreamError
 from quotacache.settings import load_settings
-from quotacache.upstream.client import UpstreamClient, parse_retry_after
+from quotacache.upstream.client import UpstreamClient
 
 KEY = "sk-test-4f8a9c"
 
@@ -70,13 +70,6 @@ async def test_429_carries_retry_after(cryptometer):
     with pytest.raises(UpstreamError) as raised:
         await client.fetch("ticker", "BTC", now=0)
     assert raised.value.status == 429 and raised.value.retry_after == 7
-
-
-def test_retry_after_as_seconds_or_http_date():
-    assert parse_retry_after("12", now=0) == 12
-    assert parse_retry_after(formatdate(1_000_030, usegmt=True), now=1_000_000) == 30
-    assert parse_retry_after("garbage", now=0) is None
-    assert parse_retry_after(None, now=0) is None
 
 
 async def test_header_auth_puts_the_key_in_the_header(monkeypatch):

@@ -5,17 +5,23 @@ import json
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
+from quotacache.policy.freshness import CacheEntry
 from quotacache.settings import load_settings
 from quotacache.web.errors import ErrorBody, HttpError, error_response
+from quotacache.web.hits import encode
 from quotacache.web.openapi import document, openapi_schema
 from quotacache.web.schemas import (
     MAX_BODY_BYTES,
+    MAX_WAIT,
     BatchBody,
+    CacheAnswer,
     MonitorBody,
+    ReadQuery,
     RefreshBody,
     StrategyBody,
     UnmonitorBody,
     parse_body,
+    parse_query,
 )
 
 BODIES = [RefreshBody, BatchBody, MonitorBody, UnmonitorBody, StrategyBody]
@@ -116,6 +122,43 @@ async def test_an_unknown_strategy_names_the_choices():
                        "or 'MINIMAL'")
 
 
+# -- a read's query and answer ----------------------------------------------------------
+
+def query(string):
+    return parse_query(make_mocked_request("GET", f"/cache/s/e/X?{string}"), ReadQuery)
+
+
+@pytest.mark.parametrize("string, named", [
+    ("wait=x", "wait"), ("wait=-1", "wait"), (f"wait={MAX_WAIT + 1:g}", "wait"),
+    ("wait=nan", "wait"), ("wait=inf", "wait"), ("max_age=0", "max_age"),
+    ("max_age=-3", "max_age"), ("wait=1&max_age=abc", "max_age")])
+def test_a_bad_read_parameter_is_a_400_naming_it(string, named):
+    with pytest.raises(HttpError) as raised:
+        query(string)
+    assert raised.value.status == 400 and raised.value.message.startswith(f"{named}:")
+
+
+def test_a_read_query_has_defaults_and_ignores_other_parameters():
+    assert (query("").wait, query("").max_age) == (0.0, None)
+    parsed = query(f"wait={MAX_WAIT:g}&max_age=2.5&utm=x")
+    assert (parsed.wait, parsed.max_age) == (MAX_WAIT, 2.5)
+
+
+def test_the_read_parameters_are_documented_from_their_model():
+    operation = document(load_settings())["paths"]["/cache/{service}/{endpoint}/{symbol}"]["get"]
+    params = {p["name"]: p["schema"] for p in operation["parameters"] if p["in"] == "query"}
+    assert params["wait"]["maximum"] == MAX_WAIT and params["wait"]["minimum"] == 0
+    assert params["max_age"]["minimum"] == 0 and params["max_age"]["exclusiveMinimum"] is True
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"] == \
+        openapi_schema(CacheAnswer)
+
+
+def test_the_hit_paths_pre_encoded_answer_is_a_documented_answer():
+    hot = encode("svc", "ticker", "BTC", CacheEntry({"p": 1}, 1000.0, 60.0), 3600)
+    answer = CacheAnswer.model_validate_json(hot.head + b"1.5" + hot.tail)
+    assert (answer.status, answer.age, answer.refresh_requested) == ("HIT", 1.5, False)
+
+
 # -- the error shape -------------------------------------------------------------------
 
 def test_an_error_answer_is_json_with_the_message_and_status():
@@ -144,7 +187,8 @@ def nodes(tree):
             yield from nodes(value)
 
 
-@pytest.mark.parametrize("model", [*BODIES, ErrorBody], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("model", [*BODIES, ErrorBody, ReadQuery, CacheAnswer],
+                         ids=lambda m: m.__name__)
 def test_schemas_are_openapi_3_0_without_references_or_null_unions(model):
     schema = openapi_schema(model)
     assert "$defs" not in schema
