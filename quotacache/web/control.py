@@ -11,7 +11,7 @@ from __future__ import annotations
 from faust import web
 
 from quotacache.errors import InvalidSymbol, UnknownTarget
-from quotacache.policy.strategy import pin, release
+from quotacache.policy.strategy import Strategy, pin, release
 from quotacache.runtime import Runtime
 from quotacache.streams.records import RefreshRequest, normalize_symbol
 from quotacache.tables.control import MAX_MONITORED
@@ -146,8 +146,8 @@ def register(rt: Runtime) -> None:
             if body.release:
                 release(state, now)
             elif body.strategy is None:
-                raise HttpError(400, "strategy: give one of AGGRESSIVE, NORMAL, CONSERVATIVE, "
-                                "MINIMAL, or release: true")
+                raise HttpError(400, f"strategy: give one of {', '.join(Strategy)}, "
+                                "or release: true")
             else:
                 pin(state, body.strategy, now)
             rt.control.save_strategy(body.service, state)
