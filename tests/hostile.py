@@ -22,11 +22,14 @@ class HostileUpstream:
         self.url = f"http://127.0.0.1:{self.port}"
         self.mode = "ok"
         self.calls = 0
+        #: Each call's path and query as they came (raw: still URL-encoded).
+        self.urls: list[str] = []
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
 
     async def answer(self, request: web.Request) -> web.StreamResponse:
         self.calls += 1
+        self.urls.append(request.raw_path)
         mode = self.mode
         if mode == "huge":  # 400 MB, chunked, as fast as the reader takes it
             response = web.StreamResponse(headers={"Content-Type": "application/json"})

@@ -59,6 +59,10 @@ def register(rt: Runtime) -> None:
                         if float(until) > now}
             return self.json({"in_flight_keys": len(rt.inflight), "volatile": volatile,
                               "asyncio_tasks": len(asyncio.all_tasks()),
+                              # this worker's maps keyed by what requests name: their sizes
+                              "waiting_readers": len(rt.waiters),
+                              "read_rate_keys": len(rt.demand),
+                              "hot_answers": len(rt.cache.hot),
                               "services": services})
 
     @app.page("/status/{service}")

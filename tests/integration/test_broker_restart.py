@@ -19,10 +19,11 @@ import pytest
 from quotacache.dev.broker import CLUSTER_ID_FILE, EmbeddedBroker, cluster_id, free_port
 from quotacache.streams.topics import SendHealth
 
+from ..windows import max_in_any_window
 from .conftest import Deployment, apoll, local_kafka, poll
+from .test_limits_across_restarts import AFTER, BEFORE, read_all, ticker_calls
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
 
 
 def cluster_of(marker) -> str | None:
@@ -32,6 +33,7 @@ def cluster_of(marker) -> str | None:
         return marker.read_text()
     except FileNotFoundError:
         return None
+
 
 def status(worker, key):
     try:
@@ -84,6 +86,72 @@ def test_workers_rebuild_after_the_embedded_broker_restarts_empty(tmp_path, simu
         broker.stop()
 
 
+def ticker_usage(worker) -> dict | None:
+    """The limiter's row for the ticker endpoint's 10/60 and the queue, from /status."""
+    try:
+        answer = worker.get("/status/cryptometer").json()
+        [row] = [r for r in answer["limits"] if r["scope"] == "cryptometer/ticker"]
+        return {**row, "queued": sum(answer["queue"].values())}
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None
+
+
+def test_spent_budget_survives_a_broker_restart_alone(tmp_path, simulator):
+    """Only the memory-only broker restarts: the worker keeps running, discards the stale
+    state of the old cluster (the limiter's changelog with it) and rebuilds. The 9 calls
+    it spent still count (the call journal): the upstream sees no 429 and at most 10
+    calls in its 60 s window."""
+    port = free_port()
+    broker = EmbeddedBroker(port, log_path=tmp_path / "broker-1.log").start()
+    deployment = Deployment(tmp_path, broker.bootstrap, simulator, embedded=True)
+    # No headroom: the limiter may use the whole 10/60, so one forgotten call is a 429.
+    deployment.configure('limits = ["1000/60"]\nendpoint_limits = ["10/60"]\nheadroom = 0.0\n')
+    simulator.configure(limits={"cryptometer": ["1000/60"]},
+                        endpoint_limits={"cryptometer": ["10/60"]})
+    try:
+        worker = deployment.start_worker()
+        pid = worker.child.pid
+        read_all(worker, BEFORE)
+        poll(lambda: ticker_calls(simulator)[0] >= len(BEFORE), timeout=30,
+             message="9 calls spent before the restart")
+        marker = worker.data_dir / CLUSTER_ID_FILE
+        before = marker.read_text()
+
+        broker.stop()
+        broker = EmbeddedBroker(port, log_path=tmp_path / "broker-2.log").start()
+        poll(lambda: cluster_of(marker) not in (None, before), timeout=60, interval=0.2,
+             message="stale data dir discarded for the new cluster")
+        worker.child.wait_http(worker.url + "/health", timeout=60)  # healthy again
+        read_all(worker, AFTER)
+        # The limiter counts the 9 journaled calls and the one it may still make, and
+        # holds the other keys in the queue: then it sends nothing until the window ends.
+        # (A limiter that forgot them sends at once, and the upstream answers 429.)
+        def blocked_or_refused():
+            usage = ticker_usage(worker)
+            if usage and usage["used"] >= usage["allowance"] and usage["queued"] > 0:
+                return usage
+            return ticker_calls(simulator)[1] > 0 and {**(usage or {}), "refused": True}
+
+        blocked = poll(blocked_or_refused, timeout=30, interval=0.2,
+                       message="the ticker budget spent and the other keys queued")
+        # Every call the limiter counted has reached the upstream (none in flight).
+        poll(lambda: sum(ticker_calls(simulator)) >= blocked.get("used", 0), timeout=10,
+             message="the counted calls at the upstream")
+        accepted, rejected = ticker_calls(simulator)
+        times = [t for t, name in simulator.stats(log=True)["call_log"]
+                 if name == "cryptometer/ticker"]
+        print(f"\nbroker restart alone: limiter {blocked.get('used')}/"
+              f"{blocked.get('allowance')} used, {blocked.get('queued')} queued; upstream "
+              f"{accepted} calls accepted, {rejected} answered 429, most in a 60 s window "
+              f"{max_in_any_window(times, 60)}")
+        assert cluster_of(marker) != before and worker.child.pid == pid  # rebuilt in place
+        assert rejected == 0
+        assert accepted <= 10 and max_in_any_window(times, 60) <= 10
+    finally:
+        deployment.stop()
+        broker.stop()
+
+
 #: Read before the restart: 30 ticker keys against 10 ticker calls a minute (the profile's
 #: endpoint limit) keep the fetch queue full, so the fetch agent ticks 4 times a second
 #: while the broker goes away.
@@ -124,10 +192,11 @@ async def test_pipeline_recovers_when_the_broker_restarts_with_a_full_fetch_queu
     """The broker goes away while the fetch agent has a queue (it ticks 4 times a second)
     and readers keep asking: the worker must not write into the new broker before it has
     restarted, or the topics it creates there hold orphaned records and most sends fail."""
-    # The simulator accepts everything: its limits would otherwise count the calls made
-    # before the restart, which the new (empty) broker no longer knows about.
-    simulator.configure(limits={"cryptometer": ["100000/60"]},
-                        endpoint_limits={"cryptometer": ["100000/60"]})
+    # The simulator keeps the profile's limits (no override needed any more): the calls
+    # made before the restart still count in the worker's call journal, which the new,
+    # empty broker does not wipe, so nothing is answered 429. The keys read after the
+    # restart are of another endpoint, so this test would not notice a forgotten
+    # journal; test_spent_budget_survives_a_broker_restart_alone does.
     port = free_port()
     broker = EmbeddedBroker(port, log_path=tmp_path / "broker-1.log").start()
     deployment = Deployment(tmp_path, broker.bootstrap, simulator, embedded=True)
@@ -155,16 +224,18 @@ async def test_pipeline_recovers_when_the_broker_restarts_with_a_full_fetch_queu
         assert marker.read_text() != cluster_before  # rebuilt for the new cluster
         stop_after.set()
         await after
+        refused = simulator.stats()["rejected"]
         log = (tmp_path / "w1.log").read_text(errors="replace")
         broker_log = (tmp_path / "broker-2.log").read_text(errors="replace")
         print(f"\nbroker restart under load: a read is a HIT again {recovery:.1f} s after "
               f"the broker came back; UnknownError in the worker log: "
               f"{log.count('UnknownError')}, colliding produces in the broker log: "
-              f"{broker_log.count('AlreadyExists')}")
+              f"{broker_log.count('AlreadyExists')}; answered 429 upstream: {refused}")
         assert hit and worker.child.pid == pid and worker.child.alive()
         assert recovery < RECOVERY_BOUND
         assert "AlreadyExists" not in broker_log  # no produce landed on an orphaned batch
         assert "UnknownError" not in log
+        assert refused == 0  # the calls spent before the restart were not forgotten
     finally:
         stop_before.set()
         stop_after.set()

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import pytest
 
 from tests.hostile import HostileUpstream
 
-from .conftest import API_KEY, poll
+from .conftest import poll
 
 pytestmark = pytest.mark.integration
 
@@ -24,11 +25,18 @@ def hostile():
         yield upstream
 
 
-def rss_mb(pid: int) -> float:
+def memory_mb(pid: int, field: str = "VmRSS") -> float:
+    """``VmRSS`` (resident now) or ``VmHWM`` (the peak of it) from /proc/PID/status."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
+    raise AssertionError(f"no {field}")
+
+
+def reset_peak(pid: int) -> None:
+    """Start VmHWM again from the current RSS (Linux >= 4.0), so the peak measured is
+    the test's, not the worker's start-up."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
 def errors(worker) -> int:
@@ -41,14 +49,18 @@ def test_huge_answers_are_cut_at_the_cap_and_memory_stays_bounded(deployment, ho
                          'breaker_failures = 100\n',
                          base_url=hostile.url)
     worker = deployment.start_worker()
-    before = rss_mb(worker.child.pid)
+    pid = worker.child.pid
+    reset_peak(pid)
+    before = memory_mb(pid)
     hostile.mode = "huge"
     for symbol in SYMBOLS:  # eight calls at once: max_in_flight of them open together
         assert worker.get(f"/cache/cryptometer/ticker/{symbol}").status_code == 202
     poll(lambda: errors(worker) >= len(SYMBOLS), timeout=60,
          message="every oversized answer failed")
-    peak = rss_mb(worker.child.pid)
-    print(f"\nRSS {before:.0f} MB -> {peak:.0f} MB after {len(SYMBOLS)} answers of 400 MB")
+    # The highest RSS at any moment since the reset, not what is left once it is over.
+    peak = memory_mb(pid, "VmHWM")
+    print(f"\nRSS {before:.0f} MB before, peak (VmHWM) {peak:.0f} MB during "
+          f"{len(SYMBOLS)} answers of 400 MB cut at 1 MB; RSS after {memory_mb(pid):.0f} MB")
     assert peak - before < 60
     assert hostile.calls == len(SYMBOLS)  # too large is not retried
 
@@ -66,27 +78,51 @@ def test_a_dribbling_answer_ends_at_the_call_deadline(deployment, hostile):
     assert took < 3 + 4
 
 
+#: A key whose URL-encoded forms differ from it ('/', '+' and '=' are escaped in a query),
+#: so an echo of the request URL carries it in a form a plain search would not find.
+ECHO_KEY = "sk-echo/5e1f+0c2a=integration"
+#: Every form the key can take on its way back: as sent, as an upstream may re-encode it.
+KEY_FORMS = sorted({ECHO_KEY, quote(ECHO_KEY), quote(ECHO_KEY, safe=""), quote_plus(ECHO_KEY)})
+
+
+def files_holding(directory: Path, needles: list[bytes]) -> list[str]:
+    """Files under ``directory`` (read as bytes) that hold any of ``needles``."""
+    return [str(path) for path in directory.rglob("*")
+            if path.is_file() and any(n in path.read_bytes() for n in needles)]
+
+
 @pytest.mark.parametrize("mode", ["echo", "echo_error"])
 async def test_an_echoed_key_reaches_no_topic_and_no_answer(deployment, hostile, mode):
     deployment.configure("retry_attempts = 0\n", base_url=hostile.url)
-    worker = deployment.start_worker()
+    worker = deployment.start_worker(api_key=ECHO_KEY)
     hostile.mode = mode
     answers = [worker.get("/cache/cryptometer/ticker/BTC?wait=5").text]
     poll(lambda: hostile.calls >= 1 and (mode != "echo" or worker.get(
         "/cache/cryptometer/ticker/BTC").headers["X-Cache"] == "HIT"), timeout=30,
          message="the echo answered")
+    assert quote(ECHO_KEY, safe="") in hostile.urls[0]  # the key went out, encoded
     for path in ("/cache/cryptometer/ticker/BTC", "/stats", "/status", "/metrics",
                  "/dashboard/snapshot"):
         answers.append(worker.get(path).text)
-    assert all(API_KEY not in text for text in answers)
+    assert [form for form in KEY_FORMS if any(form in text for text in answers)] == []
     if mode == "echo":
         assert "***" in answers[1]  # the data arrived, with the key masked
+    needles = [form.encode() for form in KEY_FORMS]
     records = await deployment.consume_all(lambda t: t.startswith(deployment.app_id))
     assert records, "nothing to scan"
-    leaked = [r.topic for r in records if API_KEY.encode() in (r.value or b"")
-              or API_KEY.encode() in (r.key or b"")]
+    leaked = [r.topic for r in records
+              if any(n in (r.value or b"") or n in (r.key or b"") for n in needles)]
     assert leaked == []
-    assert API_KEY not in Path(deployment.tmp_path / "w1.log").read_text()
+    # The worker's state on disk: its tables (RocksDB files) and its call journal.
+    state = [worker.data_dir, deployment.tmp_path / "quotacache-journal"]
+    scanned = [p for d in state for p in d.rglob("*") if p.is_file()]
+    assert any(p.suffix in (".sst", ".log") for p in scanned), "no RocksDB files to scan"
+    assert [f for d in state for f in files_holding(d, needles)] == []
+    log = Path(deployment.tmp_path / "w1.log").read_text()
+    print(f"\n{mode}: key forms {KEY_FORMS} found in none of {len(answers)} answers, "
+          f"{len(records)} records, {len(scanned)} files under the data and journal dirs, "
+          f"the worker log")
+    assert [form for form in KEY_FORMS if form in log] == []
 
 
 def test_a_4xx_is_not_retried(deployment, hostile):

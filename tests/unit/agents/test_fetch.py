@@ -255,6 +255,16 @@ async def test_an_answer_that_is_not_json_is_not_retried(rt, upstream):
     assert [o.outcome for _, o in outcomes(rt)] == ["error"]
 
 
+async def test_an_answer_larger_than_the_cap_is_not_retried(make_rt, upstream):
+    rt = make_rt(max_answer_bytes=1024)
+    upstream.answer(httpx.Response(200, content=b" " * 2048))  # would fail again: too large
+    await fetch(rt, order())
+    assert rt.tasks.delayed == []
+    [(_, outcome)] = outcomes(rt)
+    assert outcome.outcome == "error" and "larger than 1024 bytes" in outcome.detail
+    assert len(upstream.requests) == 1
+
+
 async def test_no_retry_lands_past_the_retry_deadline(rt, upstream):
     upstream.answer(httpx.Response(500))
     await fetch(rt, order(requested_at=START - 30.5))  # retry_deadline 30 s
