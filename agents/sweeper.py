@@ -3,7 +3,9 @@ and expired in-flight marks pruned, so a burst of distinct keys leaves nothing b
 
 The timer only finds candidates (it may not write tables); each becomes a sweep request
 on ``internal.requests``, and admission deletes the entry on its owning partition if it
-is still expired, which writes a tombstone to the changelog.
+is still expired, which writes a tombstone to the changelog. A key whose sweep was sent
+is not sent again for ``RESWEEP`` seconds: while admission works through a backlog, the
+entries it has not reached yet must not be asked for again on every run.
 """
 
 from __future__ import annotations
@@ -11,16 +13,24 @@ from __future__ import annotations
 from quotacache.runtime import Runtime
 from quotacache.streams.records import RefreshRequest
 
+#: Seconds before a key whose sweep request went out (and is still expired) is asked again.
+RESWEEP = 300.0
+
 
 def register(rt: Runtime) -> None:
+    sent: dict[str, float] = {}
+
     @rt.app.timer(rt.settings.cache.sweep_interval, name="sweep-expired")
     async def sweep_expired() -> None:
         rt.inflight.prune(rt.clock())
-        await sweep_once(rt)
+        await sweep_once(rt, sent)
 
 
-async def sweep_once(rt: Runtime) -> int:
+async def sweep_once(rt: Runtime, sent: dict[str, float] | None = None) -> int:
+    """Send a sweep request for each expired entry not asked for in the last ``RESWEEP``
+    seconds (``sent``: when each key was, kept to the keys still expired)."""
     now = rt.clock()
+    asked = {} if sent is None else sent
     expired = []
     for key, entry in rt.cache.scan():  # no await in here: see CacheTable.scan
         service, endpoint, symbol = key.split("/", 2)
@@ -30,6 +40,11 @@ async def sweep_once(rt: Runtime) -> int:
         if entry.is_expired(now, config.max_staleness):
             expired.append((key, RefreshRequest(service=service, endpoint=endpoint,
                                                 symbol=symbol, reason="sweep")))
-    for key, request in expired:
+    still = {key: asked[key] for key, _ in expired if now - asked.get(key, -RESWEEP) < RESWEEP}
+    asked.clear()
+    asked.update(still)
+    due = [(key, request) for key, request in expired if key not in still]
+    for key, request in due:
+        asked[key] = now
         await rt.topics.send(rt.topics.requests, key, request)
-    return len(expired)
+    return len(due)

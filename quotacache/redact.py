@@ -9,24 +9,34 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
 
 MASK = "***"
 _secrets: set[str] = set()
+#: ``_secrets``, longest first (a form that contains another is masked whole).
+_ordered: tuple[str, ...] = ()
+
+
+def forms(secret: str) -> set[str]:
+    """The secret as written, and as it reads in a URL (an upstream may echo either)."""
+    return {secret, quote(secret), quote(secret, safe=""), quote_plus(secret)}
 
 
 def redact(text: str) -> str:
-    for secret in _secrets:
+    for secret in _ordered:
         text = text.replace(secret, MASK)
     return text
 
 
 def install(secrets: Iterable[str | None]) -> None:
     """Redact these secrets from all log records of this process (idempotent)."""
-    new = {s for s in secrets if s and len(s) >= 4}
+    global _ordered
+    new = {form for s in secrets if s and len(s) >= 4 for form in forms(s)}
     if not new - _secrets:
         return
     first = not _secrets
     _secrets.update(new)
+    _ordered = tuple(sorted(_secrets, key=len, reverse=True))
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if not first:
         return

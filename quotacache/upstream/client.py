@@ -19,13 +19,12 @@ import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, quote_plus
 
 import httpx
 
 from quotacache.errors import UpstreamError
 from quotacache.policy.upstream import parse_retry_after
-from quotacache.redact import MASK
+from quotacache.redact import MASK, forms
 from quotacache.settings import ServiceConfig
 
 USER_AGENT = "quotacache/0.1"
@@ -47,9 +46,8 @@ class UpstreamClient:
         headers = {"User-Agent": USER_AGENT, **config.headers}
         secret = config.auth.secret() if config.auth else None
         #: The key as an upstream could echo it: plain and URL-encoded.
-        forms = {secret, quote(secret, safe=""), quote_plus(secret)} if secret else set()
-        self._secret_forms = sorted((f.encode() for f in forms if len(f) >= 4),
-                                    key=len, reverse=True)
+        self._secret_forms = sorted((f.encode() for f in (forms(secret) if secret else ())
+                                     if len(f) >= 4), key=len, reverse=True)
         self._query_auth: dict[str, str] = {}
         if config.auth and secret:
             if config.auth.header:

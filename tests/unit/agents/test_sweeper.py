@@ -1,6 +1,6 @@
 """The sweeper: entries past max_staleness become sweep requests on their own partition."""
 
-from quotacache.agents.sweeper import sweep_once
+from quotacache.agents.sweeper import RESWEEP, sweep_once
 from quotacache.policy.freshness import CacheEntry
 from quotacache.streams.records import RefreshRequest
 
@@ -63,3 +63,16 @@ async def test_a_published_sweep_tombstones_the_entry_on_admission(rt, clock):
     async with running(rt, "admit") as admit:
         await admit.put(request, key=key, topic=rt.topics.requests)
     assert rt.cache.get(key) is None
+
+
+async def test_a_key_whose_sweep_is_under_way_is_not_asked_again_until_resweep(rt, clock):
+    """Admission busy with a backlog has not deleted it yet: no duplicate per run."""
+    await store(rt, "svc", "ticker", "BTC", {"p": 1}, fetched_at=START - 3600, ttl=60)
+    sweep = timer(rt, "sweep_expired")
+    await sweep()
+    clock.advance(60)
+    await sweep()
+    assert len(sweeps(rt)) == 1
+    clock.advance(RESWEEP)
+    await sweep()
+    assert len(sweeps(rt)) == 2

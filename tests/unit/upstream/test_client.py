@@ -1,6 +1,6 @@
 """The upstream client through httpx.MockTransport: URLs from config only, keys kept secret."""
 
-
+from urllib.parse import quote, quote_plus
 
 import httpx
 import pytest
@@ -52,6 +52,17 @@ async def test_failures_are_upstream_errors_without_the_key(cryptometer, respons
     with pytest.raises(UpstreamError, match=message) as raised:
         await client.fetch("ticker", "BTC", now=0)
     assert KEY not in str(raised.value)
+
+
+async def test_an_echoed_key_is_masked_in_every_form_it_can_take_in_a_url(monkeypatch):
+    key = "sk/test+4f8a=9c"
+    monkeypatch.setenv("CRYPTOMETER_API_KEY", key)
+    config = load_settings().services["cryptometer"]
+    echoed = [key, quote(key), quote(key, safe=""), quote_plus(key)]
+    client = client_answering(config, lambda request: httpx.Response(
+        200, json={"success": "true", "error": "false", "data": echoed}))
+    answer = await client.fetch("ticker", "BTC", now=0)
+    assert answer.data == ["***"] * 4
 
 
 async def test_connection_errors_do_not_leak_the_url(cryptometer):
