@@ -51,17 +51,21 @@ def unhealthy(worker) -> str | None:
     return response.json()["error"] if response.status_code == 503 else None
 
 
+def worker_with_btc(deployment):
+    """A worker with BTC cached: (worker, its pid, its cluster-id file, the id in it)."""
+    worker = deployment.start_worker()
+    poll(lambda: status(worker, "ticker/BTC") == "HIT", timeout=30,
+         message="BTC cached before the restart")
+    marker = worker.data_dir / CLUSTER_ID_FILE
+    return worker, worker.child.pid, marker, marker.read_text()
+
+
 def test_workers_rebuild_after_the_embedded_broker_restarts_empty(tmp_path, simulator):
     port = free_port()
     broker = EmbeddedBroker(port, log_path=tmp_path / "broker-1.log").start()
     deployment = Deployment(tmp_path, broker.bootstrap, simulator, embedded=True)
     try:
-        worker = deployment.start_worker()
-        pid = worker.child.pid
-        poll(lambda: status(worker, "ticker/BTC") == "HIT", timeout=30,
-             message="BTC cached before the restart")
-        marker = worker.data_dir / CLUSTER_ID_FILE
-        before = marker.read_text()
+        worker, pid, marker, before = worker_with_btc(deployment)
 
         broker.stop()
         # While the broker is away, sends wait for it: /health says so, with the reason.
@@ -248,12 +252,7 @@ def test_a_restart_of_real_kafka_is_only_a_reconnect(tmp_path, simulator):
     kafka.start()
     deployment = Deployment(tmp_path, kafka.bootstrap, simulator, embedded=False)
     try:
-        worker = deployment.start_worker()
-        pid = worker.child.pid
-        poll(lambda: status(worker, "ticker/BTC") == "HIT", timeout=30,
-             message="BTC cached before the restart")
-        marker = worker.data_dir / CLUSTER_ID_FILE
-        before = marker.read_text()
+        worker, pid, marker, before = worker_with_btc(deployment)
         cluster = asyncio.run(cluster_id(kafka.bootstrap))
         calls = simulator.stats()["accepted"]
 
