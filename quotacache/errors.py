@@ -32,5 +32,9 @@ class UpstreamError(QuotacacheError):
         self.retryable = retryable
 
 
+class NotDelivered(QuotacacheError):
+    """The broker did not take a record the API was asked to publish (the message says why)."""
+
+
 class BrokerError(QuotacacheError):
     """The embedded broker could not be started or reached."""

@@ -11,7 +11,9 @@ Keys are JSON on every topic we produce (``table_route`` hashes the JSON form); 
 are raw bytes parsed by ``streams.records`` so bad messages can be dead-lettered.
 
 Every send goes through ``Topics.send``, which follows it to the broker's answer
-(``SendHealth``): ``/health`` is not ready while sends keep failing or hang.
+(``SendHealth``): ``/health`` is not ready while sends keep failing or hang. A write of
+the HTTP API (``publish``) waits for that answer: it is refused, saying why, rather than
+accepted into a producer that cannot deliver.
 
 Each topic has a time retention (``broker.data_retention`` for the data topics and the
 dead letters, ``broker.request_retention`` for the rest), so a real Kafka does not keep
@@ -25,15 +27,19 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import faust
 
+from quotacache.errors import NotDelivered
 from quotacache.settings import Settings
 from quotacache.streams.records import DeadLetter, Record, preview
 
 log = logging.getLogger(__name__)
+
+#: Seconds an API write waits for the broker to confirm what it published.
+PUBLISH_TIMEOUT = 5.0
 
 
 class SendHealth:
@@ -177,6 +183,32 @@ class Topics:
         ``health``. Raises only if the producer refuses it at once."""
         await self._send(topic, key, record.to_json())
 
+    async def publish(self, topic: faust.TopicT, records: Mapping[str, Record],
+                      timeout: float = PUBLISH_TIMEOUT) -> None:
+        """Send ``records`` (key -> record) and return once the broker has them all, so an
+        API that answers "published" has published. Raises NotDelivered saying why: the
+        sends are failing already, one failed, or the broker did not confirm them within
+        ``timeout``. Sends held for a rotation go out in order once it ends: held is
+        published."""
+        problem = self.health.problem()
+        if problem:
+            raise NotDelivered(problem)
+        deliveries = [await self._send(topic, key, record.to_json())
+                      for key, record in records.items()]
+        pending = [d for d in deliveries if isinstance(d, asyncio.Future)]
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=timeout)
+        if late:
+            raise NotDelivered(f"the broker confirmed {len(pending) - len(late)} of "
+                               f"{len(pending)} records in {timeout:g} s")
+        for done in pending:
+            if done.cancelled():
+                raise NotDelivered("the send was cancelled (the worker is stopping)")
+            if done.exception() is not None:
+                exc = done.exception()
+                raise NotDelivered(f"{type(exc).__name__}: {exc}"[:200])
+
     def hold(self) -> None:
         """Keep every send in memory from now on, in order, until ``release``: the
         topics are about to be deleted and created again (dev/rotation.py)."""
@@ -201,13 +233,14 @@ class Topics:
         self._held = None  # no await since the last check: nothing is left behind
         return sent
 
-    async def _send(self, topic: faust.TopicT, key: str, value: bytes) -> None:
+    async def _send(self, topic: faust.TopicT, key: str, value: bytes) -> Any:
+        """The delivery future of the send (None while sends are held)."""
         if self._held is not None:
             self._held.append((topic, key, value))
-            return
-        await self._send_now(topic, key, value)
+            return None
+        return await self._send_now(topic, key, value)
 
-    async def _send_now(self, topic: faust.TopicT, key: str, value: bytes) -> None:
+    async def _send_now(self, topic: faust.TopicT, key: str, value: bytes) -> Any:
         number = self.health.started(topic.get_topic_name())
         try:
             delivery = await topic.send(key=key, value=value)
@@ -221,6 +254,7 @@ class Topics:
             delivery.add_done_callback(lambda done: self._delivered(number, done))
         else:  # not a future (a test double): nothing more to learn
             self.health.ended(number, None)
+        return delivery
 
     def _delivered(self, number: int, done: asyncio.Future) -> None:
         if done.cancelled():

@@ -2,15 +2,18 @@
 
 Bodies are the pydantic models of ``schemas``; the guard middleware has checked the token
 and turns every error into the one JSON shape (400 for a bad body or symbol, 404 for an
-unknown service or endpoint). Requests are published to the topics (the key's owner
-decides), so these views answer at once with what was published.
+unknown service or endpoint, 503 with Retry-After when the broker does not take a
+request). Requests are published to the topics (the key's owner decides): these views
+answer once the broker has them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from faust import web
 
-from quotacache.errors import InvalidSymbol, UnknownTarget
+from quotacache.errors import InvalidSymbol, NotDelivered, UnknownTarget
 from quotacache.policy.strategy import Strategy, pin, release
 from quotacache.runtime import Runtime
 from quotacache.streams.records import RefreshRequest, normalize_symbol
@@ -76,6 +79,20 @@ def batch_requests(rt: Runtime, symbols: list[str], refs: list[tuple[str, str]],
     return requests
 
 
+#: Seconds a writer is told to wait before trying a refused publish again.
+REPUBLISH_AFTER = 5
+
+
+async def publish(rt: Runtime, requests: Mapping[str, RefreshRequest]) -> None:
+    """Publish refresh requests (cache key -> request) on ``internal.requests``; a 503
+    saying why (and when to try again) when the broker does not take them."""
+    try:
+        await rt.topics.publish(rt.topics.requests, requests)
+    except NotDelivered as exc:
+        raise HttpError(503, f"not published: {exc}",
+                        {"Retry-After": str(REPUBLISH_AFTER)}) from None
+
+
 def register(rt: Runtime) -> None:
     app = rt.app
 
@@ -84,9 +101,9 @@ def register(rt: Runtime) -> None:
         async def post(self, request: web.Request) -> web.Response:
             body = await parse_body(request, RefreshBody)
             resolved, key = rt.resolve(body.service, body.endpoint, body.symbol)
-            await rt.topics.send(rt.topics.requests, key, RefreshRequest(
+            await publish(rt, {key: RefreshRequest(
                 service=body.service, endpoint=body.endpoint, symbol=resolved,
-                priority=body.priority, force=body.force))
+                priority=body.priority, force=body.force)})
             return self.json({"requested": key}, status=202)
 
     @app.page("/batch")
@@ -97,8 +114,7 @@ def register(rt: Runtime) -> None:
             if len(body.symbols) * len(refs) > MAX_BATCH:
                 raise HttpError(400, f"a batch is at most {MAX_BATCH} symbol x endpoint pairs")
             requests = batch_requests(rt, body.symbols, refs, body.priority, body.force)
-            for key, req in requests.items():
-                await rt.topics.send(rt.topics.requests, key, req)
+            await publish(rt, requests)
             return self.json({"requested": sorted(requests)}, status=202)
 
     @app.page("/symbols")

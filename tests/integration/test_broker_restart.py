@@ -73,6 +73,11 @@ def test_workers_rebuild_after_the_embedded_broker_restarts_empty(tmp_path, simu
         down = poll(lambda: unhealthy(worker), timeout=SendHealth.STALL_AFTER + 20,
                     interval=0.5, message="/health 503 while the broker is down")
         print(f"\nbroker down: /health 503 ({down})")
+        # And a write of the API is refused, saying why, rather than accepted and lost.
+        refused = httpx.post(worker.url + "/refresh", timeout=30, json={
+            "service": "cryptometer", "endpoint": "ticker", "symbol": "SOL"})
+        assert refused.status_code == 503 and refused.headers["Retry-After"]
+        assert refused.json()["error"].startswith("not published: sends to"), refused.text
         broker = EmbeddedBroker(port, log_path=tmp_path / "broker-2.log").start()
         restarted = time.monotonic()
         # The worker restarts itself (same PID) on the new, empty cluster; its old
