@@ -82,6 +82,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
     services = sorted(settings.services)
     endpoints = sorted({e for s in settings.services.values() for e in s.endpoints})
     bad = {"400": _json(ERROR, "invalid request"), "404": _json(ERROR, "unknown name")}
+    unpublished = {"503": _json(ERROR, "the broker did not take it (Retry-After)")}
     entry = openapi_schema(schemas.CacheAnswer)
     return {
         "openapi": "3.0.3",
@@ -104,11 +105,11 @@ def _paths(settings: Settings) -> dict[str, Any]:
             "/refresh": {"post": {
                 "summary": "Request one refresh",
                 "requestBody": _body(schemas.RefreshBody),
-                "responses": {"202": _json(ANY_OBJECT, "published"), **bad}}},
+                "responses": {"202": _json(ANY_OBJECT, "published"), **bad, **unpublished}}},
             "/batch": {"post": {
                 "summary": "Refresh symbols x endpoints (list endpoints once)",
                 "requestBody": _body(schemas.BatchBody),
-                "responses": {"202": _json(ANY_OBJECT, "published"), **bad}}},
+                "responses": {"202": _json(ANY_OBJECT, "published"), **bad, **unpublished}}},
             "/symbols": {
                 "get": {"summary": "Monitored symbols",
                         "responses": {"200": _json(ANY_OBJECT, "symbol -> endpoints")}},
