@@ -12,7 +12,9 @@ import contextlib
 import os
 import random
 import shutil
+import signal
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -153,6 +155,8 @@ def run(duration: float | None, web_port: int, sim_port: int, broker_port: int,
     children = []
     broker = EmbeddedBroker(broker_port, log_path=workdir / "broker.log")
     started = time.monotonic()
+    # SIGTERM (a service manager, `kill`) stops the children as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         with console.status("starting the embedded broker, the simulator and a worker..."):
             broker.start()
