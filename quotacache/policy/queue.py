@@ -26,10 +26,6 @@ from quotacache.units import Priority
 RATE_TAU = 60.0
 #: An order whose call would buy fewer expected reads than this is dropped.
 MIN_READS = 0.05
-#: A first fetch nobody has read since is dropped once its request is this old (seconds):
-#: while the budget has room a first fetch is made well before (aging ranks it up), and a
-#: burst of keys read once must not spend the budget for hours after.
-ABANDONED_AFTER = 600.0
 #: A waiting key's order is sent again once its read rate has grown by this factor
 #: (``tables.inflight``): reads of a waiting key are not ordered again otherwise.
 REGRADE = 1.5
@@ -85,12 +81,9 @@ class FetchQueue:
 
     def drop_unread(self, now: float, ttl_of: dict[str, float]) -> list[FetchOrder]:
         """Remove and return orders nobody reads any more: a call would buy less than
-        ``MIN_READS`` fresh reads. Forced orders are kept, and first fetches of a key
-        until their request is ``ABANDONED_AFTER`` old."""
+        ``MIN_READS`` fresh reads. Forced orders and first fetches of a key are kept."""
         gone = [q for q in self._entries.values()
-                if not q.order.force
-                and (q.order.fresh_until is not None
-                     or now - q.order.requested_at > ABANDONED_AFTER)
+                if not q.order.force and q.order.fresh_until is not None
                 and q.rate(now) * ttl_of.get(q.order.endpoint, 0.0) < MIN_READS]
         for queued in gone:
             del self._entries[queued.key]

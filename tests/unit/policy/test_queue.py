@@ -2,7 +2,7 @@
 
 import math
 
-from quotacache.policy.queue import ABANDONED_AFTER, MIN_READS, RATE_TAU, Backlog, FetchQueue
+from quotacache.policy.queue import MIN_READS, RATE_TAU, Backlog, FetchQueue
 from quotacache.settings import Priority
 from quotacache.streams.records import FetchOrder
 
@@ -137,17 +137,6 @@ def test_first_fetches_and_forced_orders_are_kept_however_little_read():
     enqueue(queue, order("ticker", "FORCED", rate=0.0, fresh_until=60.0, force=True))
     assert queue.drop_unread(now=0, ttl_of={"ticker": 60.0}) == []
     assert len(queue) == 2
-
-
-def test_a_first_fetch_nobody_read_since_is_dropped_once_abandoned():
-    queue = FetchQueue()
-    enqueue(queue, order("ticker", "ONCE", at=0.0, rate=0.1))
-    enqueue(queue, order("ticker", "AGAIN", at=0.0, rate=0.1))
-    enqueue(queue, order("ticker", "AGAIN", at=ABANDONED_AFTER, rate=0.1))  # read again
-    assert queue.drop_unread(now=ABANDONED_AFTER, ttl_of={"ticker": 60.0}) == []
-    dropped = queue.drop_unread(now=ABANDONED_AFTER + 1, ttl_of={"ticker": 60.0})
-    assert [o.key for o in dropped] == ["svc/ticker/ONCE"]
-    assert [q.key for q in queue.entries()] == ["svc/ticker/AGAIN"]
 
 
 # -- the rest --------------------------------------------------------------------------
