@@ -207,7 +207,8 @@ class FetchDispatcher:
         if exc.status == 429:
             rt.stats.count("rate_limited", name)
             wait = exc.retry_after if exc.retry_after is not None else config.default_retry_after
-            rt.backlog.paused_until[order.service] = rt.clock() + wait
+            paused = rt.backlog.paused_until
+            paused[order.service] = max(paused.get(order.service, 0.0), rt.clock() + wait)
             await self.feedback(order, "rate_limited", retry_after=exc.retry_after)
             await rt.topics.send(rt.topics.fetch, order.service, order)  # waits out the pause
             return

@@ -187,21 +187,28 @@ class Topics:
                       timeout: float = PUBLISH_TIMEOUT) -> None:
         """Send ``records`` (key -> record) and return once the broker has them all, so an
         API that answers "published" has published. Raises NotDelivered saying why: the
-        sends are failing already, one failed, or the broker did not confirm them within
-        ``timeout``. Sends held for a rotation go out in order once it ends: held is
-        published."""
+        sends are failing already, the producer refused one, one failed, or the broker did
+        not confirm them all within ``timeout`` (sending included). A record not confirmed
+        in time may still be delivered later. Sends held for a rotation go out in order
+        once it ends: held counts as published."""
         problem = self.health.problem()
         if problem:
             raise NotDelivered(problem)
-        deliveries = [await self._send(topic, key, record.to_json())
-                      for key, record in records.items()]
-        pending = [d for d in deliveries if isinstance(d, asyncio.Future)]
-        if not pending:
-            return
-        _, late = await asyncio.wait(pending, timeout=timeout)
-        if late:
-            raise NotDelivered(f"the broker confirmed {len(pending) - len(late)} of "
-                               f"{len(pending)} records in {timeout:g} s")
+        pending: list[asyncio.Future] = []
+        try:
+            async with asyncio.timeout(timeout):  # a full producer buffer blocks a send
+                for key, record in records.items():
+                    delivery = await self._send(topic, key, record.to_json())
+                    if isinstance(delivery, asyncio.Future):
+                        pending.append(delivery)
+                if pending:
+                    await asyncio.wait(pending)
+        except TimeoutError:
+            confirmed = sum(1 for d in pending if d.done())
+            raise NotDelivered(f"the broker confirmed {confirmed} of {len(records)} records "
+                               f"in {timeout:g} s") from None
+        except Exception as exc:  # the producer refused the send at once
+            raise NotDelivered(f"{type(exc).__name__}: {exc}"[:200]) from None
         for done in pending:
             if done.cancelled():
                 raise NotDelivered("the send was cancelled (the worker is stopping)")

@@ -169,6 +169,9 @@ def run(duration: float | None, web_port: int, sim_port: int, broker_port: int,
     except KeyboardInterrupt:
         console.print("stopping...")
     finally:
+        # A second Ctrl-C or SIGTERM must not cut the clean-up short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         for child in reversed(children):
             child.stop()
         broker.stop()

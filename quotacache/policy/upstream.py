@@ -9,6 +9,7 @@ service (see ``health``) and the order waits in the queue for the pause to end.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
@@ -39,19 +40,27 @@ def rate_hint(answer_headers: Mapping[str, str], now: float) -> dict[str, Any] |
     return {"remaining": left, "reset_at": at if at > 1e9 else now + at, "limit": limit}
 
 
+#: The longest pause a Retry-After may ask for (seconds): an upstream that says "never"
+#: (``inf``, a date in year 9999) is asked again after a day, one call.
+MAX_RETRY_AFTER = 86_400.0
+
+
 def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), at most
+    ``MAX_RETRY_AFTER``; None when it says nothing usable."""
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError, IndexError):
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - now
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    if math.isnan(seconds):
         return None
+    return min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
 def fan_out(symbol: str, data: Any, field: str | None) -> list[tuple[str, Any]]:

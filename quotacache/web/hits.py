@@ -84,8 +84,8 @@ def plain_query(query: str) -> bool:
     """No query, or only a valid ``wait=SECONDS`` (which a HIT does not wait for)."""
     if not query:
         return True
-    if not query.startswith("wait=") or "&" in query:
-        return False
+    if not query.startswith("wait=") or "&" in query or not query.isascii():
+        return False  # float() reads non-ASCII digits; the view's ReadQuery does not
     try:
         wait = float(query[5:])
     except ValueError:

@@ -1,6 +1,7 @@
 """The fetch agent: calls under the limiter and by value, health feedback, retries, drops."""
 
 import httpx
+import pytest
 
 from quotacache.streams.records import (
     DataRecord,
@@ -309,6 +310,23 @@ async def test_no_call_is_made_after_a_429_answer_before_its_pause_is_stored(rt,
     assert len(upstream.requests) == 1
     clock.advance(30)
     await fetch(rt, Tick(service="svc"))
+    assert len(upstream.requests) == 2
+
+
+@pytest.mark.parametrize("waits", [("30", "1"), ("1", "30")])
+async def test_a_shorter_retry_after_does_not_cut_a_429_pause_short(rt, clock, upstream,
+                                                                    waits):
+    """Two calls answered 429 in either order: the longer Retry-After holds."""
+    upstream.answer(*(httpx.Response(429, headers={"Retry-After": w}) for w in waits))
+    upstream.hold()
+    async with running(rt, "fetch") as agent:
+        await agent.put(order(symbol="BTC"), key="svc")
+        await agent.put(order(symbol="ETH"), key="svc")
+        upstream.release()
+        await rt.tasks.settle()
+    assert len(upstream.requests) == 2
+    clock.advance(2)
+    await fetch(rt, order(symbol="SOL"), Tick(service="svc"))
     assert len(upstream.requests) == 2
 
 

@@ -4,7 +4,13 @@ from email.utils import formatdate
 
 import httpx
 
-from quotacache.policy.upstream import fan_out, parse_retry_after, rate_hint, retry_delay
+from quotacache.policy.upstream import (
+    MAX_RETRY_AFTER,
+    fan_out,
+    parse_retry_after,
+    rate_hint,
+    retry_delay,
+)
 
 
 def test_the_backoff_bound_doubles_per_attempt_up_to_the_cap():
@@ -51,3 +57,10 @@ def test_retry_after_as_seconds_or_http_date():
     assert parse_retry_after(formatdate(1_000_030, usegmt=True), now=1_000_000) == 30
     assert parse_retry_after("garbage", now=0) is None
     assert parse_retry_after(None, now=0) is None
+
+
+def test_a_retry_after_of_never_is_a_day_and_garbage_is_nothing():
+    assert parse_retry_after("inf", now=0) == MAX_RETRY_AFTER
+    assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now=0) == MAX_RETRY_AFTER
+    assert parse_retry_after("nan", now=0) is None
+    assert parse_retry_after("-5", now=0) == 0

@@ -117,6 +117,29 @@ async def test_publish_gives_up_when_the_broker_does_not_answer_in_time():
         await topics.publish(topic, {"k": request()}, timeout=0.05)
 
 
+class Blocking(Recorded):
+    """A producer whose buffer is full while the broker is away: the send itself waits."""
+
+    async def send(self, key, value):
+        await asyncio.Event().wait()
+
+
+class Refusing(Recorded):
+    async def send(self, key, value):
+        raise RuntimeError("ProducerClosed")
+
+
+async def test_publish_gives_up_on_a_send_that_blocks_within_the_same_timeout():
+    with pytest.raises(NotDelivered, match="confirmed 0 of 2 records in 0.05 s"):
+        await topics_for_publishing().publish(Blocking(), {"a": request("BTC"),
+                                                           "b": request("ETH")}, timeout=0.05)
+
+
+async def test_a_send_the_producer_refuses_at_once_is_not_delivered_with_its_reason():
+    with pytest.raises(NotDelivered, match="RuntimeError: ProducerClosed"):
+        await topics_for_publishing().publish(Refusing(), {"k": request()})
+
+
 async def test_publish_refuses_at_once_while_sends_are_failing():
     topics, failing = topics_for_publishing(), Acknowledged(RuntimeError("down"))
     for _ in range(SendHealth.FAILING_AFTER):

@@ -24,5 +24,5 @@ def test_encoded_answer_is_the_views_body_with_its_age():
 def test_only_plain_reads_take_the_hit_path():
     assert plain_query("") and plain_query("wait=2") and plain_query("wait=60")
     for query in ("wait=61", "wait=nan", "wait=-1", "wait=x", "max_age=5",
-                  "wait=1&max_age=5", "wait=inf"):
+                  "wait=1&max_age=5", "wait=inf", "wait=\uff15"):  # a full-width 5
         assert not plain_query(query), query
