@@ -40,9 +40,10 @@ import httpx
 from bench import trace
 from bench.harness import measure
 from bench.optimum import cached_optima
-from bench.systems import API_KEY, WAIT, System, cpu_seconds, process_tree, quotacache_config
+from bench.systems import API_KEY, WAIT, System, cpu_seconds, quotacache_config
 from bench.trace import Read
 from quotacache.dev.compose import Stack, load_topology
+from quotacache.dev.processes import process_tree
 from quotacache.settings import Settings, load_settings
 
 RESULTS = Path(__file__).parent / "results"

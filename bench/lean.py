@@ -41,12 +41,11 @@ from bench.systems import (
     Nginx,
     Quotacache,
     cpu_seconds,
-    process_tree,
     quotacache_config,
     upstream_path,
 )
 from quotacache.dev.broker import EmbeddedBroker, free_port
-from quotacache.dev.processes import ChildProcess, start_simulator, start_worker
+from quotacache.dev.processes import ChildProcess, process_tree, start_simulator, start_worker
 from quotacache.settings import load_settings
 
 RESULTS = Path(__file__).parent / "results"

@@ -24,7 +24,7 @@ import httpx
 
 from bench.trace import Limits, Read
 from quotacache.dev.broker import free_port
-from quotacache.dev.processes import ChildProcess, start_worker
+from quotacache.dev.processes import ChildProcess, process_tree, start_worker
 from quotacache.services import CRYPTOMETER
 
 API_KEY = "bench-key"
@@ -39,24 +39,6 @@ def upstream_path(read: Read) -> str:
         params[spec["symbol_param"]] = spec["symbol_format"].format(
             symbol=read.symbol, symbol_lower=read.symbol.lower())
     return spec["path"] + "?" + "&".join(f"{k}={v}" for k, v in sorted(params.items()))
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and every descendant (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo.extend(children.get(current, []))
-    return tree
 
 
 def cpu_seconds(pids: list[int]) -> float:

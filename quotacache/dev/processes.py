@@ -100,3 +100,21 @@ def _wait_or_stop(child: ChildProcess, url: str, timeout: float) -> None:
     except BaseException:
         child.stop()
         raise
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every descendant (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from quotacache.dev.broker import free_port
+from quotacache.dev.processes import process_tree
 
 from .conftest import poll
 
@@ -27,23 +28,6 @@ def demo(out: Path, *args: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "quotacache", "demo", *ports, *args],
                                 stdout=sink, stderr=subprocess.STDOUT,
                                 env={**os.environ, "COLUMNS": "120"})
-
-
-def descendants(pid: int) -> set[int]:
-    """Every process below ``pid`` now (children, their children...)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(fields[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier}
-        found |= frontier
-    return found
 
 
 def alive(pids: set[int]) -> set[int]:
@@ -61,7 +45,7 @@ def alive(pids: set[int]) -> set[int]:
 def stack_of(process: subprocess.Popen) -> set[int]:
     """The demo's broker, simulator and worker, once all three run."""
     def three() -> set[int] | None:
-        found = descendants(process.pid)
+        found = set(process_tree(process.pid)) - {process.pid}
         return found if len(found) >= 3 else None
 
     return poll(three, timeout=60, interval=0.2,
