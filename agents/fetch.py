@@ -206,9 +206,10 @@ class FetchDispatcher:
         log.warning("upstream call failed: %s", exc)
         if exc.status == 429:
             rt.stats.count("rate_limited", name)
-            wait = exc.retry_after if exc.retry_after is not None else config.default_retry_after
-            paused = rt.backlog.paused_until
-            paused[order.service] = max(paused.get(order.service, 0.0), rt.clock() + wait)
+            # The pause this feedback will store, kept here until the table holds it.
+            health = rt.health.get(order.service)
+            health.on_rate_limited(rt.clock(), exc.retry_after, config.default_retry_after)
+            rt.backlog.pause(order.service, health.paused_until)
             await self.feedback(order, "rate_limited", retry_after=exc.retry_after)
             await rt.topics.send(rt.topics.fetch, order.service, order)  # waits out the pause
             return

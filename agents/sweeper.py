@@ -40,7 +40,8 @@ async def sweep_once(rt: Runtime, sent: dict[str, float] | None = None) -> int:
         if entry.is_expired(now, config.max_staleness):
             expired.append((key, RefreshRequest(service=service, endpoint=endpoint,
                                                 symbol=symbol, reason="sweep")))
-    still = {key: asked[key] for key, _ in expired if now - asked.get(key, -RESWEEP) < RESWEEP}
+    still = {key: asked[key] for key, _ in expired
+             if key in asked and now - asked[key] < RESWEEP}
     asked.clear()
     asked.update(still)
     due = [(key, request) for key, request in expired if key not in still]

@@ -116,6 +116,9 @@ class Backlog:
         #: Seconds an upstream call of each service takes (moving average).
         self.latency: defaultdict[str, float] = defaultdict(lambda: 0.5)
 
+    def pause(self, service: str, until: float) -> None:
+        self.paused_until[service] = max(self.paused_until.get(service, 0.0), until)
+
     def paused(self, service: str, now: float) -> bool:
         return self.paused_until.get(service, 0.0) > now
 
