@@ -42,6 +42,11 @@ log = logging.getLogger(__name__)
 PUBLISH_TIMEOUT = 5.0
 
 
+def failure(exc: BaseException) -> str:
+    """A failed send, as /health and a refused write name it."""
+    return f"{type(exc).__name__}: {exc}"[:200]
+
+
 class SendHealth:
     """How this worker's sends fare at the broker, per topic: what ``/health`` reads.
 
@@ -87,7 +92,7 @@ class SendHealth:
         self.failed += 1
         self.consecutive[topic] = self.consecutive.get(topic, 0) + 1
         self.recent.setdefault(topic, deque(maxlen=self.FAILING_AFTER)).append(self.clock())
-        self.last_error[topic] = f"{type(exc).__name__}: {exc}"[:200]
+        self.last_error[topic] = failure(exc)
 
     def dropped(self, number: int) -> None:
         """The send was cancelled (shutdown): neither delivered nor failed."""
@@ -208,13 +213,12 @@ class Topics:
             raise NotDelivered(f"the broker confirmed {confirmed} of {len(records)} records "
                                f"in {timeout:g} s") from None
         except Exception as exc:  # the producer refused the send at once
-            raise NotDelivered(f"{type(exc).__name__}: {exc}"[:200]) from None
+            raise NotDelivered(failure(exc)) from None
         for done in pending:
             if done.cancelled():
                 raise NotDelivered("the send was cancelled (the worker is stopping)")
-            if done.exception() is not None:
-                exc = done.exception()
-                raise NotDelivered(f"{type(exc).__name__}: {exc}"[:200])
+            if (exc := done.exception()) is not None:
+                raise NotDelivered(failure(exc))
 
     def hold(self) -> None:
         """Keep every send in memory from now on, in order, until ``release``: the
