@@ -113,8 +113,9 @@ class UpstreamClient:
             return response.status_code, response.headers, b"".join(chunks)
 
     def _scrub(self, raw: bytes) -> bytes:
+        mask = MASK.encode()
         for form in self._secret_forms:
-            raw = raw.replace(form, MASK.encode())
+            raw = raw.replace(form, mask)
         return raw
 
     def _unwrap(self, where: str, body: Any) -> Any:
