@@ -55,6 +55,7 @@ class FetchDispatcher:
 
     # -- inside stream iteration -------------------------------------------------------
     async def on_order(self, order: FetchOrder) -> None:
+        self.rt.backlog.first_order_at.setdefault(order.service, self.rt.clock())
         if order.key in self.rt.backlog.calling:
             return  # a call for this key is under way: its data will land for everyone
         queue = self.queues[order.service]
@@ -91,7 +92,9 @@ class FetchDispatcher:
                          latency=self.rt.backlog.latency[service],
                          answered_bonus=config.answered_bonus,
                          margin=config.refresh_margin,
-                         reserve_above=config.reserve_above)
+                         reserve_above=config.reserve_above,
+                         hold_until=self.rt.backlog.first_order_at.get(service, 0.0)
+                         + config.first_fetch_hold)
 
     async def drain(self, service: str) -> None:
         """Make the calls worth most while health, limits and concurrency allow."""

@@ -138,21 +138,28 @@ def violations(trace: Trace, calls: Iterable[Call]) -> list[str]:
 
 
 def solve(trace: Trace, objective: str = "fresh", latency: float = LATENCY,
-          time_limit: float = 60.0, mip_rel_gap: float = 1e-3) -> Optimum:
-    """The schedule of calls that maximises ``objective`` under every limit window."""
+          time_limit: float = 60.0, mip_rel_gap: float = 1e-3,
+          after_first_read: bool = False) -> Optimum:
+    """The schedule of calls that maximises ``objective`` under every limit window.
+
+    ``after_first_read`` calls a key only from the slot of its first read on: the best a
+    cache could do that fetches only keys already asked for (knowing all the rest)."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, not {objective!r}")
     began = time.perf_counter()
     # Terms: (key, first slot, last slot) -> reads a call in those slots would count.
     terms: dict[tuple[str, int, int], int] = defaultdict(int)
     counted = 0
+    first_slot: dict[str, int] = {}
     for read in trace.reads:
+        first_slot.setdefault(read.key, math.floor(read.at) if after_first_read else 0)
         if objective == "critical" and not trace.critical(read):
             continue
         counted += 1
         lo, hi = served_slots(read.at, trace.ttl(read), latency)
         if objective == "answered":
             lo = 0
+        lo = max(lo, first_slot[read.key])
         if lo <= hi:
             terms[read.key, lo, hi] += 1
     slots: dict[str, set[int]] = defaultdict(set)

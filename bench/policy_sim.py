@@ -16,12 +16,14 @@ import itertools
 from bisect import bisect_left
 from dataclasses import dataclass, field
 
+from bench.systems import WAIT
 from bench.trace import Trace, named
 from quotacache.policy.demand import ReadRates
 from quotacache.policy.dispatch import Valuation, select_calls
 from quotacache.policy.health import ServiceHealth
 from quotacache.policy.limits import Decision, Scope, decide
 from quotacache.policy.queue import REGRADE, FetchQueue
+from quotacache.settings import ServiceConfig
 from quotacache.streams.records import FetchOrder
 from quotacache.units import Priority, RateLimit
 
@@ -84,8 +86,14 @@ def priority_of(trace: Trace, endpoint: str) -> Priority:
 
 def simulate(trace: Trace, *, latency: float = 0.35, valuation: Valuation | None = None,
              inflight_timeout: float = 30.0, max_in_flight: int = 8,
-             rates: ReadRates | None = None, warmup: float = 0.0,
+             rates: ReadRates | None = None, warmup: float | None = None,
+             wait: float = WAIT,
              **valuation_args: object) -> Result:
+    """Replay ``trace``; a read that finds its key stale or missing waits up to ``wait``
+    seconds for the refresh it asked for, as the bench's reads do (``?wait=2``). First
+    fetches wait ``warmup`` after the first order (the ``first_fetch_hold`` setting)."""
+    if warmup is None:
+        warmup = ServiceConfig.model_fields["first_fetch_hold"].default
     valuation = valuation or Valuation(ttl_of=dict(trace.ttls), latency=latency,
                                        **valuation_args)
     budget = SimBudget(trace)
@@ -101,8 +109,27 @@ def simulate(trace: Trace, *, latency: float = 0.35, valuation: Valuation | None
     priorities = {e: priority_of(trace, e) for e in trace.ttls}
     #: The rate each read-ordered key's waiting order carried (``tables.inflight``).
     claimed: dict[str, float] = {}
+    #: Reads waiting for their key's refresh: key -> [(gives up at, critical, has data)].
+    waiting: dict[str, list[tuple[float, bool, bool]]] = {}
+
+    def score(critical: bool, answered: bool, fresh: bool) -> None:
+        result.answered += answered
+        result.fresh += fresh
+        result.critical_fresh += fresh and critical
+
+    def give_up(key: str, now: float) -> None:
+        """Readers whose wait ended before ``now`` are answered with what they found."""
+        readers = waiting.get(key, [])
+        for deadline, critical, had in readers:
+            if deadline < now:
+                score(critical, had, False)
+        readers[:] = [r for r in readers if r[0] >= now]
+
+    first_order_at: float | None = None
 
     def order(key: str, now: float, reason: str) -> None:
+        nonlocal first_order_at
+        first_order_at = now if first_order_at is None else first_order_at
         endpoint, symbol = key.split("/", 1)
         at = fetched.get(key)
         rate = rates.rate(key, now)
@@ -116,7 +143,7 @@ def simulate(trace: Trace, *, latency: float = 0.35, valuation: Valuation | None
     def dispatch(now: float) -> None:
         nonlocal in_flight
         queue.drop_unread(now, dict(trace.ttls))
-        held = dataclasses.replace(valuation, hold_until=(rates.started or now) + warmup)
+        held = dataclasses.replace(valuation, hold_until=(first_order_at or now) + warmup)
         chosen = select_calls(queue, health, budget, now, service=SERVICE, cooldown=30,
                               free_slots=max_in_flight - in_flight, valuation=held)
         for queued in chosen.calls:
@@ -132,6 +159,9 @@ def simulate(trace: Trace, *, latency: float = 0.35, valuation: Valuation | None
             at, _, key = heapq.heappop(landing)
             in_flight -= 1
             fetched[key] = at
+            give_up(key, at)
+            for _, critical, _ in waiting.pop(key, []):
+                score(critical, True, True)
             calling.discard(key)
             claimed.pop(key, None)
             endpoint = key.split("/", 1)[0]
@@ -156,11 +186,12 @@ def simulate(trace: Trace, *, latency: float = 0.35, valuation: Valuation | None
             result.reads += 1
             critical = trace.critical(read)
             result.critical_reads += critical
-            if at is not None:
-                result.answered += 1
-                if now - at <= ttl:
-                    result.fresh += 1
-                    result.critical_fresh += critical
+            if at is not None and now - at <= ttl:
+                score(critical, True, True)
+            elif wait > 0:
+                waiting.setdefault(key, []).append((now + wait, critical, at is not None))
+            else:
+                score(critical, at is not None, False)
             if (at is None or now - at > ttl) and key not in calling:
                 # As admission does: a waiting key is ordered again only when its rate
                 # has grown by REGRADE since its order was sent.
@@ -175,6 +206,8 @@ def simulate(trace: Trace, *, latency: float = 0.35, valuation: Valuation | None
             next_tick = now + TICK
             if read is None and not landing:
                 break
+    for key in list(waiting):
+        give_up(key, float("inf"))
     return result
 
 

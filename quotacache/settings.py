@@ -139,6 +139,9 @@ class ServiceConfig(BaseModel):
     #: A slot is kept for a planned refresh only if it is worth this many times the call
     #: that would take the slot now (``policy.dispatch.Valuation.reserve_above``).
     reserve_above: float = Field(default=3.0, ge=1.0)
+    #: At start-up, first fetches wait this long after the service's first request, so
+    #: the first slots of a window go to the keys read most, not to the first ones read.
+    first_fetch_hold: float = Field(default=0.5, ge=0.0)
     #: Retries of failed calls (not 429s): attempts after the first, with exponential
     #: backoff and full jitter from retry_base up to retry_cap, within retry_deadline.
     retry_attempts: int = Field(default=3, ge=0)

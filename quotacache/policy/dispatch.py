@@ -11,9 +11,14 @@ eligible calls are made; a slot is never left idle while an eligible call waits,
 to keep it for a more valuable call that is sure to come. That is the reservation: a
 call may take a slot only if the planned refreshes worth more (``reserve_above`` times
 more, unless they are critical), due while the slot stays taken (``S + jitter`` seconds),
-still find room, counting the slots that free up before each of them is due. Critical
-work is protected this way by its own demand: when many critical keys are about to
-expire, their slots are kept; when none are, nothing idles.
+still find room, counting the slots that free up before each of them is due (or a
+little after: ``slack``). Critical work is protected this way by its own demand: when
+many critical keys are about to expire, their slots are kept; when none are, nothing
+idles.
+
+At start-up every read is a first read: first fetches wait until ``hold_until``, a
+moment after the service's first request, so the first slots of a window go to the keys
+read most rather than to the keys read first.
 
 A key whose data is still fresh is not called (one call per key per TTL), unless the
 request forces it; a planned refresh becomes eligible ``lead`` seconds before its data
@@ -32,6 +37,7 @@ from typing import Protocol
 from quotacache.policy.health import ServiceHealth
 from quotacache.policy.limits import Decision, Scope, allowance, frees_at, used
 from quotacache.policy.queue import FetchQueue, Queued
+from quotacache.streams.records import FetchOrder
 from quotacache.units import Priority
 
 #: Value weight of each priority: critical reads count this many times a medium one.
@@ -81,6 +87,12 @@ class Valuation:
     #: First fetches wait until then: at start-up every read is a first read, and a
     #: moment of reads shows which keys are popular before the scarce slots are spent.
     hold_until: float = 0.0
+    #: How late, as a share of its TTL, a planned refresh may go for want of a slot
+    #: rather than have a slot kept idle for it. A key whose TTL is as long as its
+    #: endpoint's window falls due a moment before its own last call leaves the window:
+    #: waiting for that moment costs a few seconds of freshness; keeping a second slot
+    #: for it idles that slot for a whole window.
+    slack: float = 0.2
 
     def refresh_value(self, queued: Queued, now: float) -> float:
         """What the refresh of a key called now will be worth when it falls due."""
@@ -100,6 +112,13 @@ class Valuation:
         if order.fresh_until is None:
             return order.force or now >= self.hold_until
         return order.force or now >= order.fresh_until - self.lead(order.endpoint)
+
+    def planned(self, due: float, value: float, order: FetchOrder) -> _Planned:
+        """A refresh of ``order``'s key that will want a slot at ``due``. Only a
+        non-critical one may wait for a slot (``slack``): critical ones keep theirs."""
+        critical = order.priority is Priority.CRITICAL
+        slack = 0.0 if critical else self.slack * self.ttl_of.get(order.endpoint, 60.0)
+        return _Planned(due, value, order.endpoint, critical, slack)
 
     def due(self, queued: Queued) -> float:
         """When a planned refresh becomes eligible."""
@@ -135,6 +154,8 @@ class _Planned:
     endpoint: str
     #: Reserved for at any value above the call's (others: ``reserve_above`` times).
     critical: bool = False
+    #: How long after ``due`` a freed slot still serves it (``Valuation.slack``).
+    slack: float = 0.2
 
 
 def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: float, *,
@@ -145,8 +166,8 @@ def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: 
     values = {q.key: valuation.value(q, now) for q in entries if valuation.eligible(q, now)}
     ready = sorted((q for q in entries if q.key in values),
                    key=lambda q: values[q.key], reverse=True)
-    planned = sorted((_Planned(valuation.due(q), valuation.value(q, valuation.due(q)),
-                               q.order.endpoint, q.order.priority is Priority.CRITICAL)
+    planned = sorted((valuation.planned(valuation.due(q), valuation.value(q, valuation.due(q)),
+                                        q.order)
                       for q in entries if not valuation.eligible(q, now)),
                      key=lambda p: p.due)
     blocked_endpoints: set[str] = set()
@@ -178,9 +199,9 @@ def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: 
         budget.record(endpoint, now)
         if valuation.foresee:
             ttl = valuation.ttl_of.get(endpoint, 60.0)
-            insort(planned, _Planned(now + ttl - valuation.margin,
-                                     valuation.refresh_value(queued, now), endpoint,
-                                     queued.order.priority is Priority.CRITICAL),
+            insort(planned, valuation.planned(now + ttl - valuation.margin,
+                                              valuation.refresh_value(queued, now),
+                                              queued.order),
                    key=lambda p: p.due)
         health.on_call(now, cooldown)
         free_slots -= 1
@@ -206,13 +227,13 @@ def _leaves_room(budget: Budget, endpoint: str, now: float, value: float, above:
             continue
         for limit in scope.limits:
             horizon = now + limit.seconds + budget.jitter
-            needed = [p.due for p in mine if p.due < horizon]
+            needed = sorted(p.due + p.slack for p in mine if p.due < horizon)
             if not needed:
                 continue
             room = allowance(limit, budget.headroom) - used(times, limit, now, budget.jitter)
             freed = frees_at(times, limit, now, budget.jitter)
-            for j, due in enumerate(needed, start=1):
-                if j > room - 1 + bisect_right(freed, due):
+            for j, latest in enumerate(needed, start=1):
+                if j > room - 1 + bisect_right(freed, latest):
                     return False
     return True
 

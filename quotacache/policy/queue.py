@@ -113,6 +113,9 @@ class Backlog:
         #: topic before the health table holds it: orders ahead of it must not be
         #: called meanwhile.
         self.paused_until: dict[str, float] = {}
+        #: When this worker heard the first order of each service: its first fetches
+        #: wait ``first_fetch_hold`` after it (``policy.dispatch.Valuation.hold_until``).
+        self.first_order_at: dict[str, float] = {}
         #: Seconds an upstream call of each service takes (moving average).
         self.latency: defaultdict[str, float] = defaultdict(lambda: 0.5)
 

@@ -29,6 +29,7 @@ SERVICE = {
     "headroom": 0.0,
     "arrival_jitter": 0.25,
     "refresh_margin": 0.5,
+    "first_fetch_hold": 0,  # calls at once; test_fetch checks the hold
     "max_in_flight": 8,
     "retry_attempts": 2,
     "breaker_failures": 2,

@@ -107,6 +107,22 @@ async def test_a_waiting_order_is_called_on_a_tick_once_its_window_has_passed(rt
     assert [r.url.params["symbol"] for r in upstream.requests] == ["A", "B", "C", "D", "E"]
 
 
+async def test_first_fetches_wait_the_hold_after_the_first_order_and_the_busiest_goes_first(
+        make_rt, clock, upstream):
+    """At start-up the first slots go to the keys read most, not to the first ones read:
+    first fetches wait ``first_fetch_hold`` after the service's first order; a forced
+    order and later first fetches do not."""
+    rt = make_rt(limits=["2/60"], first_fetch_hold=0.5)
+    await fetch(rt, order("ticker", "FIRST"), order("ticker", "FORCED", force=True))
+    assert [r.url.params["symbol"] for r in upstream.requests] == ["FORCED"]
+    clock.advance(0.3)
+    await fetch(rt, order("ticker", "BUSY", rate=3.0), Tick(service="svc"))
+    assert len(upstream.requests) == 1
+    clock.advance(0.2)
+    await fetch(rt, Tick(service="svc"))
+    assert [r.url.params["symbol"] for r in upstream.requests] == ["FORCED", "BUSY"]
+
+
 async def test_the_only_slot_goes_to_the_order_worth_most(make_rt, clock, upstream):
     rt = make_rt(limits=["1/60"])
     await fetch(rt, order("ratio", "A"))  # takes the window's one call

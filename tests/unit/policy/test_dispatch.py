@@ -132,6 +132,29 @@ def test_a_slot_is_kept_only_for_a_refresh_worth_several_times_the_call_now():
     assert last_slot_goes_to("ticker", 2.0) == []  # critical
 
 
+def test_a_refresh_due_as_its_own_call_leaves_the_window_does_not_idle_a_second_slot():
+    """BUSY's refresh falls due a few seconds before its own call of t=0 leaves the
+    window. Waiting those seconds for that slot costs less than keeping the last one
+    idle for a whole window, so a key read now takes it (``slack``); a critical refresh
+    keeps its slot all the same."""
+    def last_slot_taken(endpoint, slack):
+        budget = MemoryBudget("svc", [RateLimit(calls=2, seconds=60)], [])
+        budget.record(endpoint, 0.0)
+        queue = FetchQueue()
+        enqueue(queue, order(endpoint, "BUSY", rate=3.0, fresh_until=60.5,
+                             reason="planned"))
+        enqueue(queue, order(endpoint, "NOW", at=10.0, rate=0.2))
+        valuation = Valuation(ttl_of=TTLS, weights=FLAT, slack=slack)
+        chosen = select_calls(queue, ServiceHealth(), budget, 10.0, service="svc",
+                              cooldown=30, free_slots=8, valuation=valuation)
+        return keys(chosen)
+
+    default = Valuation(ttl_of=TTLS).slack
+    assert last_slot_taken("ls_ratio", default) == ["svc/ls_ratio/NOW"]
+    assert last_slot_taken("ls_ratio", 0.0) == []
+    assert last_slot_taken("ticker", default) == []  # critical
+
+
 def test_when_slots_free_up_before_the_busy_keys_are_due_nothing_is_held_back():
     budget = MemoryBudget("svc", [RateLimit(calls=2, seconds=10)], [])
     budget.record("ticker", 0.0)
