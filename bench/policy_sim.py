@@ -2,9 +2,12 @@
 
 The same pure code the workers run (``quotacache.policy``: read rates, the queue, the
 value-based dispatch, the limits) driven by a simulated clock: reads arrive as the trace
-says, calls complete after ``latency``, nothing else costs time. It shows what the policy
-can reach before a full benchmark run measures what the pipeline reaches, and it is how
-the policy's parameters are tuned: ``python -m bench.policy_sim --trace zipf``.
+says, calls complete after ``latency``, and a read of a stale or missing key waits up to
+``WAIT`` for its refresh, as the bench's reads do; nothing else costs time. It shows
+what the policy can reach before a full benchmark run measures what the pipeline
+reaches, and it is how the policy's parameters are tuned: ``python -m bench.policy_sim
+--trace zipf``. With ``--known-rates`` the policy is given every key's true read rate:
+the gap to that is what better estimates could win.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import dataclasses
 import heapq
 import itertools
 from bisect import bisect_left
+from collections import Counter
 from dataclasses import dataclass, field
 
 from bench.systems import WAIT
@@ -143,7 +147,8 @@ def simulate(trace: Trace, *, latency: float = 0.35, valuation: Valuation | None
     def dispatch(now: float) -> None:
         nonlocal in_flight
         queue.drop_unread(now, dict(trace.ttls))
-        held = dataclasses.replace(valuation, hold_until=(first_order_at or now) + warmup)
+        first = now if first_order_at is None else first_order_at
+        held = dataclasses.replace(valuation, hold_until=first + warmup)
         chosen = select_calls(queue, health, budget, now, service=SERVICE, cooldown=30,
                               free_slots=max_in_flight - in_flight, valuation=held)
         for queued in chosen.calls:
@@ -173,7 +178,7 @@ def simulate(trace: Trace, *, latency: float = 0.35, valuation: Valuation | None
     read = next(reads, None)
     now = 0.0
     next_tick = 0.0
-    while read is not None or landing:
+    while True:  # until the reads, their calls and their waits are over (below)
         upcoming = min(read.at if read is not None else float("inf"),
                        landing[0][0] if landing else float("inf"), next_tick)
         now = upcoming
@@ -204,7 +209,8 @@ def simulate(trace: Trace, *, latency: float = 0.35, valuation: Valuation | None
         if now >= next_tick:
             dispatch(now)
             next_tick = now + TICK
-            if read is None and not landing:
+            if read is None and not landing and not any(
+                    deadline >= now for readers in waiting.values() for deadline, *_ in readers):
                 break
     for key in list(waiting):
         give_up(key, float("inf"))
@@ -261,11 +267,27 @@ def report(trace: Trace, seed: int, result: Result) -> tuple[str, bool]:
     return line, not missed
 
 
+class KnownRates(ReadRates):
+    """Every key's true read rate, its reads over the whole trace: a policy with perfect
+    knowledge of demand (and none of when reads come). What the policy reaches with it
+    is what better rate estimates could still win; the rest is in the scheduling."""
+
+    def __init__(self, trace: Trace):
+        super().__init__()
+        counts = Counter(read.key for read in trace.reads)
+        self.known = {key: count / trace.duration for key, count in counts.items()}
+
+    def rate(self, key: str, now: float) -> float:
+        return self.known.get(key, 0.0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trace", default="all",
                         help="a built-in trace, a file, or 'all' (the four built-in ones)")
     parser.add_argument("--seed", type=int, nargs="+", default=[7])
+    parser.add_argument("--known-rates", action="store_true",
+                        help="give the policy every key's true read rate (KnownRates)")
     args = parser.parse_args()
     from bench.trace import BUILT_IN
 
@@ -274,7 +296,8 @@ def main() -> None:
     for seed in args.seed:
         for name in names:
             trace = named(name, seed=seed)
-            line, ok = report(trace, seed, simulate(trace))
+            rates = KnownRates(trace) if args.known_rates else None
+            line, ok = report(trace, seed, simulate(trace, rates=rates))
             failed += not ok
             print(line, flush=True)
     if failed:

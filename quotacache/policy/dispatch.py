@@ -154,8 +154,8 @@ class _Planned:
     endpoint: str
     #: Reserved for at any value above the call's (others: ``reserve_above`` times).
     critical: bool = False
-    #: How long after ``due`` a freed slot still serves it (``Valuation.slack``).
-    slack: float = 0.2
+    #: Seconds after ``due`` that a freed slot still serves it (``Valuation.slack``).
+    slack: float = 0.0
 
 
 def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: float, *,
