@@ -17,8 +17,8 @@ many critical keys are about to expire, their slots are kept; when none are, not
 idles.
 
 At start-up every read is a first read: first fetches wait until ``hold_until``, a
-moment after the service's first request, so the first slots of a window go to the keys
-read most rather than to the keys read first.
+moment after the worker's first order for the service, so the first slots of a window go
+to the keys read most rather than to the keys read first.
 
 A key whose data is still fresh is not called (one call per key per TTL), unless the
 request forces it; a planned refresh becomes eligible ``lead`` seconds before its data
@@ -87,17 +87,21 @@ class Valuation:
     #: First fetches wait until then: at start-up every read is a first read, and a
     #: moment of reads shows which keys are popular before the scarce slots are spent.
     hold_until: float = 0.0
-    #: How late, as a share of its TTL, a planned refresh may go for want of a slot
-    #: rather than have a slot kept idle for it. A key whose TTL is as long as its
+    #: How late, as a share of its TTL, a non-critical planned refresh may go for want
+    #: of a slot rather than have a slot kept idle for it. A key whose TTL is as long as its
     #: endpoint's window falls due a moment before its own last call leaves the window:
     #: waiting for that moment costs a few seconds of freshness; keeping a second slot
     #: for it idles that slot for a whole window.
     slack: float = 0.2
 
+    def ttl(self, endpoint: str) -> float:
+        """The endpoint's TTL (60 s for one the valuation was not told of)."""
+        return self.ttl_of.get(endpoint, 60.0)
+
     def refresh_value(self, queued: Queued, now: float) -> float:
         """What the refresh of a key called now will be worth when it falls due."""
         order = queued.order
-        ttl = self.ttl_of.get(order.endpoint, 60.0)
+        ttl = self.ttl(order.endpoint)
         rate = max(queued.rate(now), 1.0 / (ttl + self.answered_bonus))
         return self.weights.get(order.priority.value, 1.0) * rate * ttl
 
@@ -105,7 +109,7 @@ class Valuation:
         """How long before its data expires a key may be refreshed: the call's latency
         plus the margin, or a twentieth of the TTL when that is longer (a busy worker
         is late by more on long TTLs, and a call earlier by 5 % costs 5 % more calls)."""
-        return self.latency + max(self.margin, 0.05 * self.ttl_of.get(endpoint, 60.0))
+        return self.latency + max(self.margin, 0.05 * self.ttl(endpoint))
 
     def eligible(self, queued: Queued, now: float) -> bool:
         order = queued.order
@@ -117,7 +121,7 @@ class Valuation:
         """A refresh of ``order``'s key that will want a slot at ``due``. Only a
         non-critical one may wait for a slot (``slack``): critical ones keep theirs."""
         critical = order.priority is Priority.CRITICAL
-        slack = 0.0 if critical else self.slack * self.ttl_of.get(order.endpoint, 60.0)
+        slack = 0.0 if critical else self.slack * self.ttl(order.endpoint)
         return _Planned(due, value, order.endpoint, critical, slack)
 
     def due(self, queued: Queued) -> float:
@@ -127,7 +131,7 @@ class Valuation:
     def value(self, queued: Queued, now: float) -> float:
         """Expected fresh (and newly answered) reads a call made now buys, weighted."""
         order = queued.order
-        ttl = self.ttl_of.get(order.endpoint, 60.0)
+        ttl = self.ttl(order.endpoint)
         arrives = now + self.latency
         if order.fresh_until is None:
             seconds = ttl + self.answered_bonus
@@ -198,7 +202,7 @@ def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: 
             continue
         budget.record(endpoint, now)
         if valuation.foresee:
-            ttl = valuation.ttl_of.get(endpoint, 60.0)
+            ttl = valuation.ttl(endpoint)
             insort(planned, valuation.planned(now + ttl - valuation.margin,
                                               valuation.refresh_value(queued, now),
                                               queued.order),
