@@ -17,7 +17,7 @@ import math
 
 
 class ReadRates:
-    def __init__(self, tau: float = 60.0, max_keys: int = 100_000, prior: float = 5.0,
+    def __init__(self, tau: float = 60.0, max_keys: int = 100_000, prior: float = 1.0,
                  min_span: float = 5.0):
         self.tau = tau
         #: The shortest span a rate is measured over (a first read is not a burst).
@@ -39,31 +39,19 @@ class ReadRates:
             self._forget(now)
 
     def rate(self, key: str, now: float) -> float:
-        """Reads per second of ``key`` lately (0 when neither it, its endpoint nor its
-        symbol was read).
+        """Reads per second of ``key`` lately (0 for a key never read).
 
         A key read a few times says little on its own; its endpoint and its symbol, read
-        across all their keys, say more: they predict ``endpoint share x symbol share x
-        all reads``. The estimate is the Gamma-Poisson posterior mean with that
-        prediction as the prior's mean, worth ``prior`` reads, over the exposure the
-        prediction implies: ``(own + prior) / (1 + prior / predicted)``. So a first read
-        of a popular symbol on a busy endpoint ranks above a first read of a quiet one,
-        and a key read far above its prediction (a spike, most often short-lived) is
-        discounted by ``predicted / (predicted + prior)``, but never below what a
-        prediction of a tenth of its own count gives (``OWN_SHARE``): a key read 60 times
-        per ``tau`` keeps over half of its rate, one read 500 times over 90 %.
-        ``bench.policy_sim``, 4 traces x 6 seeds, fresh / answered reads of the optima:
-        0.929 / 0.906; an equal blend of own count and prediction 0.922 / 0.897; the
-        same posterior with no discount of heavy keys 0.903 / 0.876."""
+        across all their keys, say more. The estimate adds to the key's own count a
+        ``prior`` weight of what they predict (endpoint share x symbol share x all
+        reads), so a first read of a popular symbol on a busy endpoint ranks above a
+        first read of a quiet one."""
         own = self._decayed(key, now)
         endpoint, symbol = _groups(key)
         total = self._decayed(ALL, now)
         predicted = (self._decayed(endpoint, now) * self._decayed(symbol, now) / total
                      if total else 0.0)
-        if predicted <= 0.0:
-            return own / self.span(now)
-        support = max(predicted, OWN_SHARE * own)
-        return (own + self.prior) / (1.0 + self.prior / support) / self.span(now)
+        return (own + self.prior * predicted) / (1.0 + self.prior) / self.span(now)
 
     def worth_renewing(self, key: str, now: float, ttl: float) -> bool:
         """Should ``key``'s data be renewed as it expires, read or not? Only if the
@@ -101,8 +89,6 @@ class ReadRates:
 
 
 ALL = "#all"
-#: A key's prediction counts as at least this share of its own reads (``rate``).
-OWN_SHARE = 0.1
 #: The fresh reads a renewal must be expected to buy (a call earns its price).
 RENEW_READS = 1.0
 

@@ -77,8 +77,12 @@ def test_strategy_pin_release_volatility_and_bad_bodies(deployment):
     assert status["strategy"] == "MINIMAL" and status["strategy_pinned"] is True
     released = post(worker, "/strategy", {"service": "cryptometer", "release": True})
     assert released.json()["pinned"] is False
-    history = worker.stats()["strategy_history"]["cryptometer"]
-    assert [h["reason"] for h in history] == ["manual pin", "manual pin released"]
+    # The history lives in a global table: /stats shows it once its changelog is read.
+    def reasons():
+        return [h["reason"] for h in worker.stats()["strategy_history"]["cryptometer"]]
+
+    poll(lambda: reasons() == ["manual pin", "manual pin released"], timeout=10,
+         message="pin, then release, in the strategy history")
 
     deployment_produce = deployment.produce(deployment.topic("volatility"), [
         (None, json.dumps({"symbol": "sol", "score": 0.95}).encode()),

@@ -56,18 +56,6 @@ def test_a_first_read_of_a_popular_symbol_on_a_busy_endpoint_ranks_above_a_quiet
     assert rates.rate("svc/ticker/BTC", end) > 10 * rates.rate("svc/quiet/DOGE", end)
 
 
-def test_a_busy_key_on_a_quiet_endpoint_and_symbol_keeps_most_of_its_rate():
-    """Its endpoint and symbol predict almost none of its reads, yet a key read ten
-    times a second is judged by its own reads, not by that prediction."""
-    rates = ReadRates(tau=TAU)
-    keys = [f"svc/ticker/S{i}" for i in range(50)] + ["svc/lonely/ZZZ"]
-    for step in range(int(10 * TAU)):  # every key, ten times a second
-        for key in keys:
-            rates.read(key, step / 10)
-    end = TAU
-    assert rates.rate("svc/lonely/ZZZ", end) > 0.85 * rates.rate("svc/ticker/S0", end)
-
-
 def test_the_map_is_bounded_and_keeps_the_busier_keys():
     rates = ReadRates(tau=TAU, max_keys=50)
     end = read_steadily(rates, "svc/ticker/HOT", per_second=5, seconds=TAU)
