@@ -137,14 +137,14 @@ class FetchDispatcher:
         them: a tick that cannot change anything is not sent (every tick is a record).
         A call that ends drains the queue anyway."""
         queue = self.queues.get(service)
-        if not queue:
+        config = self.rt.settings.service(service)
+        if (not queue or self.calls_in_flight[service] >= config.max_in_flight
+                or self.rt.backlog.paused(service, now)):
             return False
         valuation = self.valuation(service)
         endpoints = {q.order.endpoint for q in queue.entries()
                      if valuation.eligible(q, now + TICK_INTERVAL)}
-        config = self.rt.settings.service(service)
-        if (not endpoints or self.calls_in_flight[service] >= config.max_in_flight
-                or self.rt.backlog.paused(service, now)):
+        if not endpoints:
             return False
         if not self.rt.health.get(service).admits(now, config.breaker_cooldown)[0]:
             return False

@@ -26,6 +26,7 @@ import faust
 from quotacache.policy.limits import Decision, Scope, allowance, decide, used
 from quotacache.settings import Settings
 from quotacache.tables.journal import CallJournal
+from quotacache.tables.read_through import ReadThrough
 
 
 class RateLimiter:
@@ -36,24 +37,27 @@ class RateLimiter:
                             for lim in [*svc.limits, *svc.endpoint_limits,
                                         *(x for ep in svc.endpoints.values()
                                           for x in ep.limits or [])]), default=60.0)
-        self._times = app.Table("ratelimit", default=list,
+        self._table = app.Table("ratelimit", default=list,
                                 partitions=settings.broker.partitions,
                                 help="send times of recent upstream calls per scope")
+        self._times = ReadThrough(app, self._table)
         self.journal = CallJournal(journal_dir(settings), worker_name(settings),
                                    horizon=self.horizon + 1.0, fsync=settings.limits_fsync)
 
     @property
     def name(self) -> str:
-        return self._times.name
+        return self._table.name
 
     def open_journal(self, now: float) -> None:
         """Count the calls every worker of this app journaled before this start."""
         self.journal.load(now)
+        self._times.forget()
 
     def reload_journal(self, now: float) -> None:
         """Read every worker's journal again (at a takeover), if this worker keeps one."""
         if self.journal.is_open:
             self.journal.load(now)
+            self._times.forget()
 
     def service_scope(self, service: str) -> Scope:
         return Scope(service, tuple(self.settings.service(service).limits))
@@ -79,7 +83,7 @@ class RateLimiter:
         oldest = now - self.horizon
         for scope in scopes:
             recent = [t for t in self._times.get(scope.name) or [] if t > oldest]
-            self._times[scope.name] = [*recent, at]
+            self._times.set(scope.name, [*recent, at])
 
     def usage(self, service: str, now: float) -> list[dict[str, Any]]:
         """Calls used and allowed in each of the service's (and its busy endpoints') limits."""
@@ -122,16 +126,28 @@ class ServiceBudget:
         #: queued call; each read is a RocksDB get and a JSON decode). ``record``
         #: forgets them; nothing else writes the table while a drain decides.
         self._times: dict[str, list[float]] = {}
+        #: Each endpoint's decision at one instant, until a call is recorded: a drain
+        #: asks it again for every queued call of that endpoint.
+        self._decisions: dict[str, Decision] = {}
+        self._decided_at: float | None = None
 
     def scopes(self, endpoint: str) -> list[Scope]:
         return [self.service_scope, self.limiter.endpoint_scope(self.service, endpoint)]
 
     def check(self, endpoint: str, now: float) -> Decision:
-        return decide(self.scopes(endpoint), self.times, now, headroom=self.config.headroom,
-                      jitter=self.config.arrival_jitter)
+        if now != self._decided_at:
+            self._decisions.clear()
+            self._decided_at = now
+        decision = self._decisions.get(endpoint)
+        if decision is None:
+            decision = self._decisions[endpoint] = decide(
+                self.scopes(endpoint), self.times, now, headroom=self.config.headroom,
+                jitter=self.config.arrival_jitter)
+        return decision
 
     def record(self, endpoint: str, now: float) -> None:
         self._times.clear()
+        self._decisions.clear()
         self.limiter.record(self.scopes(endpoint), now)
 
     def times(self, scope: str) -> list[float]:

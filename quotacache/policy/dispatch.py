@@ -167,13 +167,19 @@ def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: 
                  valuation: Valuation) -> Selection:
     selection = Selection()
     entries = queue.entries()
-    values = {q.key: valuation.value(q, now) for q in entries if valuation.eligible(q, now)}
-    ready = sorted((q for q in entries if q.key in values),
-                   key=lambda q: values[q.key], reverse=True)
-    planned = sorted((valuation.planned(valuation.due(q), valuation.value(q, valuation.due(q)),
-                                        q.order)
-                      for q in entries if not valuation.eligible(q, now)),
-                     key=lambda p: p.due)
+    eligible = [q for q in entries if valuation.eligible(q, now)]
+    if not eligible:
+        return selection
+    admitted, why = health.admits(now, cooldown)
+    if not admitted or free_slots <= 0:  # nothing can be called: no need to value anything
+        selection.stopped_by = why or "no free call slot"
+        selection.blocked = eligible
+        return selection
+    values = {q.key: valuation.value(q, now) for q in eligible}
+    ready = sorted(eligible, key=lambda q: values[q.key], reverse=True)
+    planned: list[_Planned] | None = None  # valued when a call asks for room (often never)
+    # Endpoints whose next call is refused, by a limit or by the room kept for planned
+    # refreshes: a call worth less (``ready`` goes down in value) would be refused too.
     blocked_endpoints: set[str] = set()
     for queued in ready:
         if selection.stopped_by:
@@ -197,8 +203,17 @@ def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: 
                 blocked_endpoints.add(endpoint)
             continue
         value = values[queued.key]
-        if not _leaves_room(budget, endpoint, now, value, valuation.reserve_above, planned):
+        if planned is None:
+            planned = sorted((valuation.planned(valuation.due(q),
+                                                valuation.value(q, valuation.due(q)), q.order)
+                              for q in entries if q.key not in values), key=lambda p: p.due)
+        kept_by = _room_kept(budget, endpoint, now, value, valuation.reserve_above, planned)
+        if kept_by is not None:
             selection.blocked.append(queued)
+            if kept_by == service:  # the service's room: no call worth less fits either
+                selection.stopped_by = f"{service}: room kept for planned refreshes"
+            else:
+                blocked_endpoints.add(endpoint)
             continue
         budget.record(endpoint, now)
         if valuation.foresee:
@@ -213,10 +228,11 @@ def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: 
     return selection
 
 
-def _leaves_room(budget: Budget, endpoint: str, now: float, value: float, above: float,
-                 planned: list[_Planned]) -> bool:
-    """Would the planned refreshes worth more than ``value`` (``above`` times more, unless
-    critical) still find room if this call were made?
+def _room_kept(budget: Budget, endpoint: str, now: float, value: float, above: float,
+               planned: list[_Planned]) -> str | None:
+    """The scope whose room is kept for planned refreshes worth more than ``value``
+    (``above`` times more, unless critical), which this call would leave without room;
+    None when the call leaves room in every scope.
 
     For each limit of each scope the call counts in: the j-th more valuable refresh due
     before this call's slot frees again needs ``j`` slots by its due time, out of the
@@ -238,6 +254,6 @@ def _leaves_room(budget: Budget, endpoint: str, now: float, value: float, above:
             freed = frees_at(times, limit, now, budget.jitter)
             for j, latest in enumerate(needed, start=1):
                 if j > room - 1 + bisect_right(freed, latest):
-                    return False
-    return True
+                    return scope.name
+    return None
 

@@ -1,10 +1,12 @@
 """Call selection: what a call buys, eligibility, reservation, and the limits, against a
 clock the test controls."""
 
+from bisect import insort
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quotacache.policy.dispatch import Valuation, select_calls
+from quotacache.policy.dispatch import Valuation, _room_kept, select_calls
 from quotacache.policy.health import ServiceHealth
 from quotacache.policy.queue import FetchQueue
 from quotacache.settings import Priority, RateLimit
@@ -229,3 +231,65 @@ def test_a_full_queue_is_served_at_the_whole_budget_rate_not_beyond():
         now += 0.05
     assert max_in_any_window(times, 5) <= 10 and max_in_any_window(times, 10) <= 20
     assert len(times) >= 115  # 10 per 5.25 s: the whole budget, no headroom
+
+
+def greedy(queue, health, budget, now, free_slots, valuation):
+    """The selection without its shortcuts: every eligible key, most valuable first, asks
+    health, free slots, the limits and the kept room for itself."""
+    entries = queue.entries()
+    ready = sorted((q for q in entries if valuation.eligible(q, now)),
+                   key=lambda q: valuation.value(q, now), reverse=True)
+    planned = sorted((valuation.planned(valuation.due(q), valuation.value(q, valuation.due(q)),
+                                        q.order)
+                      for q in entries if not valuation.eligible(q, now)), key=lambda p: p.due)
+    calls = []
+    for queued in ready:
+        endpoint = queued.order.endpoint
+        if (not health.admits(now, 30)[0] or free_slots <= 0
+                or not budget.check(endpoint, now).allowed
+                or _room_kept(budget, endpoint, now, valuation.value(queued, now),
+                              valuation.reserve_above, planned) is not None):
+            continue
+        budget.record(endpoint, now)
+        insort(planned, valuation.planned(now + valuation.ttl(endpoint),
+                                          valuation.refresh_value(queued, now), queued.order),
+               key=lambda p: p.due)
+        health.on_call(now, 30)
+        free_slots -= 1
+        calls.append(queued.key)
+    return calls
+
+
+@settings(max_examples=300, deadline=None)
+@given(sent=st.lists(st.tuples(st.sampled_from(sorted(ENDPOINTS)), st.floats(0, 60)),
+                     max_size=8),
+       queued=st.lists(st.tuples(st.sampled_from(sorted(ENDPOINTS)), st.integers(0, 9),
+                                 st.floats(0, 1),                        # rate of a read
+                                 st.one_of(st.none(), st.tuples(
+                                     st.floats(55, 90), st.floats(0, 20)))),  # planned
+                       min_size=1, max_size=40),
+       service_calls=st.sampled_from([6, 10, 20]), endpoint_calls=st.sampled_from([2, 3, 6]),
+       free_slots=st.integers(0, 12))
+def test_the_selection_is_the_greedy_one_without_asking_every_key(
+        sent, queued, service_calls, endpoint_calls, free_slots):
+    """Once a limit or the kept room refuses an endpoint's (or the service's) call, every
+    call worth less is refused too, so the selection skips asking: it must choose exactly
+    what asking every key, most valuable first, chooses. Tight limits and busy planned
+    refreshes make the kept room refuse calls often."""
+    budgets = [MemoryBudget("svc", [RateLimit(calls=service_calls, seconds=60)],
+                            [RateLimit(calls=endpoint_calls, seconds=60)]) for _ in "ab"]
+    for endpoint, at in sorted(sent, key=lambda s: s[1]):
+        for budget in budgets:
+            budget.record(endpoint, at)
+    queue = FetchQueue()
+    for endpoint, symbol, rate, plan in queued:
+        if plan is None:
+            enqueue(queue, order(endpoint, f"S{symbol}", at=40.0, rate=rate))
+        else:
+            enqueue(queue, order(endpoint, f"S{symbol}", at=40.0, rate=plan[1],
+                                 fresh_until=plan[0], reason="planned"))
+    valuation = Valuation(ttl_of=TTLS)
+    chosen = select_calls(queue, ServiceHealth(), budgets[0], 60.0, service="svc",
+                          cooldown=30, free_slots=free_slots, valuation=valuation)
+    assert keys(chosen) == greedy(queue, ServiceHealth(), budgets[1], 60.0, free_slots,
+                                  valuation)
