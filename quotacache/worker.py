@@ -16,19 +16,19 @@ import atexit
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from quotacache.app import build_app
 from quotacache.dev import fetch_wait, rotation
 from quotacache.dev.broker import (
     EmbeddedBroker,
-    cluster_id,
     discard_stale_data_dir,
     ensure_topics,
     guard_cluster,
     install_tansu_compat,
     port_open,
 )
+from quotacache.dev.cluster import ClusterIds, cluster_id
 from quotacache.runtime import Runtime
 from quotacache.settings import Settings
 
@@ -116,13 +116,18 @@ def watch_broker(runtime: Runtime, started_with: str,
     what the new broker has. Real Kafka keeps its cluster id across restarts, so there
     this only fires if the cluster really was replaced.
     """
+    ids = ClusterIds(runtime.settings.broker.bootstrap_servers(), timeout=3.0)
 
     @runtime.app.timer(BROKER_WATCH_INTERVAL, name="broker-watch")
     async def broker_watch() -> None:
-        if await other_cluster(runtime.settings, started_with):  # down: look again later
+        if await other_cluster(ids.get, started_with):  # down: look again later
             log.warning("the broker is another cluster now: restarting the worker to "
                         "rebuild its state")
             restart()
+
+    @runtime.app.on_before_shutdown.connect
+    async def close_watch(app: object, **kwargs: object) -> None:
+        await ids.close()
 
 
 def describe_services(settings: Settings) -> str:
@@ -184,7 +189,9 @@ def run(settings: Settings, faust_args: Sequence[str]) -> int:
         # before the watch saw it: that too is a restart, not an end. A clean stop
         # (exit code 0, e.g. SIGTERM) is always an end.
         crashed = exit_.code not in (0, None)
-        if crashed and broker is None and asyncio.run(other_cluster(settings, started_with)):
+        if crashed and broker is None and asyncio.run(other_cluster(
+                lambda: cluster_id(settings.broker.bootstrap_servers(), timeout=3.0),
+                started_with)):
             log.warning("the broker is another cluster now: restarting the worker")
             restart_process()
         raise
@@ -194,9 +201,10 @@ def run(settings: Settings, faust_args: Sequence[str]) -> int:
     return 0
 
 
-async def other_cluster(settings: Settings, started_with: str) -> bool:
+async def other_cluster(ask: Callable[[], Awaitable[str]], started_with: str) -> bool:
+    """Is the broker another cluster than ``started_with``? No when it cannot be asked."""
     try:
-        current = await cluster_id(settings.broker.bootstrap_servers(), timeout=3.0)
+        current = await ask()
     except Exception:
         return False
     return bool(current) and current != started_with

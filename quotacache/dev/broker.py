@@ -149,19 +149,6 @@ class EmbeddedBroker:
         self.stop()
 
 
-async def cluster_id(bootstrap: str, timeout: float = 10.0) -> str:
-    """The broker's cluster id from its metadata (changes when a memory-only broker restarts)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
-    try:
-        await asyncio.wait_for(admin.start(), timeout)
-        described = await asyncio.wait_for(admin.describe_cluster(), timeout)
-        return str(described.get("cluster_id") or "")
-    finally:
-        await admin.close()
-
-
 async def ensure_topics(bootstrap: str, wanted: Mapping[str, int], *, repair: bool = False,
                         configs: Mapping[str, Mapping[str, str]] | None = None) -> list[str]:
     """Create the ``wanted`` topics (name -> partition count) where they do not exist yet,

@@ -16,7 +16,8 @@ import time
 import httpx
 import pytest
 
-from quotacache.dev.broker import CLUSTER_ID_FILE, EmbeddedBroker, cluster_id, free_port
+from quotacache.dev.broker import CLUSTER_ID_FILE, EmbeddedBroker, free_port
+from quotacache.dev.cluster import ClusterIds, cluster_id
 from quotacache.streams.topics import SendHealth
 
 from ..windows import max_in_any_window
@@ -279,3 +280,36 @@ def test_a_restart_of_real_kafka_is_only_a_reconnect(tmp_path, simulator):
     finally:
         deployment.stop()
         kafka.stop()
+
+
+async def test_the_cluster_watch_keeps_one_client_and_meets_a_restarted_broker_at_once():
+    """The worker asks every 5 s: one kept client answers every time (no new connections
+    and full metadata per question), and the first question after the broker came back as
+    another cluster already answers with the new id."""
+    port = free_port()
+    first = EmbeddedBroker(port).start()
+    ids = ClusterIds(f"127.0.0.1:{port}", timeout=5.0)
+    try:
+        before = await ids.get()
+        client = ids._client
+        assert [await ids.get() for _ in range(3)] == [before] * 3
+        assert ids._client is client
+        first.stop()
+        with pytest.raises(Exception):
+            await ids.get()
+        second = EmbeddedBroker(port).start()
+        try:
+            after = await ids.get()
+            assert after and after != before
+            assert ids._client is not None
+            second.stop()
+            third = EmbeddedBroker(port).start()
+            try:  # the kept client's connection is broken: replaced within this question
+                assert await ids.get() not in ("", after)
+            finally:
+                third.stop()
+        finally:
+            second.stop()
+    finally:
+        await ids.close()
+        first.stop()
