@@ -15,6 +15,7 @@ import time
 
 import httpx
 import pytest
+from aiokafka.errors import KafkaConnectionError
 
 from quotacache.dev.broker import CLUSTER_ID_FILE, EmbeddedBroker, free_port
 from quotacache.dev.cluster import ClusterIds, cluster_id
@@ -295,7 +296,7 @@ async def test_the_cluster_watch_keeps_one_client_and_meets_a_restarted_broker_a
         assert [await ids.get() for _ in range(3)] == [before] * 3
         assert ids._client is client
         first.stop()
-        with pytest.raises(Exception):
+        with pytest.raises(KafkaConnectionError):
             await ids.get()
         second = EmbeddedBroker(port).start()
         try:
