@@ -200,7 +200,7 @@ class BrokerConfig(BaseModel):
     #: runs). Tansu answers a fetch at its next rescan of the log (about every half of
     #: this), never early on a produce: a topic hop costs up to half of it; every fetch
     #: and rescan costs CPU (``quotacache/dev/fetch_wait.py`` has the figures).
-    fetch_wait: Duration = 0.2
+    fetch_wait: Duration = 0.35
     #: Long-poll once nothing was fetched or produced for ``idle_after``: fewer fetches
     #: and rescans while idle, at the price of up to half of it on the first hop after
     #: a quiet spell (a read's refresh). Equal to ``fetch_wait``: never idle.

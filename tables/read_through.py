@@ -5,7 +5,10 @@ JSON decode: the rate limiter and the service health were read that way several 
 per drain and per tick. Their values change in two ways only, and both are seen here:
 this worker's own writes (``set``), and the store rewritten under it when partitions
 move (assignment, revocation, the end of a recovery), after which everything is read
-again. Values handed out are shared: callers must not change them in place.
+again. Only a partition's owner sees every change: a standby's store also changes with
+each changelog record it mirrors, unseen here, so these values are for the worker that
+owns the key (the only one that decides for it). Values handed out are shared: callers
+must not change them in place.
 """
 
 from __future__ import annotations

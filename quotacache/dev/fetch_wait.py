@@ -7,14 +7,16 @@ uniform in [0, W/2] (measured by ``bench/idle/fetch_wait_probe.py``). Every resc
 reads every partition the fetch names, so the broker's CPU grows with partitions x
 fetch rate, and an idle worker polling every 50 ms costs about a fifth of a core.
 
-So the wait adapts: ``broker.fetch_wait`` (200 ms) while records flow and after
+So the wait adapts: ``broker.fetch_wait`` (350 ms) while records flow and after
 anything this worker produced; ``BUSY_WAIT_MS`` (50 ms) throughout a rebalance or
 recovery (a long poll holds up the ListOffsets and OffsetFetch requests queued behind it
 on the same connection); ``broker.idle_fetch_wait`` (2 s) once nothing was fetched or
-produced for ``broker.idle_after`` (2 s). The price: a topic hop waits up to 0.1 s while
-records flow (a refresh crosses four), and the first hop after a quiet spell up to
-half the idle wait (1 s). Against 50 ms while records flow, the bench's zipf trace cost
-9.6 instead of 14.7 CPU-s (worker and broker), with the same fresh share.
+produced for ``broker.idle_after`` (2 s). The price: a topic hop waits up to 175 ms while
+records flow (a miss's first answer crosses three: requests, fetch, data), and the first
+hop after a quiet spell up to half the idle wait (1 s). The bench's zipf trace (worker
+and broker, single runs, `python -m bench lean`): 50 ms 14.7 CPU-s; 200 ms 6.7-7.1;
+300 ms 6.5; 350 ms 5.5-5.8; 400 ms 5.6, each with the same fresh share (0.86-0.87):
+fewer fetches, each answered with more records, and fewer rescans in the broker.
 """
 
 from __future__ import annotations
