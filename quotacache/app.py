@@ -20,6 +20,7 @@ import httpx
 from quotacache import redact
 from quotacache.runtime import Clock, Runtime
 from quotacache.settings import Settings
+from quotacache.streams import livelock_check
 from quotacache.streams.real_kafka import configure_for_kafka
 from quotacache.streams.topics import Topics
 from quotacache.tables.cache import CacheTable
@@ -55,6 +56,7 @@ EMBEDDED_SESSION = 2.0
 
 
 def faust_app(settings: Settings, middlewares: list[Any] | None = None) -> faust.App:
+    livelock_check.install()
     return faust.App(
         settings.app_id,
         broker=settings.broker.kafka_url(),
