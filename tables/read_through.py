@@ -24,7 +24,7 @@ class ReadThrough:
         self._values: dict[Any, Any] = {}
         app.on_partitions_assigned.connect(self._forget)
         app.on_partitions_revoked.connect(self._forget)
-        table.on_recover(self._forget_recovered)
+        table.on_recover(self._forget)
 
     def get(self, key: Any) -> Any:
         """The table's value for ``key`` (its default, or None, when it has none)."""
@@ -42,8 +42,5 @@ class ReadThrough:
     def forget(self) -> None:
         self._values.clear()
 
-    async def _forget(self, *args: Any, **kwargs: Any) -> None:
-        self.forget()
-
-    async def _forget_recovered(self) -> None:
+    async def _forget(self, *args: Any, **kwargs: Any) -> None:  # signals and on_recover
         self.forget()

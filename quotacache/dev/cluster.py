@@ -1,11 +1,11 @@
 """The broker's cluster id, which changes when a memory-only broker restarts empty.
 
-The worker asks for it every few seconds (``worker.watch_broker``). An admin client made
-for each question cost two new connections and three metadata requests naming every
-topic, decoded in pure Python: measured, about 20 metadata requests a minute, the largest
-share of the idle worker's requests. ``ClusterIds`` keeps one client and asks a metadata
-request that names no topic; a broken connection drops the client, and the next question
-makes a new one (which is how a restarted broker is met).
+The worker asks for it every 5 s (``worker.watch_broker``). An admin client made for
+each question cost two new connections and three metadata requests naming every topic,
+decoded in pure Python (a zipf bench run: 128 metadata requests and 59 connections
+before, 77 and 25 after). ``ClusterIds`` keeps one client and asks a metadata request
+that names no topic; a broken connection is replaced by a new client within the same
+question (which is how a restarted broker is met).
 """
 
 from __future__ import annotations
