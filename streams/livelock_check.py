@@ -5,8 +5,8 @@ for processing that stopped (``verify_event_path``: a few lookups and, when stuc
 line), awaiting ``Service.sleep(0)`` before each: a ``wait_for`` with its own task and
 timer. With the 33 partitions one worker consumes, that was 13 event-loop wake-ups a
 second at rest, a quarter of the idle worker's loop callbacks (counted over 20 s with
-asyncio's loop: 2,982 callbacks, 2,204 without it). Here the partitions are checked in one pass after a
-single yield; the check and its log lines are Faust's own.
+asyncio's loop: 2,982 callbacks, 2,204 without it). Here the partitions are checked in
+one pass after a single yield; the check and its log lines are Faust's own.
 """
 
 from __future__ import annotations
