@@ -76,14 +76,22 @@ class FetchDispatcher:
             health.on_failure(feedback.at, config.breaker_failures)
         else:
             health.on_rate_limited(feedback.at, feedback.retry_after, config.default_retry_after)
+            self.rt.backlog.confirm_pause(feedback.service)
         if feedback.remaining is not None and feedback.reset_at is not None:
-            # The answer counted the calls before it, not those still under way: they
-            # will spend some of what it reports as remaining.
-            in_flight = self.calls_in_flight[feedback.service]
-            health.on_hint(max(0, feedback.remaining - in_flight), feedback.reset_at,
-                           feedback.limit)
+            health.on_hint(max(0, feedback.remaining - self.calls_after(feedback)),
+                           feedback.reset_at, feedback.limit)
         if health.to_dict() != before:  # a success of a healthy service changes nothing
             self.rt.health.put(feedback.service, health)
+
+    def calls_after(self, feedback: ServiceFeedback) -> int:
+        """Calls that may spend what the answer reported in ``feedback`` as remaining:
+        those under way (the upstream may not have counted them yet) and those decided
+        since the answer came back, answered by now or not."""
+        under_way = self.rt.backlog.decided[feedback.service]
+        answered_at = round(feedback.at, 3)
+        since = sum(1 for t in self.rt.limiter.times(feedback.service) if t >= answered_at)
+        since_under_way = sum(1 for t in under_way if round(t, 3) >= answered_at)
+        return len(under_way) + max(0, since - since_under_way)
 
     def valuation(self, service: str) -> Valuation:
         config = self.rt.settings.service(service)
@@ -128,6 +136,7 @@ class FetchDispatcher:
 
     def _launch(self, order: FetchOrder, decided_at: float) -> None:
         self.calls_in_flight[order.service] += 1
+        self.rt.backlog.decided[order.service].append(decided_at)
         self.rt.backlog.calling.add(order.key)
         self.rt.tasks.spawn(self.call(order, decided_at))
 
@@ -164,6 +173,7 @@ class FetchDispatcher:
         started = rt.clock()
         if started - decided_at > rt.settings.service(order.service).arrival_jitter / 2:
             self.calls_in_flight[order.service] -= 1
+            rt.backlog.decided[order.service].remove(decided_at)
             rt.backlog.calling.discard(order.key)
             rt.stats.count("late_calls", name)
             log.warning("call of %s not sent: %.3f s after its slot", name,
@@ -184,6 +194,7 @@ class FetchDispatcher:
             failure = None
         finally:
             self.calls_in_flight[order.service] -= 1
+            rt.backlog.decided[order.service].remove(decided_at)
             rt.backlog.calling.discard(order.key)
         if failure is not None:
             await self.failed(order, failure)
@@ -199,7 +210,8 @@ class FetchDispatcher:
             record = DataRecord(service=order.service, endpoint=order.endpoint, symbol=symbol,
                                 data=data, fetched_at=now, ttl=spec.ttl)
             await rt.topics.send(topic, record.key, record)
-        await self.feedback(order, "success", **(rate_hint(answer.headers, now) or {}))
+        # ``at`` is when the answer came: calls decided since spend its hint.
+        await self.feedback(order, "success", at=now, **(rate_hint(answer.headers, now) or {}))
 
     async def failed(self, order: FetchOrder, exc: UpstreamError) -> None:
         rt = self.rt
@@ -227,9 +239,11 @@ class FetchDispatcher:
             return
         await self.finish(order, "error", str(exc))
 
-    async def feedback(self, order: FetchOrder, outcome: str, **details: Any) -> None:
+    async def feedback(self, order: FetchOrder, outcome: str, at: float | None = None,
+                       **details: Any) -> None:
         record = ServiceFeedback(service=order.service, endpoint=order.endpoint,
-                                 outcome=outcome, at=self.rt.clock(), **details)
+                                 outcome=outcome, at=self.rt.clock() if at is None else at,
+                                 **details)
         await self.rt.topics.send(self.rt.topics.fetch, order.service, record)
 
     async def finish(self, order: FetchOrder, outcome: str, detail: str) -> None:

@@ -5,7 +5,8 @@ fetch agent keeps one per service in the ``service-health`` table (on the partit
 owns the service, so a worker taking over after a crash inherits pauses and breaker state).
 
 * A 429 pauses the whole service until its Retry-After has passed (or
-  ``default_retry_after`` when the upstream does not say).
+  ``default_retry_after`` when the upstream does not say). How many calls the upstream
+  takes then is unknown too, so the first call after the pause is a probe (below).
 * ``X-RateLimit-Remaining`` / ``-Reset`` style hints lower the allowance: once the
   upstream says none remain, no call is made until its reset time. How many calls the
   reset frees is unknown (one, on a sliding window), so the first call after it is a
@@ -101,6 +102,9 @@ class ServiceHealth:
         self.paused_until = max(self.paused_until, now + wait)
         self.pause_reason = "429 from upstream"
         self.trial_in_flight = False
+        # The upstream has no call left until the pause ends: then one probe goes first.
+        self.hint_remaining = 0
+        self.hint_reset = self.paused_until
 
     def on_hint(self, remaining: int, reset_at: float, limit: int | None = None) -> None:
         self.probe_until = 0.0

@@ -19,6 +19,7 @@ import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+from quotacache.policy.health import PROBE_WAIT
 from quotacache.streams.records import FetchOrder
 from quotacache.units import Priority
 
@@ -107,12 +108,16 @@ class Backlog:
         self.queues: defaultdict[str, FetchQueue] = defaultdict(FetchQueue)
         #: Upstream calls under way per service (at most its max_in_flight).
         self.calls_in_flight: Counter[str] = Counter()
+        #: When the limiter counted each of them (an upstream's rate hint may miss them).
+        self.decided: defaultdict[str, list[float]] = defaultdict(list)
         #: Keys whose upstream call is under way (an order for one of them is not queued).
         self.calling: set[str] = set()
         #: A 429's pause, known from its answer on. Its feedback goes round the fetch
-        #: topic before the health table holds it: orders ahead of it must not be
-        #: called meanwhile.
+        #: topic before the health table holds it (and the probe that follows the
+        #: pause): orders ahead of it must not be called meanwhile, however long the
+        #: round takes (``PROBE_WAIT`` at most past the pause, if the feedback is lost).
         self.paused_until: dict[str, float] = {}
+        self.pause_unconfirmed: set[str] = set()
         #: When this worker heard the first order of each service: its first fetches
         #: wait ``first_fetch_hold`` after it (``policy.dispatch.Valuation.hold_until``).
         self.first_order_at: dict[str, float] = {}
@@ -121,9 +126,17 @@ class Backlog:
 
     def pause(self, service: str, until: float) -> None:
         self.paused_until[service] = max(self.paused_until.get(service, 0.0), until)
+        self.pause_unconfirmed.add(service)
+
+    def confirm_pause(self, service: str) -> None:
+        """The health table holds the pause now: it takes over."""
+        self.pause_unconfirmed.discard(service)
 
     def paused(self, service: str, now: float) -> bool:
-        return self.paused_until.get(service, 0.0) > now
+        until = self.paused_until.get(service, 0.0)
+        if service in self.pause_unconfirmed:
+            until += PROBE_WAIT
+        return until > now
 
     def observe_latency(self, service: str, seconds: float) -> None:
         self.latency[service] += 0.2 * (seconds - self.latency[service])

@@ -61,7 +61,11 @@ def test_huge_answers_are_cut_at_the_cap_and_memory_stays_bounded(deployment, ho
     peak = memory_mb(pid, "VmHWM")
     print(f"\nRSS {before:.0f} MB before, peak (VmHWM) {peak:.0f} MB during "
           f"{len(SYMBOLS)} answers of 400 MB cut at 1 MB; RSS after {memory_mb(pid):.0f} MB")
-    assert peak - before < 60
+    # 3.2 GB were sent; one uncut answer alone would be 400 MB. What the eight cut calls
+    # cost is mostly the allocator's: uvloop hands reads over in pieces of up to 256 KB
+    # that anyio cuts to 64 KB, and glibc keeps the freed pieces. Measured: 36-64 MB in
+    # the worker (13 MB in a bare process on asyncio's loop, 16-57 MB on uvloop's).
+    assert peak - before < 100
     assert hostile.calls == len(SYMBOLS)  # too large is not retried
 
 

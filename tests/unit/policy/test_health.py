@@ -114,3 +114,18 @@ def test_a_stored_state_from_another_version_loads_what_it_knows():
     assert ServiceHealth.from_dict(None) == ServiceHealth()
     loaded = ServiceHealth.from_dict({"paused_until": 50.0, "retired_field": 1})
     assert loaded.paused_until == 50.0 and loaded.breaker == "closed"
+
+
+def test_after_a_429_pause_one_probe_goes_and_the_rest_wait_for_its_answer():
+    """The upstream said no and did not say how many calls its window frees at the end
+    of the pause: a burst of every free call slot then would meet as many 429s."""
+    health = ServiceHealth()
+    health.on_hint(remaining=40, reset_at=200, limit=100)  # an old hint, from before the 429
+    health.on_rate_limited(now=100, retry_after=5, default=60)
+    assert not health.admits(104.9, 30)[0]
+    assert health.admits(105, 30)[0]
+    health.on_call(105, 30)
+    assert health.admits(105, 30) == (False, "waiting for the upstream's answer after its reset")
+    health.on_success()
+    health.on_hint(remaining=3, reset_at=160, limit=100)
+    assert health.admits(105.4, 30)[0]
