@@ -18,6 +18,7 @@ any other. No call is ever made without the limiter's yes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -52,6 +53,8 @@ class FetchDispatcher:
         self.rt = rt
         self.queues = rt.backlog.queues
         self.calls_in_flight = rt.backlog.calls_in_flight
+        #: Set when an order is queued: wakes the ticks of an idle worker.
+        self.orders_queued = asyncio.Event()
 
     # -- inside stream iteration -------------------------------------------------------
     async def on_order(self, order: FetchOrder) -> None:
@@ -63,6 +66,7 @@ class FetchDispatcher:
             return  # a new rate for an order no longer waiting: its call went already
         queue.limit = self.rt.settings.service(order.service).queue_limit
         pushed_out = queue.add(order.key, order)
+        self.orders_queued.set()
         if pushed_out is not None:
             await self.finish(pushed_out, "dropped", "queue full")
 
@@ -278,9 +282,25 @@ def register(rt: Runtime) -> None:
             except Exception:  # keep the agent alive; the order may come again
                 log.exception("fetch agent failed on %s", item)
 
-    @rt.app.timer(TICK_INTERVAL, name="fetch-ticks")
     async def ticks() -> None:
+        """One round: a tick to each service whose drain could make a call now."""
         now = rt.clock()
         for service in list(dispatcher.queues):
             if dispatcher.wants_tick(service, now):
                 await rt.topics.send(rt.topics.fetch, service, Tick(service=service))
+
+    async def fetch_ticks() -> None:
+        """``ticks`` every TICK_INTERVAL while an order is queued; with none, it waits for
+        one (a timer would wake an idle worker 4 times a second for nothing)."""
+        while True:
+            if not any(dispatcher.queues.values()):
+                dispatcher.orders_queued.clear()
+                await dispatcher.orders_queued.wait()
+            await asyncio.sleep(TICK_INTERVAL)
+            try:
+                await ticks()
+            except Exception:  # the next round tries again
+                log.exception("fetch ticks failed")
+
+    fetch_ticks.round = ticks  # type: ignore[attr-defined]  # one round, for tests
+    rt.app.task(fetch_ticks)

@@ -451,7 +451,7 @@ async def test_messages_for_unknown_services_or_endpoints_are_dead_lettered(rt, 
 
 
 async def test_the_tick_timer_wakes_only_services_with_a_call_to_make(rt, clock):
-    ticks = timer(rt, "ticks")
+    ticks = timer(rt, "fetch_ticks").round
     await ticks()
     assert rt.outbox.sent(rt.topics.fetch) == []
     await fetch(rt, *(order(symbol=s) for s in "ABCDE"))  # 4/60: E waits for the window
@@ -463,8 +463,26 @@ async def test_the_tick_timer_wakes_only_services_with_a_call_to_make(rt, clock)
     assert rt.outbox.records(rt.topics.fetch) == [("svc", Tick(service="svc"))]
 
 
+async def test_the_ticks_of_an_idle_worker_wait_for_an_order_then_run(rt, clock):
+    """No timer wakes an idle worker: the ticks sleep on an event until an order is
+    queued, then run every TICK_INTERVAL while one waits."""
+    loop = asyncio.create_task(timer(rt, "fetch_ticks")())
+    try:
+        await asyncio.sleep(0)
+        await fetch(rt, *(order(symbol=s) for s in "ABCDE"))  # 4/60: E waits for the window
+        rt.outbox.clear()
+        clock.advance(60.25)
+        for _ in range(40):  # at most 2 s
+            if rt.outbox.sent(rt.topics.fetch):
+                break
+            await asyncio.sleep(0.05)
+        assert rt.outbox.records(rt.topics.fetch) == [("svc", Tick(service="svc"))]
+    finally:
+        loop.cancel()
+
+
 async def test_a_queue_of_refreshes_not_yet_due_sleeps(rt):
     await fetch(rt, order(rate=1.0, fresh_until=START + 60, reason="planned"))
     rt.outbox.clear()
-    await timer(rt, "ticks")()
+    await timer(rt, "fetch_ticks").round()
     assert rt.outbox.sent(rt.topics.fetch) == []
