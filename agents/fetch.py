@@ -52,7 +52,6 @@ class FetchDispatcher:
     def __init__(self, rt: Runtime):
         self.rt = rt
         self.queues = rt.backlog.queues
-        self.calls_in_flight = rt.backlog.calls_in_flight
         #: Set when an order is queued: wakes the ticks of an idle worker.
         self.orders_queued = asyncio.Event()
 
@@ -91,7 +90,7 @@ class FetchDispatcher:
         """Calls that may spend what the answer reported in ``feedback`` as remaining:
         those under way (the upstream may not have counted them yet) and those decided
         since the answer came back, answered by now or not."""
-        under_way = self.rt.backlog.decided[feedback.service]
+        under_way = self.rt.backlog.under_way[feedback.service]
         answered_at = round(feedback.at, 3)
         since = sum(1 for t in self.rt.limiter.times(feedback.service) if t >= answered_at)
         since_under_way = sum(1 for t in under_way if round(t, 3) >= answered_at)
@@ -123,7 +122,7 @@ class FetchDispatcher:
         if rt.backlog.paused(service, now):
             return
         health = rt.health.get(service)
-        free_slots = config.max_in_flight - self.calls_in_flight[service]
+        free_slots = config.max_in_flight - self.rt.backlog.calls_in_flight(service)
         before = health.to_dict()
         selection = select_calls(queue, health, ServiceBudget(rt.limiter, service), now,
                                  service=service, cooldown=config.breaker_cooldown,
@@ -139,8 +138,7 @@ class FetchDispatcher:
                 rt.stats.count("rate_limit_blocks", f"{service}/{queued.order.endpoint}")
 
     def _launch(self, order: FetchOrder, decided_at: float) -> None:
-        self.calls_in_flight[order.service] += 1
-        self.rt.backlog.decided[order.service].append(decided_at)
+        self.rt.backlog.under_way[order.service].append(decided_at)
         self.rt.backlog.calling.add(order.key)
         self.rt.tasks.spawn(self.call(order, decided_at))
 
@@ -151,7 +149,7 @@ class FetchDispatcher:
         A call that ends drains the queue anyway."""
         queue = self.queues.get(service)
         config = self.rt.settings.service(service)
-        if (not queue or self.calls_in_flight[service] >= config.max_in_flight
+        if (not queue or self.rt.backlog.calls_in_flight(service) >= config.max_in_flight
                 or self.rt.backlog.paused(service, now)):
             return False
         valuation = self.valuation(service)
@@ -176,8 +174,7 @@ class FetchDispatcher:
         name = f"{order.service}/{order.endpoint}"
         started = rt.clock()
         if started - decided_at > rt.settings.service(order.service).arrival_jitter / 2:
-            self.calls_in_flight[order.service] -= 1
-            rt.backlog.decided[order.service].remove(decided_at)
+            rt.backlog.under_way[order.service].remove(decided_at)
             rt.backlog.calling.discard(order.key)
             rt.stats.count("late_calls", name)
             log.warning("call of %s not sent: %.3f s after its slot", name,
@@ -197,8 +194,7 @@ class FetchDispatcher:
         else:
             failure = None
         finally:
-            self.calls_in_flight[order.service] -= 1
-            rt.backlog.decided[order.service].remove(decided_at)
+            rt.backlog.under_way[order.service].remove(decided_at)
             rt.backlog.calling.discard(order.key)
         if failure is not None:
             await self.failed(order, failure)

@@ -106,10 +106,9 @@ class Backlog:
 
     def __init__(self) -> None:
         self.queues: defaultdict[str, FetchQueue] = defaultdict(FetchQueue)
-        #: Upstream calls under way per service (at most its max_in_flight).
-        self.calls_in_flight: Counter[str] = Counter()
-        #: When the limiter counted each of them (an upstream's rate hint may miss them).
-        self.decided: defaultdict[str, list[float]] = defaultdict(list)
+        #: Upstream calls under way per service (at most its max_in_flight), as the times
+        #: the limiter counted them (an upstream's rate hint may not count them yet).
+        self.under_way: defaultdict[str, list[float]] = defaultdict(list)
         #: Keys whose upstream call is under way (an order for one of them is not queued).
         self.calling: set[str] = set()
         #: A 429's pause, known from its answer on. Its feedback goes round the fetch
@@ -123,6 +122,9 @@ class Backlog:
         self.first_order_at: dict[str, float] = {}
         #: Seconds an upstream call of each service takes (moving average).
         self.latency: defaultdict[str, float] = defaultdict(lambda: 0.5)
+
+    def calls_in_flight(self, service: str) -> int:
+        return len(self.under_way.get(service, ()))
 
     def pause(self, service: str, until: float) -> None:
         self.paused_until[service] = max(self.paused_until.get(service, 0.0), until)

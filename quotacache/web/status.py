@@ -92,7 +92,7 @@ def owner_status(rt: Runtime, service: str) -> dict[str, Any]:
         "upstream_hint_reset": health.hint_reset if health.hint_reset > now else None,
         "budget_use": round(rt.budget_use(service, now), 3),
         "queue": rt.backlog.by_priority(service),
-        "in_flight_calls": rt.backlog.calls_in_flight[service],
+        "in_flight_calls": rt.backlog.calls_in_flight(service),
     }
 
 

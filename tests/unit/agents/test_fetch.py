@@ -141,11 +141,11 @@ async def test_no_more_calls_run_at_once_than_max_in_flight(make_rt, upstream):
     async with running(rt, "fetch") as agent:
         await agent.put(order(symbol="A"), key="svc")
         await agent.put(order(symbol="B"), key="svc")
-        assert rt.backlog.calls_in_flight["svc"] == 1
+        assert rt.backlog.calls_in_flight("svc") == 1
         assert [r.url.params["symbol"] for r in upstream.requests] == ["A"]
         upstream.release()
         await rt.tasks.settle()
-        assert rt.backlog.calls_in_flight["svc"] == 0
+        assert rt.backlog.calls_in_flight("svc") == 0
         await agent.put(Tick(service="svc"), key="svc")
     await rt.tasks.settle()
     assert [r.url.params["symbol"] for r in upstream.requests] == ["A", "B"]
@@ -161,7 +161,7 @@ async def test_a_call_that_cannot_leave_in_time_is_not_sent_but_decided_again(rt
     await rt.tasks.settle()
     assert upstream.requests == []
     assert [o.key for o in on_fetch_topic(rt, "order")] == ["svc/ticker/BTC"]
-    assert rt.backlog.calls_in_flight["svc"] == 0 and not rt.backlog.calling
+    assert rt.backlog.calls_in_flight("svc") == 0 and not rt.backlog.calling
     assert rt.stats.by_endpoint["svc/ticker"]["late_calls"] == 1
 
 
@@ -294,7 +294,7 @@ async def test_no_retry_lands_past_the_retry_deadline(rt, upstream):
 async def test_an_unexpected_client_exception_is_a_failure_not_a_lost_order(rt, upstream):
     upstream.answer(RuntimeError("bug"))
     await fetch(rt, order())
-    assert rt.backlog.calls_in_flight["svc"] == 0
+    assert rt.backlog.calls_in_flight("svc") == 0
     assert [f.outcome for f in on_fetch_topic(rt, "feedback")] == ["failure"]
     assert len(rt.tasks.delayed) == 1
 
@@ -347,9 +347,9 @@ async def test_after_a_429_pause_one_call_goes_first_and_the_rest_wait_for_its_a
     clock.advance(30)
     async with running(rt, "fetch") as agent:
         await agent.put(Tick(service="svc"), key="svc")
-        assert rt.backlog.calls_in_flight["svc"] == 1
+        assert rt.backlog.calls_in_flight("svc") == 1
         await agent.put(Tick(service="svc"), key="svc")
-        assert rt.backlog.calls_in_flight["svc"] == 1
+        assert rt.backlog.calls_in_flight("svc") == 1
         upstream.release()
         await rt.tasks.settle()
 
@@ -382,7 +382,7 @@ async def test_a_rate_hint_counts_calls_decided_after_its_answer_as_spent(rt, cl
     report = await answered_with_a_hint(rt, clock, upstream, 5)
     clock.advance(1)
     await fetch(rt, order(symbol="ETH"), order(symbol="SOL"))
-    assert len(upstream.requests) == 3 and rt.backlog.calls_in_flight["svc"] == 0
+    assert len(upstream.requests) == 3 and rt.backlog.calls_in_flight("svc") == 0
     await fetch(rt, report)
     assert rt.health.get("svc").hint_remaining == 3
 
