@@ -74,7 +74,7 @@ class FetchDispatcher:
         health = self.rt.health.get(feedback.service)
         before = health.to_dict()
         if feedback.outcome == "success":
-            health.on_success()
+            health.on_success(feedback.at)
         elif feedback.outcome == "failure":
             health.on_failure(feedback.at, config.breaker_failures)
         else:
@@ -82,7 +82,7 @@ class FetchDispatcher:
             self.rt.backlog.confirm_pause(feedback.service)
         if feedback.remaining is not None and feedback.reset_at is not None:
             health.on_hint(max(0, feedback.remaining - self.calls_after(feedback)),
-                           feedback.reset_at, feedback.limit)
+                           feedback.reset_at, feedback.limit, at=feedback.at)
         if health.to_dict() != before:  # a success of a healthy service changes nothing
             self.rt.health.put(feedback.service, health)
 
@@ -288,7 +288,7 @@ def register(rt: Runtime) -> None:
     async def fetch_ticks() -> None:
         """``ticks`` every TICK_INTERVAL while an order is queued; with none, it waits for
         one (a timer would wake an idle worker 4 times a second for nothing)."""
-        while True:
+        while not rt.app.should_stop:
             if not any(dispatcher.queues.values()):
                 dispatcher.orders_queued.clear()
                 await dispatcher.orders_queued.wait()

@@ -45,6 +45,9 @@ class ServiceHealth:
     trial_in_flight: bool = False
     #: The call made after an exhausted hint's reset is under way until then.
     probe_until: float = 0.0
+    #: When the answer behind the stored hint came (or the last 429): the feedback of an
+    #: older answer can arrive later (a success sends its data first), and is stale.
+    hint_at: float = 0.0
 
     # -- decisions -------------------------------------------------------------------
     def admits(self, now: float, cooldown: float) -> tuple[bool, str]:
@@ -82,14 +85,16 @@ class ServiceHealth:
             else:
                 self.hint_remaining -= 1
 
-    def on_success(self) -> None:
-        self.probe_until = 0.0
+    def on_success(self, at: float | None = None) -> None:
+        """A call answered (at ``at``): only an answer that came after the probe left
+        can be the probe's."""
+        self._probe_answered(at)
         self.consecutive_failures = 0
         self.breaker = Breaker.CLOSED.value
         self.trial_in_flight = False
 
     def on_failure(self, now: float, threshold: int) -> None:
-        self.probe_until = 0.0
+        self._probe_answered(now)
         self.consecutive_failures += 1
         self.trial_in_flight = False
         if self.breaker != Breaker.CLOSED.value or self.consecutive_failures >= threshold:
@@ -105,12 +110,24 @@ class ServiceHealth:
         # The upstream has no call left until the pause ends: then one probe goes first.
         self.hint_remaining = 0
         self.hint_reset = self.paused_until
+        self.hint_at = max(self.hint_at, now)
 
-    def on_hint(self, remaining: int, reset_at: float, limit: int | None = None) -> None:
-        self.probe_until = 0.0
+    def on_hint(self, remaining: int, reset_at: float, limit: int | None = None,
+                at: float | None = None) -> None:
+        """The upstream's count in an answer that came at ``at``; ignored when an answer
+        that came later (or a 429) already spoke."""
+        if at is not None:
+            if at < self.hint_at:
+                return
+            self.hint_at = at
+        self._probe_answered(at)
         self.hint_remaining = remaining
         self.hint_reset = reset_at
         self.hint_limit = limit
+
+    def _probe_answered(self, at: float | None) -> None:
+        if at is None or at >= self.probe_until - PROBE_WAIT:
+            self.probe_until = 0.0
 
     def hinted_use(self, now: float) -> float | None:
         """The upstream's own view of its budget use (0..1), while its hint is current."""

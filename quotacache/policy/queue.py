@@ -116,7 +116,7 @@ class Backlog:
         #: pause): orders ahead of it must not be called meanwhile, however long the
         #: round takes (``PROBE_WAIT`` at most past the pause, if the feedback is lost).
         self.paused_until: dict[str, float] = {}
-        self.pause_unconfirmed: set[str] = set()
+        self.pauses_unconfirmed: Counter[str] = Counter()
         #: When this worker heard the first order of each service: its first fetches
         #: wait ``first_fetch_hold`` after it (``policy.dispatch.Valuation.hold_until``).
         self.first_order_at: dict[str, float] = {}
@@ -128,15 +128,16 @@ class Backlog:
 
     def pause(self, service: str, until: float) -> None:
         self.paused_until[service] = max(self.paused_until.get(service, 0.0), until)
-        self.pause_unconfirmed.add(service)
+        self.pauses_unconfirmed[service] += 1
 
     def confirm_pause(self, service: str) -> None:
-        """The health table holds the pause now: it takes over."""
-        self.pause_unconfirmed.discard(service)
+        """The health table holds a pause now: once it holds every one, it takes over."""
+        if self.pauses_unconfirmed[service] > 0:
+            self.pauses_unconfirmed[service] -= 1
 
     def paused(self, service: str, now: float) -> bool:
         until = self.paused_until.get(service, 0.0)
-        if service in self.pause_unconfirmed:
+        if self.pauses_unconfirmed.get(service, 0) > 0:
             until += PROBE_WAIT
         return until > now
 

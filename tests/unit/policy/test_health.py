@@ -129,3 +129,27 @@ def test_after_a_429_pause_one_probe_goes_and_the_rest_wait_for_its_answer():
     health.on_success()
     health.on_hint(remaining=3, reset_at=160, limit=100)
     assert health.admits(105.4, 30)[0]
+
+
+def test_a_hint_from_an_answer_older_than_a_429_does_not_undo_its_probe():
+    """A success sends its data before its feedback: its old count can be read after a
+    later call's 429, and must not reopen the burst the 429's probe prevents."""
+    health = ServiceHealth()
+    health.on_rate_limited(now=100, retry_after=5, default=60)
+    health.on_success(at=99.8)
+    health.on_hint(remaining=5, reset_at=160, limit=100, at=99.8)
+    assert health.hint_remaining == 0 and health.hint_reset == 105
+    health.on_call(105, 30)  # the probe
+    assert not health.admits(105, 30)[0]
+
+
+def test_an_older_answer_read_late_neither_replaces_a_newer_hint_nor_ends_a_probe():
+    health = ServiceHealth()
+    health.on_hint(remaining=0, reset_at=100, limit=10, at=50)
+    health.on_call(100, 30)  # the probe leaves at 100
+    health.on_success(at=99.5)  # a call answered before the probe left
+    health.on_hint(remaining=6, reset_at=160, limit=10, at=40)
+    assert health.admits(100.2, 30) == (False, "waiting for the upstream's answer after its reset")
+    health.on_success(at=100.3)  # the probe's answer
+    health.on_hint(remaining=2, reset_at=160, limit=10, at=100.3)
+    assert health.admits(100.4, 30)[0] and health.hint_remaining == 2

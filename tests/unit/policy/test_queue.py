@@ -178,3 +178,16 @@ def test_call_latency_is_a_moving_average_per_service():
     backlog.observe_latency("svc", 1.5)
     assert math.isclose(backlog.latency["svc"], 0.7)
     assert backlog.latency["other"] == 0.5
+
+
+def test_a_429_pause_holds_until_the_health_table_holds_each_pause_or_probe_wait_passes():
+    backlog = Backlog()
+    backlog.pause("svc", until=100)
+    backlog.pause("svc", until=130)  # two 429s before either feedback is back
+    assert backlog.paused("svc", 135)  # past both pauses: their feedbacks are not stored
+    backlog.confirm_pause("svc")
+    assert backlog.paused("svc", 135)  # one is stored, the longer one may not be
+    backlog.confirm_pause("svc")
+    assert not backlog.paused("svc", 130) and backlog.paused("svc", 129.9)
+    backlog.pause("svc", until=200)
+    assert backlog.paused("svc", 209.9) and not backlog.paused("svc", 210)  # lost: PROBE_WAIT
