@@ -114,7 +114,7 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
         inflight=InFlight(settings.cache.inflight_timeout),
         clock=clock,
     )
-    app.web.answerer = hit_socket.answerer(  # type: ignore[attr-defined]
+    app.web.answerer = hit_socket.Answers(  # type: ignore[attr-defined]
         lambda key, admit: hits.take(rt, key, admit),
         lambda address: status.starting(rt) is None and limiter.take(address) <= 0)
     for module in (fetch, refresh, materialize, sweeper, scheduler,

@@ -24,7 +24,14 @@ class ReadRates:
         self.min_span = min_span
         self.max_keys = max_keys
         self.prior = prior
-        self._counts: dict[str, tuple[float, float]] = {}  # key -> (count, at)
+        #: name -> sum over its reads of ``exp((read_at - origin) / tau)``: a read adds one
+        #: weight to every name it counts for, and the decayed count at ``now`` is the sum
+        #: times ``exp(-(now - origin) / tau)``. One ``exp`` per read, not one per name
+        #: (the hit path counts every read). ``origin`` moves up now and then (``_rebase``)
+        #: so the weights stay far from overflowing.
+        self._weights: dict[str, float] = {}
+        self._last: dict[str, float] = {}  # key -> its last read
+        self.origin = 0.0
         #: When the first read was counted: before ``tau`` has passed, a decayed count
         #: has seen only ``tau * (1 - exp(-age / tau))`` seconds of reads, not ``tau``.
         self.started: float | None = None
@@ -32,11 +39,16 @@ class ReadRates:
     def read(self, key: str, now: float) -> None:
         """Count one read of ``key`` at ``now`` (and of its endpoint and its symbol)."""
         if self.started is None:
-            self.started = now
+            self.started = self.origin = now
+        elif now - self.origin > REBASE * self.tau:
+            self._rebase(now)
+        weight = math.exp((now - self.origin) / self.tau)
+        weights = self._weights
         for name in (key, *_groups(key), ALL):
-            self._counts[name] = (self._decayed(name, now) + 1.0, now)
-        if len(self._counts) > self.max_keys:
-            self._forget(now)
+            weights[name] = weights.get(name, 0.0) + weight
+        self._last[key] = now
+        if len(weights) > self.max_keys:
+            self._forget()
 
     def rate(self, key: str, now: float) -> float:
         """Reads per second of ``key`` lately (0 for a key never read).
@@ -61,8 +73,8 @@ class ReadRates:
         to fade: at rest nothing is called for nobody (``bench/policy_sim.py``: the same
         fresh reads on every trace, a third of the calls after the reads stop)."""
         rate = self.rate(key, now)
-        found = self._counts.get(key)
-        silence = now - found[1] if found is not None else 0.0
+        last = self._last.get(key)
+        silence = now - last if last is not None else 0.0
         if silence > 0:
             rate = min(rate, 1.0 / silence)
         return rate * ttl >= RENEW_READS
@@ -75,20 +87,32 @@ class ReadRates:
         age = max(0.0, now - self.started)
         return max(self.tau * -math.expm1(-age / self.tau), self.min_span)
 
-    def _decayed(self, key: str, now: float) -> float:
-        count, at = self._counts.get(key, (0.0, now))
-        return count * math.exp(-max(0.0, now - at) / self.tau)
+    def _decayed(self, name: str, now: float) -> float:
+        weight = self._weights.get(name)
+        if weight is None:
+            return 0.0
+        return weight * math.exp(-(now - self.origin) / self.tau)
 
-    def _forget(self, now: float) -> None:
-        """Keep the busier half of the keys."""
-        ranked = sorted(self._counts, key=lambda k: self._decayed(k, now), reverse=True)
-        self._counts = {k: self._counts[k] for k in ranked[: self.max_keys // 2]}
+    def _rebase(self, now: float) -> None:
+        """Move ``origin`` to ``now``: every weight scaled down by the decay since."""
+        scale = math.exp(-(now - self.origin) / self.tau)
+        self._weights = {name: weight * scale for name, weight in self._weights.items()}
+        self.origin = now
+
+    def _forget(self) -> None:
+        """Keep the busier half of the names (a weight ranks as its decayed count)."""
+        weights = self._weights
+        ranked = sorted(weights, key=weights.__getitem__, reverse=True)
+        self._weights = {name: weights[name] for name in ranked[: self.max_keys // 2]}
+        self._last = {key: at for key, at in self._last.items() if key in self._weights}
 
     def __len__(self) -> int:
-        return len(self._counts)
+        return len(self._weights)
 
 
 ALL = "#all"
+#: ``origin`` moves up once it is this many ``tau`` behind (exp(50) is far from overflow).
+REBASE = 50.0
 #: The fresh reads a renewal must be expected to buy (a call earns its price).
 RENEW_READS = 1.0
 

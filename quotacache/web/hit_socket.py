@@ -93,29 +93,55 @@ class _Date:
         return self.value
 
 
-def answerer(take: Callable[[str, Callable[[], bool]], tuple[bytes, int] | None],
-             allowed: Callable[[str], bool]) -> Answerer:
+def hot_key(data: bytes) -> str | None:
+    """The key ``data`` asks for when the socket may answer it (a plain request, no
+    query but a valid ``wait``); None when aiohttp must."""
+    target = hot_target(data)
+    if target is None:
+        return None
+    key, _, query = target.partition("?")
+    return key if hits.plain_query(query) else None
+
+
+#: The parsed keys of this many distinct requests of at most this many bytes are kept:
+#: the same bytes are not parsed twice, and no input grows the map past its bound.
+KEPT_REQUESTS = 4096
+KEPT_REQUEST_BYTES = 1024
+_UNSEEN = object()
+
+
+class Answers:
     """Answers for the socket: ``take(key, admit)`` is ``hits.take`` on the runtime,
     ``allowed`` the guard's readiness and request limit for a client address (asked only
     for a HIT: anything else is charged by the guard, once)."""
-    date = _Date()
 
-    def answer(data: bytes, address: str) -> bytes | None:
-        target = hot_target(data)
-        if target is None:
+    def __init__(self, take: Callable[[str, Callable[[], bool]], tuple[bytes, int] | None],
+                 allowed: Callable[[str], bool]) -> None:
+        self.take = take
+        self.allowed = allowed
+        self.date = _Date()
+        #: request bytes -> the key they ask for (None: aiohttp's). A bot repeats the
+        #: same bytes for a key, so each is parsed once; bounded (``KEPT_REQUESTS``).
+        self.keys: dict[bytes, str | None] = {}
+
+    def __call__(self, data: bytes, address: str) -> bytes | None:
+        keys = self.keys
+        key = keys.get(data, _UNSEEN)
+        if key is _UNSEEN:
+            key = hot_key(data)
+            if len(data) <= KEPT_REQUEST_BYTES:
+                if len(keys) >= KEPT_REQUESTS:
+                    keys.clear()
+                keys[data] = key
+        if key is None:
             return None
-        key, _, query = target.partition("?")
-        if not hits.plain_query(query):
-            return None
-        found = take(key, lambda: allowed(address))
+        found = self.take(key, lambda: self.allowed(address))
         if found is None:
             return None
         body, age = found
         return b"".join((_HEAD, str(age).encode(), b"\r\nContent-Length: ",
-                         str(len(body)).encode(), b"\r\nDate: ", date.now(),
+                         str(len(body)).encode(), b"\r\nDate: ", self.date.now(),
                          b"\r\nServer: ", _SERVER, b"\r\n\r\n", body))
-
-    return answer
 
 
 #: Seconds a connection may sit idle before it is closed (aiohttp's own default).

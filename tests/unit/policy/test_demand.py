@@ -32,6 +32,15 @@ def test_a_key_read_steadily_settles_at_its_read_rate():
     assert math.isclose(rates.rate("svc/ticker/BTC", end), 2.0, rel_tol=0.02)
 
 
+def test_a_rate_stays_exact_past_the_hours_a_plain_exponential_weight_would_overflow():
+    # A read's weight is exp(elapsed / tau): without moving its origin it overflows after
+    # about 709 tau (12 hours at tau 60 s).
+    rates = ReadRates(tau=TAU)
+    end = read_steadily(rates, "svc/ticker/BTC", per_second=0.5, seconds=800 * TAU)
+    assert math.isclose(rates.rate("svc/ticker/BTC", end), 0.5, rel_tol=0.02)
+    assert rates.rate("svc/ticker/ETH", end) == 0.0
+
+
 def test_a_key_nobody_reads_any_more_fades_away():
     rates = ReadRates(tau=TAU)
     end = read_steadily(rates, "svc/ticker/BTC", per_second=1, seconds=10 * TAU)

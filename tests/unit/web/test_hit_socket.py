@@ -6,7 +6,14 @@ import asyncio
 
 from aiohttp import web as aioweb
 
-from quotacache.web.hit_socket import SEES_IDLE, _Server, answerer, hot_target
+from quotacache.web.hit_socket import (
+    KEPT_REQUEST_BYTES,
+    KEPT_REQUESTS,
+    SEES_IDLE,
+    Answers,
+    _Server,
+    hot_target,
+)
 
 PLAIN = b"GET /cache/cryptometer/ticker/BTC HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -121,8 +128,30 @@ def test_the_request_limit_is_asked_only_for_a_hit():
     def take(key: str, admit) -> tuple[bytes, int] | None:
         return (b"{}", 0) if key.endswith("BTC") and admit() else None
 
-    answer = answerer(take, allowed)
+    answer = Answers(take, allowed)
     assert answer(PLAIN.replace(b"BTC", b"ETH"), "10.0.0.1") is None
     assert asked == []
     assert answer(PLAIN, "10.0.0.1").endswith(b"\r\n\r\n{}")
     assert asked == ["10.0.0.1"]
+
+
+def test_parsed_requests_are_kept_within_their_bound_and_a_kept_key_is_asked_each_time():
+    """The same bytes are parsed once, but a HIT is still asked of ``take`` every time;
+    requests built to differ (or too long to keep) never grow the map past its bound."""
+    taken: list[str] = []
+
+    def take(key: str, admit) -> tuple[bytes, int] | None:
+        taken.append(key)
+        return (b"{}", 0) if len(taken) > 1 else None  # a miss first, then a hit
+
+    answer = Answers(take, lambda address: True)
+    assert answer(PLAIN, "10.0.0.1") is None
+    assert answer(PLAIN, "10.0.0.1").endswith(b"\r\n\r\n{}")
+    assert taken == ["cryptometer/ticker/BTC"] * 2
+    for i in range(3 * KEPT_REQUESTS):
+        answer(PLAIN.replace(b"BTC", f"S{i}".encode()), "10.0.0.1")
+        assert len(answer.keys) <= KEPT_REQUESTS
+    pad = b"\r\nX-Pad: " + b"a" * KEPT_REQUEST_BYTES + b"\r\n\r\n"
+    long = PLAIN.replace(b"\r\n\r\n", pad)
+    answer(long, "10.0.0.1")
+    assert long not in answer.keys
