@@ -146,6 +146,8 @@ class Rotation:
         consumer = app.consumer
         self.running = True
         began = time.monotonic()
+        log.info("rotation starts: sends held, fetching paused until generation %d is "
+                 "seeded", self.generation + 1)
         rt.topics.hold()
         consumed = [tp for tp in consumer.assignment() if tp.topic in self.topics
                     and tp.topic not in app.tables.changelog_topics]
@@ -157,6 +159,8 @@ class Rotation:
             if not await self._settled():
                 log.warning("rotation postponed: events under way after %.0f s",
                             SETTLE_TIMEOUT)
+                return {}
+            if not await self._still_alone():
                 return {}
             tables = list(app.tables.values())
             for table in tables:  # local writes only, until the seeds are out
@@ -191,10 +195,26 @@ class Rotation:
             for table in app.tables.values():  # after a failure too
                 table.__dict__.pop("send_changelog", None)
             held = await rt.topics.release()
-            consumer.resume_partitions(consumed)
+            # A rebalance meanwhile (a worker joined) may have moved some away.
+            assigned = consumer.assignment()
+            consumer.resume_partitions([tp for tp in consumed if tp in assigned])
             self.running = False
             if self.last:
                 self.last["held_sends"] = held
+
+    async def _still_alone(self) -> bool:
+        """Is this worker still the group's only member, owning every partition? A
+        standby that joined while the fetches settled (seconds after ``check``) must not
+        have the changelogs re-created under it. From here to the delete is a few
+        milliseconds, and no table write is held back yet: postponing costs nothing."""
+        members = await group_members(self.bootstrap, self.rt.settings.app_id)
+        if members > 1 or not self.sole_owner():
+            log.warning("rotation postponed: %d workers in the group (one joined since the "
+                        "check); it runs once this worker is the only one", members)
+            self.waiting_for = self.generation
+            self.rt.stats.count_event("rotations_waiting")
+            return False
+        return True
 
     async def _settled(self) -> bool:
         """Every event handed to an agent is done (its ack given)."""

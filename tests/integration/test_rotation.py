@@ -168,3 +168,32 @@ def test_no_rotation_under_a_standby_and_a_new_standby_takes_over_after_one(depl
     # /status asks the service's owner: the killed one, until the group has rebalanced.
     assert poll(lambda: spent(third), timeout=30, message="the new owner's /status") == used
     assert deployment.simulator.stats()["accepted"] == calls
+
+
+def test_a_worker_that_joins_while_a_rotation_settles_postpones_it(deployment):
+    """The check finds the worker alone; a rotation then waits out the fetches already at
+    the broker (``idle_fetch_wait``, 8 s here) before it deletes anything. A standby that
+    joins meanwhile must not have the changelogs re-created under it: the rotation asks
+    the group again just before, and waits until the worker is alone once more."""
+    deployment.configure(broker_extra='rotate_records = 1500\nrotate_broker_mb = 0\n'
+                                      'rotate_check = "1s"\nidle_fetch_wait = "8s"',
+                         partitions=1)
+    first = deployment.start_worker("w1")
+    for key in KEYS:
+        poll(lambda key=key: first.get(f"/cache/{key}?wait=5").status_code == 200,
+             timeout=30, message=key)
+    asyncio.run(flood(deployment))
+    log = deployment.tmp_path / "w1.log"
+    poll(lambda: "rotation starts" in log.read_text(), timeout=60,
+         message="the rotation starting")
+    second = deployment.start_worker("w2")
+
+    def waiting(worker) -> int:
+        return worker.get("/stats?scope=local").json()["events"].get("rotations_waiting", 0)
+
+    poll(lambda: waiting(first) >= 1, timeout=30, message="the rotation postponed")
+    assert rotations(first) == 0
+    second.child.stop()
+    poll(lambda: rotations(first) == 1, timeout=60, message="the rotation, once alone")
+    for key in KEYS:
+        assert first.get(f"/cache/{key}").status_code == 200, key
