@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 
 from quotacache.app import build_app
 from quotacache.dev import fetch_wait, rotation
@@ -29,6 +30,7 @@ from quotacache.dev.broker import (
     port_open,
 )
 from quotacache.dev.cluster import ClusterIds, cluster_id
+from quotacache.dev.persisted_offsets import Stores, stores_ahead
 from quotacache.runtime import Runtime
 from quotacache.settings import Settings
 
@@ -36,11 +38,13 @@ log = logging.getLogger(__name__)
 
 
 async def prepare_broker(settings: Settings, topics: Mapping[str, int],
-                         topic_configs: Mapping[str, Mapping[str, str]] | None = None) -> str:
+                         topic_configs: Mapping[str, Mapping[str, str]] | None = None,
+                         stores: Stores | None = None) -> str:
     """Cluster id of the broker, after its topics (name -> partitions) exist, created with
     their ``topic_configs`` (retention); wipes a stale data dir. On the embedded broker,
     topics with orphaned records or another partition count are re-created
-    (dev/broker.py), and then the data dir is stale too."""
+    (dev/broker.py), and then the data dir is stale too; so is one whose ``stores``
+    persisted offsets past their changelogs' ends (dev/persisted_offsets.py)."""
     bootstrap = settings.broker.bootstrap_servers()
     current = await cluster_id(bootstrap)
     # A rotation cut short leaves persisted offsets that may not match the changelogs.
@@ -49,6 +53,10 @@ async def prepare_broker(settings: Settings, topics: Mapping[str, int],
     repaired = await ensure_topics(bootstrap, topics, repair=settings.broker.embedded,
                                    configs=topic_configs)
     if repaired:
+        discard_stale_data_dir(settings.data_dir, current, force=True)
+    elif stores and (stale := await stores_ahead(bootstrap, stores)):
+        log.warning("the tables' changelogs were re-created since this data dir last "
+                    "read them (%s)", "; ".join(stale))
         discard_stale_data_dir(settings.data_dir, current, force=True)
     return current
 
@@ -65,6 +73,15 @@ def topics_to_prepare(runtime: Runtime) -> dict[str, int]:
             topics[changelog.get_topic_name()] = (changelog.partitions
                                                   or settings.broker.partitions)
     return topics
+
+
+def changelog_stores(runtime: Runtime) -> dict[Path, tuple[str, int]]:
+    """Each table partition's RocksDB path, with its changelog topic and partition."""
+    partitions = runtime.settings.broker.partitions
+    return {Path(runtime.app.conf.tabledir) / f"{table.name}-{p}.db":
+            (table.changelog_topic.get_topic_name(), p)
+            for table in runtime.app.tables.values()
+            for p in range(table.changelog_topic.partitions or partitions)}
 
 
 def wants_help(faust_args: Sequence[str]) -> bool:
@@ -174,7 +191,8 @@ def run(settings: Settings, faust_args: Sequence[str]) -> int:
         fetch_wait.install(settings.broker, runtime.app)
     runtime.limiter.open_journal(runtime.clock())
     topics = topics_to_prepare(runtime)
-    started_with = asyncio.run(prepare_broker(settings, topics, runtime.topics.configs()))
+    started_with = asyncio.run(prepare_broker(settings, topics, runtime.topics.configs(),
+                                              changelog_stores(runtime)))
     if settings.broker.embedded:  # bounded broker memory (dev/rotation.py)
         rotation.install(runtime, topics, runtime.topics.configs())
     if settings.broker.embedded:

@@ -197,3 +197,32 @@ def test_a_worker_that_joins_while_a_rotation_settles_postpones_it(deployment):
     poll(lambda: rotations(first) == 1, timeout=60, message="the rotation, once alone")
     for key in KEYS:
         assert first.get(f"/cache/{key}").status_code == 200, key
+
+
+def test_a_standby_restarted_with_its_data_dir_after_a_rotation_takes_over(deployment):
+    """A standby stops, the owner rotates alone, the standby comes back with its data
+    dir: what it persisted is ahead of the re-created changelogs. It must still take
+    over with every entry when the owner dies."""
+    deployment.configure(broker_extra='rotate_records = 1500\nrotate_broker_mb = 0\n'
+                                      'rotate_check = "1s"', partitions=1)
+    first = deployment.start_worker("w1")
+    second = deployment.start_worker("w2")
+    for key in KEYS:
+        poll(lambda key=key: first.get(f"/cache/{key}?wait=5").status_code == 200,
+             timeout=30, message=key)
+    before = {key: first.get(f"/cache/{key}").json()["fetched_at"] for key in KEYS}
+    asyncio.run(flood(deployment))
+    owner = poll(lambda: next((w for w in (first, second)
+                               if w.get("/stats?scope=local").json()["events"]
+                               .get("rotations_waiting", 0)), None),
+                 timeout=60, message="a rotation waiting for the standby")
+    standby = second if owner is first else first
+    standby.child.stop()
+    poll(lambda: rotations(owner) == 1, timeout=60, message="the rotation, once alone")
+    back = deployment.start_worker("w2-again", data_dir=standby.data_dir)
+    owner.child.kill()
+    poll(lambda: back.get("/health").status_code == 200
+         and all(back.get(f"/cache/{key}").status_code == 200 for key in KEYS),
+         timeout=60, message="the restarted standby serving every key")
+    for key in KEYS:
+        assert back.get(f"/cache/{key}").json()["fetched_at"] == before[key], key
