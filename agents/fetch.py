@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import faust
@@ -54,6 +55,8 @@ class FetchDispatcher:
         self.queues = rt.backlog.queues
         #: Set when an order is queued: wakes the ticks of an idle worker.
         self.orders_queued = asyncio.Event()
+        #: The fetch topic's partition each service's messages come from (its owner).
+        self.partition_of: dict[str, int] = {}
 
     # -- inside stream iteration -------------------------------------------------------
     async def on_order(self, order: FetchOrder) -> None:
@@ -246,6 +249,28 @@ class FetchDispatcher:
                                  **details)
         await self.rt.topics.send(self.rt.topics.fetch, order.service, record)
 
+    async def hand_over(self, revoked: Iterable[Any]) -> int:
+        """A rebalance took some of this worker's fetch partitions: the services filed
+        there are another worker's now. Their queued orders go to it, through the fetch
+        topic (keyed by service, as every order): kept here they would never be called
+        (only the owner drains a service), and their ticks would wake this worker 4 times
+        a second for ever. Returns how many orders were handed over."""
+        topic = self.rt.topics.fetch.get_topic_name()
+        lost = {tp.partition for tp in revoked if tp.topic == topic}
+        now, handed = self.rt.clock(), 0
+        for service in [s for s, p in self.partition_of.items() if p in lost]:
+            del self.partition_of[service]
+            queue = self.queues.pop(service, None)
+            for queued in queue.entries() if queue is not None else ():
+                # Not a rerank: the new owner has no order of the key to rank again.
+                order = queued.order.model_copy(update={"rate": queued.rate(now),
+                                                        "rerank": False})
+                await self.rt.topics.send(self.rt.topics.fetch, service, order)
+                handed += 1
+        if handed:
+            log.info("a rebalance moved %d queued orders to the services' new owners", handed)
+        return handed
+
     async def finish(self, order: FetchOrder, outcome: str, detail: str) -> None:
         """Tell the key's partition that this fetch ended without data (clears in-flight)."""
         record = FetchOutcome(service=order.service, endpoint=order.endpoint,
@@ -264,6 +289,7 @@ def register(rt: Runtime) -> None:
                 item = parse_fetch_message(event.value)
                 if item.service not in rt.settings.services:
                     raise BadMessage(f"unknown service {item.service!r}")
+                dispatcher.partition_of[item.service] = event.message.partition
                 if isinstance(item, FetchOrder):
                     rt.resolve_message(item.service, item.endpoint, item.symbol)
             except BadMessage as exc:
@@ -300,3 +326,12 @@ def register(rt: Runtime) -> None:
 
     fetch_ticks.round = ticks  # type: ignore[attr-defined]  # one round, for tests
     rt.app.task(fetch_ticks)
+
+    async def hand_over(sender: Any, revoked: Iterable[Any], **kwargs: Any) -> None:
+        try:
+            await dispatcher.hand_over(revoked)
+        except Exception:  # a rebalance must go on; the orders come again from reads
+            log.exception("could not hand queued orders over after a rebalance")
+
+    rt.app.on_partitions_revoked.connect(hand_over)
+    fetch.dispatcher = dispatcher  # type: ignore[attr-defined]  # for tests

@@ -4,6 +4,7 @@ upstream says back about its limits: test_fetch_feedback.py)."""
 import asyncio
 
 import httpx
+from faust.types import TP
 
 from quotacache.streams.records import Tick
 
@@ -309,3 +310,22 @@ async def test_a_queue_of_refreshes_not_yet_due_sleeps(rt):
     rt.outbox.clear()
     await timer(rt, "fetch_ticks").round()
     assert rt.outbox.sent(rt.topics.fetch) == []
+
+async def test_a_rebalance_hands_a_moved_services_queue_to_its_new_owner(rt, clock):
+    """Only a service's owner drains it: a queue left behind when its fetch partition
+    moves would never be called, and its ticks would run for ever. Its orders go back to
+    the fetch topic, keyed by service, for the new owner; a partition this worker keeps
+    keeps its queue."""
+    await fetch(rt, *(order(symbol=s) for s in "ABCDE"))  # 4/60: E waits for the window
+    rt.outbox.clear()
+    fetch_topic = rt.topics.fetch.get_topic_name()
+    await rt.app.on_partitions_revoked.send({TP(fetch_topic, 1), TP("other", 0)})
+    assert rt.outbox.sent(rt.topics.fetch) == []  # svc's messages came from partition 0
+    await rt.app.on_partitions_revoked.send({TP(fetch_topic, 0)})
+    handed = rt.outbox.records(rt.topics.fetch)
+    assert [(key, o.symbol, o.rerank) for key, o in handed] == [("svc", "E", False)]
+    assert not rt.backlog.queues.get("svc")
+    rt.outbox.clear()
+    clock.advance(60.25)
+    await timer(rt, "fetch_ticks").round()
+    assert rt.outbox.sent(rt.topics.fetch) == []  # no queue here: no ticks
