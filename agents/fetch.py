@@ -105,6 +105,8 @@ class FetchDispatcher:
                          weights=config.priority_weights,
                          latency=self.rt.backlog.latency[service],
                          answered_bonus=config.answered_bonus,
+                         waiting_miss=config.waiting_miss_worth,
+                         waiting_stale=config.waiting_stale_worth,
                          margin=config.refresh_margin,
                          reserve_above=config.reserve_above,
                          hold_until=self.rt.backlog.first_order_at.get(service, 0.0)
@@ -129,7 +131,8 @@ class FetchDispatcher:
         before = health.to_dict()
         selection = select_calls(queue, health, ServiceBudget(rt.limiter, service), now,
                                  service=service, cooldown=config.breaker_cooldown,
-                                 free_slots=free_slots, valuation=valuation)
+                                 free_slots=free_slots, valuation=valuation,
+                                 waiting=rt.waiters.count)
         if selection.calls and health.to_dict() != before:
             rt.health.put(service, health)
         for queued in selection.calls:

@@ -149,8 +149,12 @@ def simulate(trace: Trace, *, latency: float = 0.35, valuation: Valuation | None
         queue.drop_unread(now, dict(trace.ttls))
         first = now if first_order_at is None else first_order_at
         held = dataclasses.replace(valuation, hold_until=first + warmup)
+        def readers(key: str) -> int:  # those a call made now can still answer
+            return sum(1 for deadline, *_ in waiting.get(key, ()) if deadline >= now + latency)
+
         chosen = select_calls(queue, health, budget, now, service=SERVICE, cooldown=30,
-                              free_slots=max_in_flight - in_flight, valuation=held)
+                              free_slots=max_in_flight - in_flight, valuation=held,
+                              waiting=readers)
         for queued in chosen.calls:
             queue.remove(queued.key)
             calling.add(queued.key)

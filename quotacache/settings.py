@@ -133,6 +133,12 @@ class ServiceConfig(BaseModel):
         "critical": 4.0, "high": 2.0, "medium": 1.0, "low": 1.0})
     #: Seconds of reads a key's first fetch is worth beyond its TTL (misses answered).
     answered_bonus: float = Field(default=0.0, ge=0.0)
+    #: A read waiting (``?wait=``) for a key's call is a sure read: it counts as this many
+    #: weighted reads in the call's value when the key has no data (a miss answered) and
+    #: when its data is stale (a stale answer made fresh). It orders the calls that fit;
+    #: the room kept for planned refreshes is judged without it.
+    waiting_miss_worth: float = Field(default=10.0, ge=0.0)
+    waiting_stale_worth: float = Field(default=2.0, ge=0.0)
     #: A planned refresh goes this long (plus the call's latency) before the data
     #: expires: the time data takes from the upstream's answer into the cache.
     refresh_margin: float = Field(default=0.5, ge=0.0)

@@ -33,6 +33,10 @@ class Waiters:
                 if self._events.get(key) is event:
                     del self._events[key]
 
+    def count(self, key: str) -> int:
+        """Readers of this worker waiting for ``key`` now (the fetch agent values them)."""
+        return self._counts.get(key, 0)
+
     def wake(self, key: str) -> None:
         event = self._events.pop(key, None)  # later readers wait for the next refresh
         if event is not None:

@@ -30,7 +30,7 @@ selection never exceeds a limit.
 from __future__ import annotations
 
 from bisect import bisect_right, insort
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -93,6 +93,17 @@ class Valuation:
     #: waiting for that moment costs a few seconds of freshness; keeping a second slot
     #: for it idles that slot for a whole window.
     slack: float = 0.2
+    #: Reads waiting now for a key's call (``?wait=``) are sure reads, not a forecast: a
+    #: call that lands before they give up answers each of them fresh. Each counts this
+    #: many weighted reads for a key without data (a miss turned into an answer) and for
+    #: a key with stale data (a stale answer turned fresh). Tuned with
+    #: ``bench.policy_sim`` (README, "Where the rest of the gap is").
+    waiting_miss: float = 10.0
+    waiting_stale: float = 2.0
+    #: Whether the room kept for planned refreshes is judged with the waiting reads
+    #: counted; by default they only order the calls that fit (counted in the room too,
+    #: they took the slots of critical refreshes: critical fresh fell 1 point).
+    waiting_takes_room: bool = False
 
     def ttl(self, endpoint: str) -> float:
         """The endpoint's TTL (60 s for one the valuation was not told of)."""
@@ -127,6 +138,13 @@ class Valuation:
     def due(self, queued: Queued) -> float:
         """When a planned refresh becomes eligible."""
         return (queued.order.fresh_until or 0.0) - self.lead(queued.order.endpoint)
+
+    def waiting_value(self, queued: Queued, readers: int) -> float:
+        """What ``readers`` waiting now for this key's call add to its value."""
+        if readers <= 0:
+            return 0.0
+        per_read = self.waiting_miss if queued.order.fresh_until is None else self.waiting_stale
+        return self.weights.get(queued.order.priority.value, 1.0) * per_read * readers
 
     def value(self, queued: Queued, now: float) -> float:
         """Expected fresh (and newly answered) reads a call made now buys, weighted."""
@@ -164,7 +182,10 @@ class _Planned:
 
 def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: float, *,
                  service: str, cooldown: float, free_slots: int,
-                 valuation: Valuation) -> Selection:
+                 valuation: Valuation,
+                 waiting: Callable[[str], int] | None = None) -> Selection:
+    """The calls to make now (see the module). ``waiting(key)``: readers waiting now for
+    the key's call, where the caller can see them."""
     selection = Selection()
     entries = queue.entries()
     eligible = [q for q in entries if valuation.eligible(q, now)]
@@ -176,11 +197,22 @@ def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: 
         selection.blocked = eligible
         return selection
     values = {q.key: valuation.value(q, now) for q in eligible}
-    ready = sorted(eligible, key=lambda q: values[q.key], reverse=True)
+    ranks = values
+    if waiting is not None:
+        ranks = {q.key: values[q.key] + valuation.waiting_value(q, waiting(q.key))
+                 for q in eligible}
+        if valuation.waiting_takes_room:
+            values = ranks
+    ready = sorted(eligible, key=lambda q: ranks[q.key], reverse=True)
     planned: list[_Planned] | None = None  # valued when a call asks for room (often never)
-    # Endpoints whose next call is refused, by a limit or by the room kept for planned
-    # refreshes: a call worth less (``ready`` goes down in value) would be refused too.
+    # Endpoints whose limit refuses their next call, whatever it is worth.
     blocked_endpoints: set[str] = set()
+    # The worth of the best call the room kept for planned refreshes refused, in the
+    # service's scope and per endpoint: a call worth no more is refused there too (the
+    # room only shrinks as calls are made). ``ready`` goes down in rank; ranks are the
+    # values unless waiting readers count only in the ranks (``waiting_takes_room``).
+    service_refused = -1.0
+    endpoint_refused: dict[str, float] = {}
     for queued in ready:
         if selection.stopped_by:
             selection.blocked.append(queued)
@@ -191,7 +223,9 @@ def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: 
             selection.blocked.append(queued)
             continue
         endpoint = queued.order.endpoint
-        if endpoint in blocked_endpoints:
+        value = values[queued.key]
+        if endpoint in blocked_endpoints or value <= max(
+                service_refused, endpoint_refused.get(endpoint, -1.0)):
             selection.blocked.append(queued)
             continue
         decision = budget.check(endpoint, now)
@@ -202,7 +236,6 @@ def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: 
             else:
                 blocked_endpoints.add(endpoint)
             continue
-        value = values[queued.key]
         if planned is None:
             planned = sorted((valuation.planned(valuation.due(q),
                                                 valuation.value(q, valuation.due(q)), q.order)
@@ -211,9 +244,9 @@ def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: 
         if kept_by is not None:
             selection.blocked.append(queued)
             if kept_by == service:  # the service's room: no call worth less fits either
-                selection.stopped_by = f"{service}: room kept for planned refreshes"
+                service_refused = max(service_refused, value)
             else:
-                blocked_endpoints.add(endpoint)
+                endpoint_refused[endpoint] = max(endpoint_refused.get(endpoint, -1.0), value)
             continue
         budget.record(endpoint, now)
         if valuation.foresee:
@@ -225,6 +258,8 @@ def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: 
         health.on_call(now, cooldown)
         free_slots -= 1
         selection.calls.append(queued)
+    if selection.stopped_by is None and service_refused >= 0.0:
+        selection.stopped_by = f"{service}: room kept for planned refreshes"
     return selection
 
 

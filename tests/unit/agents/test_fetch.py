@@ -4,6 +4,7 @@ upstream says back about its limits: test_fetch_feedback.py)."""
 import asyncio
 
 import httpx
+import pytest
 from faust.types import TP
 
 from quotacache.streams.records import Tick
@@ -329,3 +330,19 @@ async def test_a_rebalance_hands_a_moved_services_queue_to_its_new_owner(rt, clo
     clock.advance(60.25)
     await timer(rt, "fetch_ticks").round()
     assert rt.outbox.sent(rt.topics.fetch) == []  # no queue here: no ticks
+
+
+@pytest.mark.parametrize(("waited", "quiet_called"), [("QUIET", True), ("NOBODY", False)])
+async def test_a_key_with_a_reader_waiting_on_this_worker_is_called_first(rt, clock, waited,
+                                                                          quiet_called):
+    """The drain counts the readers waiting on this worker (``rt.waiters``): when the
+    window frees 4 calls for 5 waiting keys, the quiet key a reader waits for is among
+    them, and without its reader it is the one left out."""
+    await fetch(rt, *(order(symbol=s, rate=0.1) for s in "ABCDEFGH"),  # 4/60: E-H wait
+                order(symbol="QUIET", rate=0.01))
+    rt.outbox.clear()
+    clock.advance(60.25)
+    with rt.waiters.watch(f"svc/ticker/{waited}"):
+        await fetch(rt, Tick(service="svc"))
+    called = [record.symbol for _, record in data(rt)]
+    assert len(called) == 4 and ("QUIET" in called) is quiet_called

@@ -233,12 +233,14 @@ def test_a_full_queue_is_served_at_the_whole_budget_rate_not_beyond():
     assert len(times) >= 115  # 10 per 5.25 s: the whole budget, no headroom
 
 
-def greedy(queue, health, budget, now, free_slots, valuation):
-    """The selection without its shortcuts: every eligible key, most valuable first, asks
-    health, free slots, the limits and the kept room for itself."""
+def greedy(queue, health, budget, now, free_slots, valuation, waiting=lambda key: 0):
+    """The selection without its shortcuts: every eligible key, highest rank first (its
+    value and its waiting readers), asks health, free slots, the limits and the kept room
+    (judged on its value alone) for itself."""
     entries = queue.entries()
     ready = sorted((q for q in entries if valuation.eligible(q, now)),
-                   key=lambda q: valuation.value(q, now), reverse=True)
+                   key=lambda q: valuation.value(q, now)
+                   + valuation.waiting_value(q, waiting(q.key)), reverse=True)
     planned = sorted((valuation.planned(valuation.due(q), valuation.value(q, valuation.due(q)),
                                         q.order)
                       for q in entries if not valuation.eligible(q, now)), key=lambda p: p.due)
@@ -269,13 +271,15 @@ def greedy(queue, health, budget, now, free_slots, valuation):
                                      st.floats(55, 90), st.floats(0, 20)))),  # planned
                        min_size=1, max_size=40),
        service_calls=st.sampled_from([6, 10, 20]), endpoint_calls=st.sampled_from([2, 3, 6]),
-       free_slots=st.integers(0, 12))
+       free_slots=st.integers(0, 12),
+       readers=st.dictionaries(st.integers(0, 9), st.integers(0, 3), max_size=5))
 def test_the_selection_is_the_greedy_one_without_asking_every_key(
-        sent, queued, service_calls, endpoint_calls, free_slots):
+        sent, queued, service_calls, endpoint_calls, free_slots, readers):
     """Once a limit or the kept room refuses an endpoint's (or the service's) call, every
-    call worth less is refused too, so the selection skips asking: it must choose exactly
-    what asking every key, most valuable first, chooses. Tight limits and busy planned
-    refreshes make the kept room refuse calls often."""
+    call worth no more is refused too, so the selection skips asking: it must choose
+    exactly what asking every key, highest rank first, chooses. Tight limits and busy
+    planned refreshes make the kept room refuse calls often; waiting readers rank calls
+    above others worth more, whose room is judged on their worth alone."""
     budgets = [MemoryBudget("svc", [RateLimit(calls=service_calls, seconds=60)],
                             [RateLimit(calls=endpoint_calls, seconds=60)]) for _ in "ab"]
     for endpoint, at in sorted(sent, key=lambda s: s[1]):
@@ -289,7 +293,37 @@ def test_the_selection_is_the_greedy_one_without_asking_every_key(
             enqueue(queue, order(endpoint, f"S{symbol}", at=40.0, rate=plan[1],
                                  fresh_until=plan[0], reason="planned"))
     valuation = Valuation(ttl_of=TTLS)
+
+    def waiting(key):
+        return readers.get(int(key.rsplit("/S", 1)[1]), 0)
+
     chosen = select_calls(queue, ServiceHealth(), budgets[0], 60.0, service="svc",
-                          cooldown=30, free_slots=free_slots, valuation=valuation)
+                          cooldown=30, free_slots=free_slots, valuation=valuation,
+                          waiting=waiting)
     assert keys(chosen) == greedy(queue, ServiceHealth(), budgets[1], 60.0, free_slots,
-                                  valuation)
+                                  valuation, waiting)
+
+
+def test_a_read_waiting_for_its_key_ranks_its_call_first_but_takes_no_kept_room():
+    """A reader waiting now is a sure read: its key's call goes before a somewhat busier
+    key's when only one fits (worth 6 expected reads and one waiting, against 12
+    expected). The room kept for a critical refresh is judged on the call's worth alone,
+    so waiting readers do not take it."""
+    def chosen(waiting, planned_rate=None):
+        budget = MemoryBudget("svc", [RateLimit(calls=1, seconds=60)], [])
+        queue = FetchQueue()
+        enqueue(queue, order("ls_ratio", "BUSY", rate=0.2))
+        enqueue(queue, order("ls_ratio", "WAITED", rate=0.1))
+        if planned_rate is not None:
+            enqueue(queue, order("ticker", "PLANNED", rate=planned_rate, fresh_until=20.0,
+                                 reason="planned"))
+        return keys(select_calls(queue, ServiceHealth(), budget, 10.0, service="svc",
+                                 cooldown=30, free_slots=8,
+                                 valuation=Valuation(ttl_of=TTLS, weights=FLAT),
+                                 waiting=lambda key: waiting.get(key, 0)))
+
+    assert chosen({}) == ["svc/ls_ratio/BUSY"]
+    assert chosen({"svc/ls_ratio/WAITED": 1}) == ["svc/ls_ratio/WAITED"]
+    # A critical refresh due soon (worth about 12) keeps the only slot: counted with its
+    # waiting reader the call would be worth more (16), on its worth alone it is not (6).
+    assert chosen({"svc/ls_ratio/WAITED": 1}, planned_rate=0.5) == []
