@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench import trace
-from bench.optimum import needed, score, solve, violations
+from bench.optimum import needed, score, solve, solve_joint, violations
 from bench.trace import Limit, Limits, Read, Trace
 
 
@@ -60,3 +60,17 @@ def test_implied_limits_are_left_out():
     limits = [Limit.parse(t) for t in ("100/60", "20/10", "10/5")]
     assert needed(limits) == [Limit(10, 5.0), Limit(100, 60.0)]
     assert needed([Limit(5, 10.0), Limit(5, 10.0)]) == [Limit(5, 10.0)]
+
+
+def test_a_joint_optimum_gives_up_one_objective_for_a_floor_on_the_other():
+    # One call in the whole trace. Calling B at slot 0 answers all five of its reads, one
+    # fresh; calling it at slot 23 keeps its last four fresh and misses the first.
+    reads = tiny([(1.0, "ls_ratio/B")] + [(at, "ls_ratio/B") for at in (25.0, 26.0, 27.0,
+                                                                          28.0)]
+                 + [(at, "xtrades/A") for at in (20.0, 21.0, 22.0)], ("1/30",))
+    assert (solve(reads, "fresh").value, solve(reads, "answered").value) == (4, 5)
+    keep_fresh = solve_joint(reads, "answered", "fresh", 4)
+    assert (keep_fresh.value, keep_fresh.score.fresh) == (4, 4)
+    keep_answered = solve_joint(reads, "fresh", "answered", 5)
+    assert (keep_answered.value, keep_answered.score.answered) == (1, 5)
+    assert solve_joint(reads, "answered", "fresh", 0).value == 5  # no floor: the optimum
