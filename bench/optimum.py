@@ -182,21 +182,7 @@ def solve(trace: Trace, objective: str = "fresh", latency: float = LATENCY,
     if objective == "answered":  # only a key's first call answers anything: keep one
         for key in slots:
             rows.add([index[s, key] for s in slots[key]], [1.0] * len(slots[key]), upper=1.0)
-    # Windows sum per-slot counts of their scope, not every call variable: far fewer
-    # nonzeros (a 60 s window of 300 keys would otherwise list 18,000 variables).
-    counts: dict[tuple[str, int], int] = {}
-    for scope, limit, window in _windows(trace, columns):
-        count_columns = [counts.setdefault((scope, slot), n_x + n_terms + len(counts))
-                         for slot in window]
-        rows.add(count_columns, [1.0] * len(window), upper=limit)
-    members: dict[tuple[str, int], list[int]] = defaultdict(list)
-    for i, (slot, key) in enumerate(columns):
-        for scope in ("service", key.split("/")[0]):
-            if (scope, slot) in counts:
-                members[scope, slot].append(i)
-    for scope_slot, column in counts.items():
-        calls_there = members[scope_slot]
-        rows.add([column, *calls_there], [1.0] + [-1.0] * len(calls_there), 0.0, 0.0)
+    counts = _limit_rows(trace, columns, rows, n_x + n_terms)
 
     width = n_x + n_terms + len(counts)
     weights = np.zeros(width)
@@ -262,19 +248,7 @@ def solve_joint(trace: Trace, objective: str, floor_objective: str, floor: float
             served = [index[s, key] for s in range(lo, hi + 1)]
             rows.add([start[kind] + t, *served], [1.0] + [-1.0] * len(served), upper=0.0)
     n_vars = start["answered"] + len(terms["answered"])
-    counts: dict[tuple[str, int], int] = {}
-    for scope, limit, window in _windows(trace, columns):
-        count_columns = [counts.setdefault((scope, slot), n_vars + len(counts))
-                         for slot in window]
-        rows.add(count_columns, [1.0] * len(window), upper=limit)
-    members: dict[tuple[str, int], list[int]] = defaultdict(list)
-    for i, (slot, key) in enumerate(columns):
-        for scope in ("service", key.split("/")[0]):
-            if (scope, slot) in counts:
-                members[scope, slot].append(i)
-    for scope_slot, column in counts.items():
-        calls_there = members[scope_slot]
-        rows.add([column, *calls_there], [1.0] + [-1.0] * len(calls_there), 0.0, 0.0)
+    counts = _limit_rows(trace, columns, rows, n_vars)
     floor_terms = list(terms[floor_objective].values())
     rows.add(list(range(start[floor_objective], start[floor_objective] + len(floor_terms))),
              [float(v) for v in floor_terms], lower=floor)
@@ -320,6 +294,28 @@ class _Rows:
         matrix = csr_array((np.concatenate(self.values), np.concatenate(self.columns), starts),
                            shape=(len(self.columns), width))
         return LinearConstraint(matrix, np.array(self.lower), np.array(self.upper))
+
+
+def _limit_rows(trace: Trace, columns: list[Call], rows: _Rows, first: int
+                ) -> dict[tuple[str, int], int]:
+    """Rows for every limit window that could overflow, over per-slot count variables
+    (columns from ``first`` on, one per scope and slot, returned): windows sum the counts
+    of their scope, not every call variable, for far fewer nonzeros (a 60 s window of
+    300 keys would otherwise list 18,000 variables); each count equals its slot's calls."""
+    counts: dict[tuple[str, int], int] = {}
+    for scope, limit, window in _windows(trace, columns):
+        count_columns = [counts.setdefault((scope, slot), first + len(counts))
+                         for slot in window]
+        rows.add(count_columns, [1.0] * len(window), upper=limit)
+    members: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for i, (slot, key) in enumerate(columns):
+        for scope in ("service", key.split("/")[0]):
+            if (scope, slot) in counts:
+                members[scope, slot].append(i)
+    for scope_slot, column in counts.items():
+        calls_there = members[scope_slot]
+        rows.add([column, *calls_there], [1.0] + [-1.0] * len(calls_there), 0.0, 0.0)
+    return counts
 
 
 def _windows(trace: Trace, columns: list[Call]) -> Iterable[tuple[str, int, list[int]]]:
