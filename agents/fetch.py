@@ -57,6 +57,8 @@ class FetchDispatcher:
         self.orders_queued = asyncio.Event()
         #: The fetch topic's partition each service's messages come from (its owner).
         self.partition_of: dict[str, int] = {}
+        #: Fetch partitions revoked by the rebalance under way.
+        self.revoked: set[int] = set()
 
     # -- inside stream iteration -------------------------------------------------------
     async def on_order(self, order: FetchOrder) -> None:
@@ -252,27 +254,39 @@ class FetchDispatcher:
                                  **details)
         await self.rt.topics.send(self.rt.topics.fetch, order.service, record)
 
-    async def hand_over(self, revoked: Iterable[Any]) -> int:
-        """A rebalance took some of this worker's fetch partitions: the services filed
-        there are another worker's now. Their queued orders go to it, through the fetch
+    def on_revoked(self, revoked: Iterable[Any]) -> None:
+        """Remember the fetch partitions a rebalance took (all of them: Faust's rebalances
+        are eager); ``hand_over`` settles them once the new assignment is known."""
+        topic = self.rt.topics.fetch.get_topic_name()
+        self.revoked |= {tp.partition for tp in revoked if tp.topic == topic}
+
+    async def hand_over(self, assigned: Iterable[Any]) -> int:
+        """The services filed on fetch partitions that were revoked and not assigned
+        again are another worker's now. Their queued orders go to it, through the fetch
         topic (keyed by service, as every order): kept here they would never be called
         (only the owner drains a service), and their ticks would wake this worker 4 times
-        a second for ever. Returns how many orders were handed over."""
+        a second for ever. A service that stays keeps its queue. Returns how many orders
+        went."""
         topic = self.rt.topics.fetch.get_topic_name()
-        lost = {tp.partition for tp in revoked if tp.topic == topic}
-        now, handed = self.rt.clock(), 0
+        lost = self.revoked - {tp.partition for tp in assigned if tp.topic == topic}
+        self.revoked = set()
+        orders: list[FetchOrder] = []
         for service in [s for s, p in self.partition_of.items() if p in lost]:
-            del self.partition_of[service]
+            del self.partition_of[service]  # every moved queue goes before any await
             queue = self.queues.pop(service, None)
-            for queued in queue.entries() if queue is not None else ():
-                # Not a rerank: the new owner has no order of the key to rank again.
-                order = queued.order.model_copy(update={"rate": queued.rate(now),
-                                                        "rerank": False})
-                await self.rt.topics.send(self.rt.topics.fetch, service, order)
-                handed += 1
-        if handed:
-            log.info("a rebalance moved %d queued orders to the services' new owners", handed)
-        return handed
+            orders += [q.order.model_copy(update={"rate": q.measured, "rate_at": q.measured_at,
+                                                  "rerank": False})
+                       for q in (queue.entries() if queue is not None else ())]
+        sent = 0
+        for order in orders:
+            try:
+                await self.rt.topics.send(self.rt.topics.fetch, order.service, order)
+                sent += 1
+            except Exception:  # the rest must still go; a lost one comes again from reads
+                log.exception("could not hand %s over to its service's new owner", order.key)
+        if orders:
+            log.info("a rebalance moved %d queued orders to their services' new owners", sent)
+        return sent
 
     async def finish(self, order: FetchOrder, outcome: str, detail: str) -> None:
         """Tell the key's partition that this fetch ended without data (clears in-flight)."""
@@ -330,11 +344,14 @@ def register(rt: Runtime) -> None:
     fetch_ticks.round = ticks  # type: ignore[attr-defined]  # one round, for tests
     rt.app.task(fetch_ticks)
 
-    async def hand_over(sender: Any, revoked: Iterable[Any], **kwargs: Any) -> None:
+    async def revoked(sender: Any, revoked: Iterable[Any], **kwargs: Any) -> None:
+        dispatcher.on_revoked(revoked)
+
+    async def assigned(sender: Any, assigned: Iterable[Any], **kwargs: Any) -> None:
         try:
-            await dispatcher.hand_over(revoked)
+            await dispatcher.hand_over(assigned)
         except Exception:  # a rebalance must go on; the orders come again from reads
             log.exception("could not hand queued orders over after a rebalance")
 
-    rt.app.on_partitions_revoked.connect(hand_over)
-    fetch.dispatcher = dispatcher  # type: ignore[attr-defined]  # for tests
+    rt.app.on_partitions_revoked.connect(revoked)
+    rt.app.on_partitions_assigned.connect(assigned)

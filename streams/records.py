@@ -92,6 +92,9 @@ class FetchOrder(Record):
     attempt: int = 0
     #: Reads per second of the key when it was ordered (its owner counts them).
     rate: float = 0.0
+    #: When ``rate`` was measured, if not at ``requested_at`` (an order handed over to a
+    #: service's new owner keeps its oldest request time and its latest rate).
+    rate_at: float | None = None
     #: When the key's current data stops being fresh; None when it has none.
     fresh_until: float | None = None
     #: Asked with force: called even while the key is fresh.

@@ -208,10 +208,9 @@ class Rotation:
                 self.last["held_sends"] = held
 
     async def _still_alone(self) -> bool:
-        """Is this worker still the group's only member, owning every partition? A
-        standby that joined while the fetches settled (seconds after ``check``) must not
-        have the changelogs re-created under it. From here to the delete is a few
-        milliseconds, and no table write is held back yet: postponing costs nothing."""
+        """Still the group's only member, owning every partition? A standby that joined
+        while the fetches settled must not have the changelogs re-created under it; no
+        table write is held back yet, so postponing here costs nothing."""
         members = await group_members(self.bootstrap, self.rt.settings.app_id)
         if members > 1 or not self.sole_owner():
             log.warning("rotation postponed: %d workers in the group (one joined since the "
@@ -222,11 +221,9 @@ class Rotation:
         return True
 
     async def _settled(self) -> bool:
-        """Every event handed to an agent is done (its ack given). Faust's set of
-        unacked messages can keep a message it marked acked (after a rebalance, one at an
-        offset below the partition's committed one): that one is done too, as Faust's
-        own ``wait_empty`` counts it. Counting it kept every rotation postponed after a
-        standby left (found by ``test_no_rotation_under_a_standby...``)."""
+        """Every event handed to an agent is done (its ack given). Faust's unacked set
+        can keep a message it marked acked (one below the committed offset after a
+        rebalance): done too, as Faust's own ``wait_empty`` counts it."""
         deadline = time.monotonic() + SETTLE_TIMEOUT
         while pending := [m for m in list(self.rt.app.consumer._unacked_messages)
                           if not m.acked]:

@@ -55,10 +55,11 @@ class FetchQueue:
         """Queue (or merge) an order; returns an order pushed out when the queue is full."""
         existing = self._entries.get(key)
         at = order.requested_at
+        rate_at = at if order.rate_at is None else order.rate_at
         if existing is not None:
             old = existing.order
-            existing.measured = max(order.rate, existing.rate(at))
-            existing.measured_at = max(at, existing.measured_at)
+            existing.measured = max(order.rate, existing.rate(rate_at))
+            existing.measured_at = max(rate_at, existing.measured_at)
             existing.order = order.model_copy(update={
                 "priority": min(order.priority, old.priority, key=lambda p: p.rank),
                 "requested_at": min(at, old.requested_at),
@@ -66,7 +67,7 @@ class FetchQueue:
                 "attempt": max(order.attempt, old.attempt),
                 "rerank": order.rerank and old.rerank})
             return None
-        self._entries[key] = Queued(key, order, order.rate, at)
+        self._entries[key] = Queued(key, order, order.rate, rate_at)
         if len(self._entries) > self.limit:
             now = order.requested_at
             worst = min(self._entries.values(), key=lambda q: (q.rate(now), -q.order.priority.rank))

@@ -132,11 +132,13 @@ async def test_a_subscriber_gets_data_fetched_after_a_rotation_and_not_its_seeds
     assert symbol in seen and not {"S1", "S2"} & set(seen), seen
 
 
-def test_no_rotation_under_a_standby_and_a_new_standby_takes_over_after_one(deployment):
-    """One partition, two workers: one owns everything, the other stands by, its standby
-    tables reading the changelogs from its own offsets. Re-created under it they would be
-    behind what it persisted, so the rotation waits until the owner is alone; a standby
-    that joins after it takes over with every entry and every call spent."""
+def waiting(worker) -> int:
+    return worker.get("/stats?scope=local").json()["events"].get("rotations_waiting", 0)
+
+
+def rotated_once_the_standby_stopped(deployment):
+    """One partition, an owner and a standby: the rotation waits while both are there,
+    and runs once the standby stops. (owner, standby, fetched_at of every key before)."""
     deployment.configure(broker_extra='rotate_records = 1500\nrotate_broker_mb = 0\n'
                                       'rotate_check = "1s"', partitions=1)
     first = deployment.start_worker("w1")
@@ -146,17 +148,21 @@ def test_no_rotation_under_a_standby_and_a_new_standby_takes_over_after_one(depl
              timeout=30, message=key)
     before = {key: first.get(f"/cache/{key}").json()["fetched_at"] for key in KEYS}
     asyncio.run(flood(deployment))
-
-    def waiting(worker) -> int:
-        return worker.get("/stats?scope=local").json()["events"].get("rotations_waiting", 0)
-
     owner = poll(lambda: next((w for w in (first, second) if waiting(w)), None),
                  timeout=60, message="a rotation waiting for the standby")
     standby = second if owner is first else first
     assert rotations(owner) == rotations(standby) == 0
     standby.child.stop()
     poll(lambda: rotations(owner) == 1, timeout=60, message="the rotation, once alone")
+    return owner, standby, before
 
+
+def test_no_rotation_under_a_standby_and_a_new_standby_takes_over_after_one(deployment):
+    """One partition, two workers: one owns everything, the other stands by, its standby
+    tables reading the changelogs from its own offsets. Re-created under it they would be
+    behind what it persisted, so the rotation waits until the owner is alone; a standby
+    that joins after it takes over with every entry and every call spent."""
+    owner, _, before = rotated_once_the_standby_stopped(deployment)
     third = deployment.start_worker("w3")
     calls, used = deployment.simulator.stats()["accepted"], spent(owner)
     owner.child.kill()
@@ -187,10 +193,6 @@ def test_a_worker_that_joins_while_a_rotation_settles_postpones_it(deployment):
     poll(lambda: "rotation starts" in log.read_text(), timeout=60,
          message="the rotation starting")
     second = deployment.start_worker("w2")
-
-    def waiting(worker) -> int:
-        return worker.get("/stats?scope=local").json()["events"].get("rotations_waiting", 0)
-
     poll(lambda: waiting(first) >= 1, timeout=30, message="the rotation postponed")
     assert rotations(first) == 0
     second.child.stop()
@@ -203,22 +205,7 @@ def test_a_standby_restarted_with_its_data_dir_after_a_rotation_takes_over(deplo
     """A standby stops, the owner rotates alone, the standby comes back with its data
     dir: what it persisted is ahead of the re-created changelogs. It must still take
     over with every entry when the owner dies."""
-    deployment.configure(broker_extra='rotate_records = 1500\nrotate_broker_mb = 0\n'
-                                      'rotate_check = "1s"', partitions=1)
-    first = deployment.start_worker("w1")
-    second = deployment.start_worker("w2")
-    for key in KEYS:
-        poll(lambda key=key: first.get(f"/cache/{key}?wait=5").status_code == 200,
-             timeout=30, message=key)
-    before = {key: first.get(f"/cache/{key}").json()["fetched_at"] for key in KEYS}
-    asyncio.run(flood(deployment))
-    owner = poll(lambda: next((w for w in (first, second)
-                               if w.get("/stats?scope=local").json()["events"]
-                               .get("rotations_waiting", 0)), None),
-                 timeout=60, message="a rotation waiting for the standby")
-    standby = second if owner is first else first
-    standby.child.stop()
-    poll(lambda: rotations(owner) == 1, timeout=60, message="the rotation, once alone")
+    owner, standby, before = rotated_once_the_standby_stopped(deployment)
     back = deployment.start_worker("w2-again", data_dir=standby.data_dir)
     owner.child.kill()
     poll(lambda: back.get("/health").status_code == 200

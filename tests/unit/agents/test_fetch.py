@@ -314,17 +314,24 @@ async def test_a_queue_of_refreshes_not_yet_due_sleeps(rt):
 
 async def test_a_rebalance_hands_a_moved_services_queue_to_its_new_owner(rt, clock):
     """Only a service's owner drains it: a queue left behind when its fetch partition
-    moves would never be called, and its ticks would run for ever. Its orders go back to
-    the fetch topic, keyed by service, for the new owner; a partition this worker keeps
-    keeps its queue."""
-    await fetch(rt, *(order(symbol=s) for s in "ABCDE"))  # 4/60: E waits for the window
+    moves would never be called, and its ticks would run for ever. Faust's rebalances
+    revoke every partition, then assign: a service whose partition comes back keeps its
+    queue; one whose partition went elsewhere has its orders sent back to the fetch topic,
+    keyed by service, with their rate as measured (not faded twice)."""
+    await fetch(rt, *(order(symbol=s) for s in "ABCD"),  # 4/60: E waits for the window
+                order(symbol="E", rate=1.0, requested_at=START - 30),
+                order(symbol="E", rate=2.0, requested_at=START))  # measured again
     rt.outbox.clear()
     fetch_topic = rt.topics.fetch.get_topic_name()
-    await rt.app.on_partitions_revoked.send({TP(fetch_topic, 1), TP("other", 0)})
-    assert rt.outbox.sent(rt.topics.fetch) == []  # svc's messages came from partition 0
+    await rt.app.on_partitions_revoked.send({TP(fetch_topic, 0), TP("other", 0)})
+    await rt.app.on_partitions_assigned.send({TP(fetch_topic, 0)})
+    assert rt.outbox.sent(rt.topics.fetch) == []  # svc's partition came back
+    assert [q.key for q in rt.backlog.queues["svc"].entries()] == ["svc/ticker/E"]
     await rt.app.on_partitions_revoked.send({TP(fetch_topic, 0)})
+    await rt.app.on_partitions_assigned.send({TP(fetch_topic, 1)})
     handed = rt.outbox.records(rt.topics.fetch)
-    assert [(key, o.symbol, o.rerank) for key, o in handed] == [("svc", "E", False)]
+    assert [(key, o.symbol, o.rate, o.rate_at, o.requested_at) for key, o in handed] == [
+        ("svc", "E", 2.0, START, START - 30)]
     assert not rt.backlog.queues.get("svc")
     rt.outbox.clear()
     clock.advance(60.25)

@@ -77,6 +77,17 @@ def test_a_rate_fades_with_the_time_since_it_was_measured():
     assert queued.rate(50) == 3.0  # a clock behind the measure does not inflate it
 
 
+def test_a_rate_measured_after_the_request_fades_from_when_it_was_measured():
+    """An order handed to a service's new owner keeps its first request time and carries
+    when its rate was measured: the rate fades from then, not from the request."""
+    queue = FetchQueue()
+    enqueue(queue, order("ticker", at=100, rate=3.0, rate_at=220.0))
+    queued = only(queue)
+    assert queued.rate(220) == 3.0 and queued.order.requested_at == 100
+    enqueue(queue, order("ticker", at=230, rate=1.0))
+    assert math.isclose(only(queue).rate(230), 3.0 * math.exp(-10 / RATE_TAU))
+
+
 # -- a full queue ----------------------------------------------------------------------
 
 def test_a_full_queue_pushes_out_the_least_read_entry():
