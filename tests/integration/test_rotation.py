@@ -157,6 +157,17 @@ def rotated_once_the_standby_stopped(deployment):
     return owner, standby, before
 
 
+def takes_over_with_every_entry(owner, successor, before) -> None:
+    """Kill ``owner``: ``successor`` serves every key, with the data fetched ``before``
+    (nothing fetched again)."""
+    owner.child.kill()
+    poll(lambda: successor.get("/health").status_code == 200
+         and all(successor.get(f"/cache/{key}").status_code == 200 for key in KEYS),
+         timeout=60, message="the successor serving every key")
+    for key in KEYS:
+        assert successor.get(f"/cache/{key}").json()["fetched_at"] == before[key], key
+
+
 def test_no_rotation_under_a_standby_and_a_new_standby_takes_over_after_one(deployment):
     """One partition, two workers: one owns everything, the other stands by, its standby
     tables reading the changelogs from its own offsets. Re-created under it they would be
@@ -165,12 +176,7 @@ def test_no_rotation_under_a_standby_and_a_new_standby_takes_over_after_one(depl
     owner, _, before = rotated_once_the_standby_stopped(deployment)
     third = deployment.start_worker("w3")
     calls, used = deployment.simulator.stats()["accepted"], spent(owner)
-    owner.child.kill()
-    poll(lambda: third.get("/health").status_code == 200
-         and all(third.get(f"/cache/{key}").status_code == 200 for key in KEYS),
-         timeout=60, message="the new standby serving every key")
-    for key in KEYS:
-        assert third.get(f"/cache/{key}").json()["fetched_at"] == before[key], key
+    takes_over_with_every_entry(owner, third, before)
     # /status asks the service's owner: the killed one, until the group has rebalanced.
     assert poll(lambda: spent(third), timeout=30, message="the new owner's /status") == used
     assert deployment.simulator.stats()["accepted"] == calls
@@ -207,9 +213,4 @@ def test_a_standby_restarted_with_its_data_dir_after_a_rotation_takes_over(deplo
     over with every entry when the owner dies."""
     owner, standby, before = rotated_once_the_standby_stopped(deployment)
     back = deployment.start_worker("w2-again", data_dir=standby.data_dir)
-    owner.child.kill()
-    poll(lambda: back.get("/health").status_code == 200
-         and all(back.get(f"/cache/{key}").status_code == 200 for key in KEYS),
-         timeout=60, message="the restarted standby serving every key")
-    for key in KEYS:
-        assert back.get(f"/cache/{key}").json()["fetched_at"] == before[key], key
+    takes_over_with_every_entry(owner, back, before)
