@@ -109,6 +109,8 @@ class Simulator:
         self.rejected: dict[str, int] = defaultdict(int)
         self.failed: dict[str, int] = defaultdict(int)
         self.call_log: list[tuple[float, str]] = []
+        #: When each 429 of an enforced limit was sent (arrival time, endpoint).
+        self.reject_log: list[tuple[float, str]] = []
         #: Retry-After (seconds) of the 429 failure modes.
         self.fail_retry_after = 30
 
@@ -154,6 +156,7 @@ class Simulator:
         wait = self._over_limit(service, endpoint, now)
         if wait is not None:
             self.rejected[name] += 1
+            self.reject_log.append((now, name))
             return web.json_response({"success": "false", "error": "Too many requests"},
                                      status=429,
                                      headers={"Retry-After": str(max(1, math.ceil(wait)))})
@@ -238,6 +241,7 @@ class Simulator:
             "rejected_by_service": by_service(self.rejected),
             "latency": list(self.latency),
             "call_log": self.call_log[-5000:] if request.query.get("log") else None,
+            "reject_log": self.reject_log[-5000:] if request.query.get("log") else None,
         })
 
     async def configure(self, request: web.Request) -> web.Response:
@@ -271,6 +275,7 @@ class Simulator:
         self.rejected.clear()
         self.failed.clear()
         self.call_log.clear()
+        self.reject_log.clear()
         for service in self.services.values():
             service.calls.clear()
         return web.json_response({"ok": True})

@@ -165,6 +165,7 @@ def test_twenty_five_symbols_stay_fresh_and_the_strategy_follows_the_budget(depl
     # Lower the upstream's minute limit to just above what its window holds: the next
     # answers report only a few calls left (X-RateLimit-*) and budget use passes 80 %.
     in_window = sum(1 for t, _ in sim.stats(log=True)["call_log"] if t > time.time() - 60)
+    squeezed_at = time.time()
     sim.configure(limits={"cryptometer": [f"{in_window + 1}/60", "20/10", "10/5"]})
     phase[0] = f"squeezed at {round(time.monotonic() - began)} s to {in_window + 1}/60"
     # The upstream's hint holds only until its oldest call leaves the window (seconds), so
@@ -177,7 +178,15 @@ def test_twenty_five_symbols_stay_fresh_and_the_strategy_follows_the_budget(depl
     history = [(h["to"], h["reason"]) for h in stats["strategy_history"]["cryptometer"]]
     print(f"\nscheduler: {sim.stats()['accepted']} calls, hit rate {stats['hit_rate']}, "
           f"calls saved {stats['calls_saved']}, strategy history {history}")
-    assert sim.stats()["rejected"] == 0
+    # The upstream lowered its limit without notice: only the calls already on their way
+    # before its first answer told (one burst, at most the 10/5 s window) can meet a 429.
+    logs = sim.stats(log=True)
+    after = sorted(t for t, _ in logs["call_log"] + logs["reject_log"] if t > squeezed_at)
+    told_by = after[0] + 0.5 if after else squeezed_at
+    rejects = [(round(t - squeezed_at, 3), name) for t, name in logs["reject_log"]]
+    print(f"429s, seconds after the squeeze: {rejects}")
+    assert all(squeezed_at < t <= told_by for t, _ in logs["reject_log"]), rejects
+    assert len(rejects) < 10, rejects
     # Critical keys are renewed just before they expire, except while the upstream's hint
     # holds every call back (the squeeze leaves it one call, and its reset can be a minute
     # away); a busy machine can still delay a renewal now and then: 95 %, not all.
