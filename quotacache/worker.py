@@ -30,6 +30,7 @@ from quotacache.dev.broker import (
     port_open,
 )
 from quotacache.dev.cluster import ClusterIds, cluster_id
+from quotacache.dev.generations import broker_generation, record_generation, recorded_generation
 from quotacache.dev.persisted_offsets import Stores, stores_ahead
 from quotacache.runtime import Runtime
 from quotacache.settings import Settings
@@ -44,12 +45,20 @@ async def prepare_broker(settings: Settings, topics: Mapping[str, int],
     their ``topic_configs`` (retention); wipes a stale data dir. On the embedded broker,
     topics with orphaned records or another partition count are re-created
     (dev/broker.py), and then the data dir is stale too; so is one whose ``stores``
-    persisted offsets past their changelogs' ends (dev/persisted_offsets.py)."""
+    persisted offsets past their changelogs' ends (dev/persisted_offsets.py), or one
+    written at another generation of the topics (dev/generations.py)."""
     bootstrap = settings.broker.bootstrap_servers()
     current = await cluster_id(bootstrap)
-    # A rotation cut short leaves persisted offsets that may not match the changelogs.
+    # A rotation cut short, or one this data dir missed, leaves persisted offsets that
+    # may not match the changelogs.
+    generation = await broker_generation(bootstrap, settings.topic_prefix)
+    written = recorded_generation(settings.data_dir)
+    data = settings.data_dir
+    if missed := written != generation and data.exists() and any(data.iterdir()):
+        log.warning("the topics are at generation %d, the data dir was written at %d",
+                    generation, written)
     discard_stale_data_dir(settings.data_dir, current,
-                           force=rotation.discard_if_interrupted(settings.data_dir))
+                           force=missed or rotation.discard_if_interrupted(settings.data_dir))
     repaired = await ensure_topics(bootstrap, topics, repair=settings.broker.embedded,
                                    configs=topic_configs)
     if repaired:
@@ -58,6 +67,7 @@ async def prepare_broker(settings: Settings, topics: Mapping[str, int],
         log.warning("the tables' changelogs were re-created since this data dir last "
                     "read them (%s)", "; ".join(stale))
         discard_stale_data_dir(settings.data_dir, current, force=True)
+    record_generation(settings.data_dir, generation)
     return current
 
 

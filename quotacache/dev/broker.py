@@ -233,6 +233,8 @@ async def broken_topics(admin, bootstrap: str,  # type: ignore[no-untyped-def]
     healthy partition every batch lies below the log end)."""
     from aiokafka import TopicPartition
 
+    if not wanted:  # no names would describe every topic of the broker
+        return set()
     described = await admin.describe_topics(list(wanted))
     counts = {d["topic"]: len(d.get("partitions") or ()) for d in described
               if not d.get("error_code")}

@@ -25,7 +25,9 @@ Nothing is lost: tables (cache, spent budget, health, monitored symbols, pins) a
 the seeds; fetches queued or under way live in memory and their sends are held; a record
 not yet consumed is copied. A marker file in the data dir spans steps 5-6: a worker that
 finds it at start discards its data dir (its persisted offsets may not match) and
-recovers from the changelogs; the call journal keeps the spent budget in any case.
+recovers from the changelogs; the call journal keeps the spent budget in any case. The
+new generation's number is marked on the broker (dev/generations.py): a data dir that
+missed the rotation is discarded at its worker's next start.
 Only for a sole worker: a standby's offsets would not follow (README, "Bounded memory").
 """
 
@@ -42,6 +44,12 @@ from typing import Any
 
 from quotacache.dev.broker import ensure_topics
 from quotacache.dev.broker_probe import group_members, listening_pid, log_ends, read_from, rss_mb
+from quotacache.dev.generations import (
+    begin_generation,
+    forget_generations_before,
+    record_generation,
+    recorded_generation,
+)
 from quotacache.runtime import Runtime
 from quotacache.streams.records import DataRecord
 
@@ -66,7 +74,7 @@ class Rotation:
         self.configs = configs
         self.bootstrap = rt.settings.broker.bootstrap_servers()
         self.baseline = 0  # records on our topics right after the last rotation
-        self.generation = 1
+        self.generation = recorded_generation(Path(rt.settings.data_dir))
         self.running = False
         self.last: dict[str, Any] = {}
         self._broker_pid: int | None = None
@@ -173,8 +181,9 @@ class Rotation:
             await app.producer.flush()
             before = await self.records()
             carried = await self._uncommitted(consumer, consumed)
-            marker = Path(rt.settings.data_dir) / MARKER
-            marker.write_text(str(self.generation + 1))
+            data_dir, prefix = Path(rt.settings.data_dir), rt.settings.topic_prefix
+            (data_dir / MARKER).write_text(str(self.generation + 1))
+            await begin_generation(self.bootstrap, prefix, self.generation + 1)
             await self._recreate(carried)
             for tp in consumed:
                 await _restart_at_zero(consumer, tp)
@@ -185,8 +194,10 @@ class Rotation:
             await self._skip_data_seeds(consumer, consumed)
             seeded += await self._send_carried(carried)
             await app.producer.flush()
-            marker.unlink(missing_ok=True)
+            record_generation(data_dir, self.generation + 1)
+            (data_dir / MARKER).unlink(missing_ok=True)
             self.generation += 1
+            await forget_generations_before(self.bootstrap, prefix, self.generation)
             rt.stats.count_event("rotations")
             self.baseline = await self.records()
             self.floor_mb = self.broker_rss_mb()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 import subprocess
 import sys
@@ -9,6 +10,9 @@ import sys
 import pytest
 
 pytestmark = pytest.mark.integration
+
+#: Below pytest's own timeout (300 s), so a run that hangs shows what it was doing.
+SCHEMATHESIS_TIMEOUT = 200
 
 
 def test_openapi_matches_the_views_and_schemathesis_finds_no_server_error_or_bad_answer(deployment):
@@ -26,14 +30,23 @@ def test_openapi_matches_the_views_and_schemathesis_finds_no_server_error_or_bad
             served.add((path, route.method))
     assert documented == served
 
-    run = subprocess.run(
-        [sys.executable, "-m", "schemathesis.cli", "run", f"{worker.url}/openapi.json",
-         "--checks", "not_a_server_error,response_schema_conformance",
-         "--max-examples", "25", "--request-timeout", "20",
-         "--phases", "examples,coverage,fuzzing",
-         # An event stream never ends; test_client.py covers it and its 4xx answers.
-         "--exclude-path", "/events", "--exclude-path", "/dashboard/events"],
-        capture_output=True, text=True, timeout=400)
-    assert run.returncode == 0, run.stdout[-3000:]
+    # A seed of our own, printed on failure: a run that went wrong can be replayed.
+    seed = random.randrange(2**32)
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "schemathesis.cli", "run", f"{worker.url}/openapi.json",
+             "--checks", "not_a_server_error,response_schema_conformance",
+             "--max-examples", "25", "--request-timeout", "20", "--seed", str(seed),
+             "--phases", "examples,coverage,fuzzing",
+             # An event stream never ends; test_client.py covers it and its 4xx answers.
+             "--exclude-path", "/events", "--exclude-path", "/dashboard/events"],
+            capture_output=True, text=True, timeout=SCHEMATHESIS_TIMEOUT)
+    except subprocess.TimeoutExpired as exc:  # about 10 s alone; once 300 s+ in CI
+        printed = exc.stdout.decode(errors="replace") if exc.stdout else ""
+        log = (deployment.tmp_path / "w1.log").read_text(errors="replace")
+        pytest.fail(f"schemathesis (seed {seed}) still running after {SCHEMATHESIS_TIMEOUT} s"
+                    f"\n--- its output ---\n{printed[-3000:]}\n--- the worker's log ---\n"
+                    f"{log[-3000:]}")
+    assert run.returncode == 0, f"seed {seed}\n" + run.stdout[-3000:]
     print("\nschemathesis:", " ".join(run.stdout.split()[-40:]))
     assert worker.child.alive()

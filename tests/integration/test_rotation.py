@@ -10,6 +10,9 @@ import json
 
 import httpx
 
+from quotacache.dev.generations import begin_generation, broker_generation, recorded_generation
+from quotacache.worker import prepare_broker
+
 from .conftest import poll
 
 #: TTL 5 min: no entry turns stale (and is fetched again) during the test.
@@ -62,6 +65,11 @@ def test_state_survives_a_rotation_and_a_restart_with_or_without_the_data_dir(de
     before[last] = worker.get(f"/cache/{last}").json()["fetched_at"]
     calls, used = deployment.simulator.stats()["accepted"], spent(worker)
 
+    # Each generation is marked on the broker and beside the data dir (more rotations may
+    # follow: the shared broker's memory grows with every test's records).
+    poll(lambda: asyncio.run(broker_generation(deployment.bootstrap, deployment.topic("")))
+         == recorded_generation(worker.data_dir) == rotations(worker) + 1, timeout=20,
+         message="the generation marked on the broker and beside the data dir")
     worker.child.stop()  # the same data dir: persisted offsets must match the new topics
     again = deployment.start_worker("w1", data_dir=worker.data_dir)
     check_state(again, before, used)
@@ -214,3 +222,25 @@ def test_a_standby_restarted_with_its_data_dir_after_a_rotation_takes_over(deplo
     owner, standby, before = rotated_once_the_standby_stopped(deployment)
     back = deployment.start_worker("w2-again", data_dir=standby.data_dir)
     takes_over_with_every_entry(owner, back, before)
+
+
+async def test_a_data_dir_of_an_older_generation_is_discarded_at_start(deployment):
+    """A data dir that missed a rotation may hold offsets below the new changelogs' ends,
+    which its offsets cannot betray: the generation it recorded does."""
+    settings = deployment.settings.model_copy(update={"data_dir": deployment.tmp_path / "d"})
+    state = settings.data_dir / "tables" / "cache-0.db"
+
+    def write_state() -> None:
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text("state")
+
+    await prepare_broker(settings, {})  # as a worker's first start runs it
+    write_state()
+    await prepare_broker(settings, {})  # and its next
+    assert state.exists() and recorded_generation(settings.data_dir) == 1
+    await begin_generation(deployment.bootstrap, settings.topic_prefix, 2)  # a rotation
+    await prepare_broker(settings, {})
+    assert not state.exists() and recorded_generation(settings.data_dir) == 2
+    write_state()
+    await prepare_broker(settings, {})  # written at generation 2 now: kept
+    assert state.exists()

@@ -113,7 +113,7 @@ async def test_connection_refused_is_a_failure_like_any_other(deployment):
     assert worker.stats()["errors"] >= 3
 
 
-DOWN_FOR = 120.0
+DOWN_FOR = 60.0
 
 
 def rss_mb(pid: int) -> float:
@@ -124,7 +124,7 @@ def rss_mb(pid: int) -> float:
 
 
 @pytest.mark.slow
-async def test_upstream_down_for_two_minutes_stale_answers_throughout_then_recovery(
+async def test_upstream_down_for_a_minute_stale_answers_throughout_then_recovery(
         deployment):
     deployment.configure(FAST_RECOVERY)
     worker = deployment.start_worker()
