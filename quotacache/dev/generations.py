@@ -72,8 +72,12 @@ def record_generation(data_dir: Path, generation: int) -> None:
 
 async def begin_generation(bootstrap: str, prefix: str, generation: int) -> None:
     """Mark ``generation`` on the broker: before the topics are deleted, so a data dir
-    that missed the rotation is told apart even if the rotation is cut short."""
+    that missed the rotation is told apart even if the rotation is cut short. Raises
+    when the broker does not show the mark (nothing may be deleted then)."""
     await ensure_topics(bootstrap, {generation_topic(prefix, generation): 1})
+    if (found := await broker_generation(bootstrap, prefix)) < generation:
+        raise RuntimeError(f"generation {generation} not marked on the broker "
+                           f"(it shows {found})")
 
 
 async def forget_generations_before(bootstrap: str, prefix: str, generation: int) -> None:

@@ -46,6 +46,7 @@ from quotacache.dev.broker import ensure_topics
 from quotacache.dev.broker_probe import group_members, listening_pid, log_ends, read_from, rss_mb
 from quotacache.dev.generations import (
     begin_generation,
+    broker_generation,
     forget_generations_before,
     record_generation,
     recorded_generation,
@@ -159,8 +160,8 @@ class Rotation:
         consumer = app.consumer
         self.running = True
         began = time.monotonic()
-        log.info("rotation starts: sends held, fetching paused until generation %d is "
-                 "seeded", self.generation + 1)
+        log.info("rotation starts: sends held, fetching paused until the next generation "
+                 "is seeded")
         rt.topics.hold()
         consumed = [tp for tp in consumer.assignment() if tp.topic in self.topics
                     and tp.topic not in app.tables.changelog_topics]
@@ -182,8 +183,11 @@ class Rotation:
             before = await self.records()
             carried = await self._uncommitted(consumer, consumed)
             data_dir, prefix = Path(rt.settings.data_dir), rt.settings.topic_prefix
-            (data_dir / MARKER).write_text(str(self.generation + 1))
-            await begin_generation(self.bootstrap, prefix, self.generation + 1)
+            # A number never used before: an attempt that failed after its mark used one.
+            target = max(self.generation,
+                         await broker_generation(self.bootstrap, prefix)) + 1
+            (data_dir / MARKER).write_text(str(target))
+            await begin_generation(self.bootstrap, prefix, target)
             await self._recreate(carried)
             for tp in consumed:
                 await _restart_at_zero(consumer, tp)
@@ -194,9 +198,9 @@ class Rotation:
             await self._skip_data_seeds(consumer, consumed)
             seeded += await self._send_carried(carried)
             await app.producer.flush()
-            record_generation(data_dir, self.generation + 1)
+            record_generation(data_dir, target)
             (data_dir / MARKER).unlink(missing_ok=True)
-            self.generation += 1
+            self.generation = target
             await forget_generations_before(self.bootstrap, prefix, self.generation)
             rt.stats.count_event("rotations")
             self.baseline = await self.records()

@@ -165,8 +165,8 @@ def test_twenty_five_symbols_stay_fresh_and_the_strategy_follows_the_budget(depl
     # Lower the upstream's minute limit to just above what its window holds: the next
     # answers report only a few calls left (X-RateLimit-*) and budget use passes 80 %.
     in_window = sum(1 for t, _ in sim.stats(log=True)["call_log"] if t > time.time() - 60)
-    squeezed_at = time.time()
     sim.configure(limits={"cryptometer": [f"{in_window + 1}/60", "20/10", "10/5"]})
+    squeezed_at = time.time()  # a call before it met the old limit
     phase[0] = f"squeezed at {round(time.monotonic() - began)} s to {in_window + 1}/60"
     # The upstream's hint holds only until its oldest call leaves the window (seconds), so
     # an evaluation must meet a fresh one: give it many chances on a loaded machine.
