@@ -223,6 +223,8 @@ def test_a_standby_restarted_with_its_data_dir_after_a_rotation_takes_over(deplo
     over with every entry when the owner dies."""
     owner, standby, before = rotated_once_the_standby_stopped(deployment)
     back = deployment.start_worker("w2-again", data_dir=standby.data_dir)
+    # Told apart by the generation it recorded, whatever its offsets (dev/generations.py).
+    assert "the data dir was written at 1" in (deployment.tmp_path / "w2-again.log").read_text()
     takes_over_with_every_entry(owner, back, before)
 
 
