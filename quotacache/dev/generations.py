@@ -85,14 +85,13 @@ async def forget_generations_before(bootstrap: str, prefix: str, generation: int
     a mark left behind costs one empty partition."""
     from aiokafka.admin import AIOKafkaAdminClient
 
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        old = [t for t, n in marks(prefix, await _topics(bootstrap)).items() if n < generation]
+        await admin.start()
+        old = [t for t, n in marks(prefix, await admin.list_topics()).items() if n < generation]
         if old:
-            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-            await admin.start()
-            try:
-                await admin.delete_topics(old)
-            finally:
-                await admin.close()
+            await admin.delete_topics(old)
     except Exception as exc:
         log.warning("marks of generations before %d not deleted: %s", generation, exc)
+    finally:
+        await admin.close()
