@@ -131,10 +131,14 @@ class FetchDispatcher:
         health = rt.health.get(service)
         free_slots = config.max_in_flight - self.rt.backlog.calls_in_flight(service)
         before = health.to_dict()
+        def waiting(key: str) -> int:  # here, or on the key's owner (its order says)
+            queued, here = queue.get(key), rt.waiters.count(key)
+            return here if queued is None else queued.readers_waiting(
+                here, now + valuation.latency)
+
         selection = select_calls(queue, health, ServiceBudget(rt.limiter, service), now,
                                  service=service, cooldown=config.breaker_cooldown,
-                                 free_slots=free_slots, valuation=valuation,
-                                 waiting=rt.waiters.count)
+                                 free_slots=free_slots, valuation=valuation, waiting=waiting)
         if selection.calls and health.to_dict() != before:
             rt.health.put(service, health)
         for queued in selection.calls:

@@ -101,5 +101,6 @@ async def admit_request(rt: Runtime, request: RefreshRequest, symbol: str, key: 
                        symbol="*" if spec.fan_out else symbol,
                        priority=request.priority or spec.priority, reason=request.reason,
                        requested_at=now, rate=rate, force=request.force, rerank=rerank,
-                       fresh_until=entry.fetched_at + entry.ttl if entry else None)
+                       fresh_until=entry.fetched_at + entry.ttl if entry else None,
+                       readers_until=rt.waiters.until(key))
     await rt.topics.send(rt.topics.fetch, request.service, order)

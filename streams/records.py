@@ -102,6 +102,9 @@ class FetchOrder(Record):
     #: Only a new read rate for the key's waiting order: dropped when none waits (its
     #: call is under way or done), so it never starts a call of its own.
     rerank: bool = False
+    #: When the last reader waiting for this call on the key's owner gives up: the
+    #: service's owner, another worker perhaps, ranks the call by it (``?wait=``).
+    readers_until: float | None = None
 
     @property
     def key(self) -> str:

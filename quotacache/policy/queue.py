@@ -45,6 +45,11 @@ class Queued:
         """The key's read rate now: as measured, faded by the time since."""
         return self.measured * math.exp(-max(0.0, now - self.measured_at) / RATE_TAU)
 
+    def readers_waiting(self, here: int, lands: float) -> int:
+        """Readers a call landing at ``lands`` answers: the ``here`` waiting on this
+        worker, or at least the one the order says waits on the key's owner till then."""
+        return max(here, int((self.order.readers_until or 0.0) >= lands))
+
 
 class FetchQueue:
     def __init__(self, limit: int = 10_000):
@@ -65,7 +70,9 @@ class FetchQueue:
                 "requested_at": min(at, old.requested_at),
                 "force": order.force or old.force,
                 "attempt": max(order.attempt, old.attempt),
-                "rerank": order.rerank and old.rerank})
+                "rerank": order.rerank and old.rerank,
+                "readers_until": max(order.readers_until or 0.0, old.readers_until or 0.0)
+                or None})
             return None
         self._entries[key] = Queued(key, order, order.rate, rate_at)
         if len(self._entries) > self.limit:
@@ -77,6 +84,9 @@ class FetchQueue:
 
     def entries(self) -> list[Queued]:
         return list(self._entries.values())
+
+    def get(self, key: str) -> Queued | None:
+        return self._entries.get(key)
 
     def remove(self, key: str) -> None:
         self._entries.pop(key, None)

@@ -353,3 +353,19 @@ async def test_a_key_with_a_reader_waiting_on_this_worker_is_called_first(rt, cl
         await fetch(rt, Tick(service="svc"))
     called = [record.symbol for _, record in data(rt)]
     assert len(called) == 4 and ("QUIET" in called) is quiet_called
+
+
+@pytest.mark.parametrize(("gives_up", "quiet_called"), [(30.0, True), (0.1, False)])
+async def test_a_key_with_a_reader_waiting_on_its_owner_is_called_first(rt, clock, gives_up,
+                                                                        quiet_called):
+    """A reader may wait on the key's owner while another worker owns the service: its
+    order says till when (``readers_until``). The quiet key is called first while its
+    reader still waits when the call lands, and not once the reader has given up."""
+    await fetch(rt, *(order(symbol=s, rate=0.1) for s in "ABCDEFGH"),  # 4/60: E-H wait
+                order(symbol="QUIET", rate=0.01,
+                      readers_until=START + 60.25 + gives_up))
+    rt.outbox.clear()
+    clock.advance(60.25)
+    await fetch(rt, Tick(service="svc"))
+    called = [record.symbol for _, record in data(rt)]
+    assert len(called) == 4 and ("QUIET" in called) is quiet_called

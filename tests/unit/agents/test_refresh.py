@@ -47,6 +47,13 @@ async def test_an_order_carries_how_often_its_key_is_read(rt):
     assert order.rate > 0
 
 
+async def test_an_order_carries_when_the_reader_waiting_for_it_gives_up(rt):
+    with rt.waiters.watch("svc/ticker/BTC", until=START + 5):
+        await admit(rt, request(reason="read"))
+    await admit(rt, request(symbol="ETH", reason="read"))  # nobody waits for this one
+    assert [o.readers_until for o in orders(rt)] == [START + 5, None]
+
+
 async def test_the_requests_priority_overrides_the_endpoints(rt):
     await admit(rt, request(priority="low"))
     assert orders(rt)[0].priority.value == "low"

@@ -59,6 +59,19 @@ def test_force_and_the_retry_count_are_not_lost_in_a_merge():
     assert merged.force and merged.attempt == 2
 
 
+def test_a_merged_entry_keeps_the_latest_time_a_reader_waits_till():
+    queue = FetchQueue()
+    enqueue(queue, order("ticker", at=1, readers_until=9.0))
+    enqueue(queue, order("ticker", at=2))
+    assert only(queue).order.readers_until == 9.0
+    enqueue(queue, order("ticker", at=3, readers_until=12.0))
+    queued = only(queue)
+    assert queued.order.readers_until == 12.0
+    # A call landing by then answers one reader at least; those here count as they are.
+    assert [queued.readers_waiting(0, 11.9), queued.readers_waiting(0, 12.1),
+            queued.readers_waiting(3, 11.9)] == [1, 0, 3]
+
+
 def test_a_merged_entry_keeps_the_higher_of_the_new_and_the_faded_rate():
     queue = FetchQueue()
     enqueue(queue, order("ticker", at=0, rate=2.0))

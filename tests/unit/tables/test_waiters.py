@@ -66,3 +66,13 @@ def test_a_reader_who_left_is_not_woken_later():
         pass
     waiters.wake("k")
     assert not gone.is_set()
+
+
+def test_the_last_give_up_time_of_a_keys_readers_is_known_while_any_waits():
+    waiters = Waiters()
+    assert waiters.until("k") is None
+    with waiters.watch("k", until=12.0):
+        with waiters.watch("k", until=15.0), waiters.watch("k"):  # no deadline: no change
+            assert waiters.until("k") == 15.0
+        assert waiters.until("k") == 15.0  # the latest one's, an upper bound
+    assert waiters.until("k") is None and waiters.until("other") is None
