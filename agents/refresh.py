@@ -90,9 +90,12 @@ async def admit_request(rt: Runtime, request: RefreshRequest, symbol: str, key: 
     if request.reason != "read":  # asked for, not read: worth a read per TTL, so it is
         rate = max(rate, 1.0 / spec.ttl)  # fetched when the budget has room for it
     rerank = False
-    if not rt.inflight.claim(key, now, rate):
-        # Waiting already; a key read far more than when it was ordered is ranked again.
-        if not (request.reason == "read" and rt.inflight.regrade(key, rate)):
+    readers_until = rt.waiters.until(key)
+    if not rt.inflight.claim(key, now, rate, readers_until):
+        # Waiting already; a key read far more than when it was ordered, or one a reader
+        # now waits for while its order says none does, is ranked again.
+        if not (request.reason == "read"
+                and rt.inflight.regrade(key, rate, now, readers_until)):
             rt.stats.count("calls_saved", endpoint_name)
             return
         rerank = True
@@ -102,5 +105,5 @@ async def admit_request(rt: Runtime, request: RefreshRequest, symbol: str, key: 
                        priority=request.priority or spec.priority, reason=request.reason,
                        requested_at=now, rate=rate, force=request.force, rerank=rerank,
                        fresh_until=entry.fetched_at + entry.ttl if entry else None,
-                       readers_until=rt.waiters.until(key))
+                       readers_until=readers_until)
     await rt.topics.send(rt.topics.fetch, request.service, order)

@@ -11,6 +11,8 @@ A mark also remembers the read rate its fetch order carried. The order waits in 
 service's queue ranked by that rate; reads of the key meanwhile are not asked again,
 unless the key's rate has grown by ``REGRADE`` since (a key that turns out popular after
 its first read): then its order is sent again with the new rate, at most a few times.
+Likewise when a reader waits for it (``?wait=``) while the order says none does any more
+(``readers_until``): once per reader's wait at most.
 """
 
 from __future__ import annotations
@@ -30,8 +32,11 @@ class InFlight:
         self._deadlines: dict[str, float] = {}
         #: The read rate each claimed key's order carried (last sent).
         self._rates: dict[str, float] = {}
+        #: Till when each claimed key's order said a reader waits (last sent).
+        self._until: dict[str, float] = {}
 
-    def claim(self, key: str, now: float, rate: float = 0.0) -> bool:
+    def claim(self, key: str, now: float, rate: float = 0.0,
+              until: float | None = None) -> bool:
         """True if the caller may start a fetch for ``key`` (and now owns it)."""
         deadline = self._deadlines.get(key)
         if deadline is not None and deadline > now:
@@ -40,18 +45,27 @@ class InFlight:
         self._deadlines.pop(key, None)  # re-inserted last: the dict stays in deadline order
         self._deadlines[key] = now + self.timeout
         self._rates[key] = rate
+        self._until[key] = until or 0.0
         return True
 
-    def grew(self, key: str, rate: float) -> bool:
-        """Has the claimed key's read rate grown by ``REGRADE`` since its order was sent?"""
+    def grew(self, key: str, rate: float, now: float = 0.0, until: float | None = None
+             ) -> bool:
+        """Is there news for the claimed key's waiting order: its read rate grew by
+        ``REGRADE`` since the order was sent, or a reader waits till ``until`` while the
+        order says none waits after ``now``?"""
         sent = self._rates.get(key)
-        return sent is not None and rate > 0 and rate >= REGRADE * sent
-
-    def regrade(self, key: str, rate: float) -> bool:
-        """``grew``, and if so remember ``rate`` as sent (the caller re-sends the order)."""
-        if not self.grew(key, rate):
+        if sent is None:
             return False
-        self._rates[key] = rate
+        return (rate > 0 and rate >= REGRADE * sent) or (
+            until is not None and until > now >= self._until.get(key, 0.0))
+
+    def regrade(self, key: str, rate: float, now: float = 0.0, until: float | None = None
+                ) -> bool:
+        """``grew``, and if so remember what the re-sent order carries."""
+        if not self.grew(key, rate, now, until):
+            return False
+        self._rates[key] = max(rate, self._rates[key])
+        self._until[key] = max(until or 0.0, self._until.get(key, 0.0))
         return True
 
     def prune(self, now: float, at_most: int | None = None) -> None:
@@ -65,6 +79,7 @@ class InFlight:
         for key in expired:
             del self._deadlines[key]
             self._rates.pop(key, None)
+            self._until.pop(key, None)
 
     def release(self, key: str, fetched_at: float | None = None) -> None:
         """The fetch of ``key`` is over. Data ``fetched_at`` well before the mark was made
@@ -76,6 +91,7 @@ class InFlight:
             return
         self._deadlines.pop(key, None)
         self._rates.pop(key, None)
+        self._until.pop(key, None)
 
     def active(self, key: str, now: float) -> bool:
         deadline = self._deadlines.get(key)

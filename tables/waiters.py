@@ -50,6 +50,7 @@ class Waiters:
 
     def wake(self, key: str) -> None:
         event = self._events.pop(key, None)  # later readers wait for the next refresh
+        self._until.pop(key, None)  # the woken ones wait no more
         if event is not None:
             event.set()
 

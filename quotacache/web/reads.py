@@ -113,9 +113,10 @@ async def read_entry(view: web.View, rt: Runtime, service: str, endpoint: str, s
         # A max_age tighter than the TTL needs force: by the TTL the entry is fresh.
         force = (may_force and entry is not None and max_age is not None
                  and entry.is_fresh(now))
-        with rt.waiters.watch(key, until=now + wait if wait > 0 else None) as landed:
+        until = now + wait if wait > 0 else None
+        with rt.waiters.watch(key, until=until) as landed:
             if owned and rt.inflight.active(key, now) and not rt.inflight.grew(
-                    key, rt.demand.rate(key, now)):  # its landing wakes us too
+                    key, rt.demand.rate(key, now), now, until):  # its landing wakes us too
                 rt.stats.count("calls_saved", f"{service}/{endpoint}")
             else:
                 try:

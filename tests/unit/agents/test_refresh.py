@@ -54,6 +54,16 @@ async def test_an_order_carries_when_the_reader_waiting_for_it_gives_up(rt):
     assert [o.readers_until for o in orders(rt)] == [START + 5, None]
 
 
+async def test_a_reader_waiting_for_a_key_ordered_without_one_amends_its_order_once(rt):
+    """The service's owner may be another worker: it learns of a reader waiting on the
+    key's owner only from the order, so a waiting reader that comes later is sent on."""
+    await admit(rt, request(reason="read"))  # a read that does not wait
+    with rt.waiters.watch("svc/ticker/BTC", until=START + 5):
+        await admit(rt, request(reason="read"), request(reason="read"))
+    assert [(o.readers_until, o.rerank) for o in orders(rt)] == [
+        (None, False), (START + 5, True)]
+
+
 async def test_the_requests_priority_overrides_the_endpoints(rt):
     await admit(rt, request(priority="low"))
     assert orders(rt)[0].priority.value == "low"

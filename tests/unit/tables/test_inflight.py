@@ -108,3 +108,14 @@ def test_data_fetched_well_before_the_mark_is_not_its_answer():
     assert inflight.claim("k", now=200.0)
     inflight.release("k", fetched_at=197.0)  # within the clocks' skew: taken as the answer
     assert not inflight.active("k", 201.0)
+
+
+def test_a_reader_waiting_while_the_order_says_none_does_is_news_once():
+    marks = InFlight(timeout=30)
+    marks.claim("k", now=0, rate=1.0, until=5.0)  # the order: a reader waits till 5
+    assert not marks.grew("k", 1.0, now=1, until=4.0)  # it says so already
+    assert not marks.grew("k", 1.0, now=2)  # a read that does not wait
+    assert marks.grew("k", 1.0, now=6, until=8.0)  # after 5 the order says nobody waits
+    assert marks.regrade("k", 1.0, now=6, until=8.0)  # re-sent, till 8
+    assert not marks.grew("k", 1.0, now=7, until=9.0)
+    assert not marks.grew("other", 1.0, now=7, until=9.0)  # not claimed: no order to amend

@@ -76,3 +76,12 @@ def test_the_last_give_up_time_of_a_keys_readers_is_known_while_any_waits():
             assert waiters.until("k") == 15.0
         assert waiters.until("k") == 15.0  # the latest one's, an upper bound
     assert waiters.until("k") is None and waiters.until("other") is None
+
+
+def test_a_wake_ends_the_woken_readers_wait_and_later_ones_set_their_own():
+    waiters = Waiters()
+    with waiters.watch("k", until=100.0):
+        waiters.wake("k")
+        assert waiters.until("k") is None
+        with waiters.watch("k", until=10.0):
+            assert waiters.until("k") == 10.0
