@@ -26,6 +26,7 @@ from quotacache.dev.broker import (
     discard_stale_data_dir,
     ensure_topics,
     guard_cluster,
+    holds_state,
     install_tansu_compat,
     port_open,
 )
@@ -53,8 +54,7 @@ async def prepare_broker(settings: Settings, topics: Mapping[str, int],
     # may not match the changelogs.
     generation = await broker_generation(bootstrap, settings.topic_prefix)
     written = recorded_generation(settings.data_dir)
-    data = settings.data_dir
-    if missed := written != generation and data.exists() and any(data.iterdir()):
+    if missed := written != generation and holds_state(settings.data_dir):
         log.warning("the topics are at generation %d, the data dir was written at %d",
                     generation, written)
     discard_stale_data_dir(settings.data_dir, current,

@@ -311,6 +311,11 @@ def guard_cluster(expected: str, on_other_cluster: Callable[[str], None]) -> Non
     client_module.create_conn = create_conn
 
 
+def holds_state(data_dir: Path) -> bool:
+    """Has ``data_dir`` anything a worker wrote (a new or empty one has nothing to lose)?"""
+    return data_dir.exists() and any(data_dir.iterdir())
+
+
 def discard_stale_data_dir(data_dir: Path, current_cluster_id: str, *,
                            force: bool = False) -> bool:
     """Wipe ``data_dir`` if it was written against another cluster (or ``force``: its
@@ -320,7 +325,7 @@ def discard_stale_data_dir(data_dir: Path, current_cluster_id: str, *,
     """
     marker = data_dir / CLUSTER_ID_FILE
     discarded = False
-    if data_dir.exists() and any(data_dir.iterdir()):
+    if holds_state(data_dir):
         recorded = marker.read_text().strip() if marker.exists() else ""
         if recorded != current_cluster_id or force:
             log.warning("broker cluster changed or topics re-created (%s -> %s): discarding "
