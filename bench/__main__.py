@@ -117,6 +117,9 @@ def main() -> None:
     parser.add_argument("--broker", choices=("embedded", "kafka"), default="embedded",
                         help="quotacache's broker: the embedded one, or a real Kafka with the "
                              "settings of deploy/topology.toml (the docker-compose topology)")
+    parser.add_argument("--reads-log", type=Path, metavar="DIR",
+                        help="write every read's outcome (status, fresh, answered, age) to "
+                             "DIR/<system>.jsonl, to see where a system loses reads")
     args = parser.parse_args()
     try:
         the_trace = trace.named(args.trace, args.seed, args.duration, args.rate)
@@ -161,7 +164,7 @@ def main() -> None:
             print(f"{system.name}: replaying ...", flush=True)
             settings = (load_settings(system.config) if isinstance(system, Quotacache)
                         else None)
-            row = measure(system, the_trace, sim_url, settings)
+            row = measure(system, the_trace, sim_url, settings, args.reads_log)
             rows.append(row)
             print(f"{system.name}: {row['upstream_calls']} calls ({row['rejected_429']} 429s), "
                   f"fresh {row['fresh']:.1%}, answered {row['answered']:.1%}, "

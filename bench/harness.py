@@ -11,6 +11,7 @@ import asyncio
 import json
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -31,6 +32,9 @@ class Outcome:
         self.fresh = 0
         self.critical_fresh = 0
         self.statuses: dict[str, int] = {}
+        #: One row per read, in trace order, when asked for (``--reads-log``): where
+        #: a system loses fresh or answered reads, read by read.
+        self.rows: dict[int, dict] = {}
 
     def add(self, latency: float, status: str, answered: bool, fresh: bool,
             critical: bool) -> None:
@@ -41,7 +45,8 @@ class Outcome:
         self.critical_fresh += fresh and critical
 
 
-async def replay(system: System, trace: Trace, settings: Any = None) -> Outcome:
+async def replay(system: System, trace: Trace, settings: Any = None,
+                 log_reads: bool = False) -> Outcome:
     outcome = Outcome()
     timeout = aiohttp.ClientTimeout(total=30)
     connector = aiohttp.TCPConnector(limit=512)
@@ -49,6 +54,7 @@ async def replay(system: System, trace: Trace, settings: Any = None) -> Outcome:
         async def one(index: int, read: Read, due: float) -> None:
             base = system.url_for(index)
             status, answered, fresh = "error", False, False
+            age = None
             try:
                 async with http.get(base + system.path(read)) as response:
                     body = await response.read()
@@ -56,12 +62,17 @@ async def replay(system: System, trace: Trace, settings: Any = None) -> Outcome:
                     if response.status == 200:
                         made = system.generated_at(json.loads(body))
                         answered = made is not None
-                        fresh = made is not None and (
-                            time.time() - made <= trace.ttl(read) + FRESH_SLACK)
+                        age = None if made is None else time.time() - made
+                        fresh = age is not None and age <= trace.ttl(read) + FRESH_SLACK
             except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
                 status = type(exc).__name__
-            outcome.add(time.perf_counter() - due, status, answered, fresh,
-                        trace.critical(read))
+            latency = time.perf_counter() - due
+            outcome.add(latency, status, answered, fresh, trace.critical(read))
+            if log_reads:
+                outcome.rows[index] = {
+                    "at": read.at, "key": read.key, "status": status, "answered": answered,
+                    "fresh": fresh, "ms": round(latency * 1000, 1),
+                    "age": None if age is None else round(age, 3)}
 
         async def progress() -> None:
             while True:
@@ -95,8 +106,10 @@ async def signal(settings: Any, symbols: list[str]) -> None:
             await client.signal_volatility(symbol, 0.95)
 
 
-def measure(system: System, trace: Trace, sim_url: str, settings: Any = None) -> dict:
-    """Start the system, replay the trace, stop it; return its row of the table."""
+def measure(system: System, trace: Trace, sim_url: str, settings: Any = None,
+            reads_log: Path | None = None) -> dict:
+    """Start the system, replay the trace, stop it; return its row of the table. With
+    ``reads_log``, every read's outcome goes to ``<reads_log>/<system>.jsonl``."""
     system.start()
     try:
         httpx.post(f"{sim_url}/_sim/reset").raise_for_status()
@@ -106,7 +119,7 @@ def measure(system: System, trace: Trace, sim_url: str, settings: Any = None) ->
         broker = [getattr(system, "broker_pid", 0)]
         cpu_before, broker_before = cpu_seconds(pids), cpu_seconds(broker)
         began = time.perf_counter()
-        outcome = asyncio.run(replay(system, trace, settings))
+        outcome = asyncio.run(replay(system, trace, settings, reads_log is not None))
         elapsed = time.perf_counter() - began
         sim = httpx.get(f"{sim_url}/_sim/stats").json()
         cpu = cpu_seconds(pids) - cpu_before
@@ -115,6 +128,10 @@ def measure(system: System, trace: Trace, sim_url: str, settings: Any = None) ->
         broker_rss = peak_rss_mb(broker) if broker[0] else None
     finally:
         system.stop()
+    if reads_log is not None:
+        reads_log.mkdir(parents=True, exist_ok=True)
+        lines = (json.dumps(outcome.rows[i]) for i in sorted(outcome.rows))
+        (reads_log / f"{system.name}.jsonl").write_text("\n".join(lines) + "\n")
     reads = len(trace.reads)
     critical = sum(trace.critical(read) for read in trace.reads)
     calls = sim["accepted"] + sim["rejected"]

@@ -8,7 +8,7 @@ wrong), the worker's counters (reads by status, upstream calls) and its generati
 Writes bench/results/soak.{json,md,png}: RSS over time, records per minute, hit rate,
 and records per upstream call and per read.
 
-    python -m bench soak [--hours 0.1] [--every 10] [--rate 50] [--rotate-bytes N]
+    python -m bench soak [--hours 0.1] [--every 10] [--rate 50] [--env NAME=VALUE] [--name soak]
 """
 
 from __future__ import annotations
@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=50.0,
                         help="reads + requests per second (the demo's)")
     parser.add_argument("--env", action="append", default=[],
-                        help="NAME=VALUE for the worker (e.g. QUOTACACHE_BROKER__ROTATE_BYTES=...)")
+                        help="NAME=VALUE for the worker "
+                             "(e.g. QUOTACACHE_BROKER__ROTATE_RECORDS=5000)")
     parser.add_argument("--name", default="soak", help="results file name")
     args = parser.parse_args(argv)
     env = dict(item.split("=", 1) for item in args.env)
