@@ -308,7 +308,7 @@ def test_one_line_joins_the_keys_of_a_configuration_error():
 
 
 def test_an_unexpected_error_is_one_line_too(monkeypatch, capsys):
-    import quotacache.cli as cli
+    import quotacache.cli.commands as cli
 
     def boom(args, extra):
         raise RuntimeError("something\nbroke")
