@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from quotacache.dev.compose import load_topology
-from quotacache.dev.kafka_broker import KAFKA_VERSION, POM
+from quotacache.dev.kafka_jars import KAFKA_VERSION, POM
 from quotacache.settings import load_settings
 
 COMPOSE = Path(__file__).resolve().parents[3] / "docker-compose.yml"
