@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from quotacache.dev.broker import free_port, port_open
 from quotacache.dev.kafka_jars import (
     CDS_ARCHIVE,
     KAFKA_VERSION,
@@ -88,19 +89,6 @@ DEFAULT_PROPS: dict[str, str] = {
     "log.cleaner.dedupe.buffer.size": "4194304",
     "log.cleaner.threads": "1",
 }
-
-
-def free_port() -> int:
-    """A loopback port free right now (the broker binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _listening(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-        return True
-    return False
 
 
 def new_cluster_id() -> str:
@@ -253,7 +241,7 @@ class KafkaBroker:
                 self.port, self.controller_port = free_port(), free_port()
             elif not self.controller_port:
                 self.controller_port = free_port()
-            if _listening(self.port):
+            if port_open("127.0.0.1", self.port):
                 raise KafkaUnavailable(f"port {self.port} is already in use")
             self._write_config()
             if restart:
