@@ -3,9 +3,10 @@
 One agent reads both ``refresh`` (public, keyed any way) and ``internal.requests`` (keyed
 by cache key). A refresh message already keyed by its cache key in JSON sits on the
 partition that owns the key and is admitted in place; any other is re-keyed once through
-``internal.requests``. Admission reads the cache table and the in-flight marks of the
-key's own partition, so one worker decides for each key and duplicates cost no call.
-Sweep requests (tombstones for entries past ``max_staleness``) also arrive here, because
+``internal.requests``. Admission (``quotacache/admission.py``) reads the cache table and
+the in-flight marks of the key's own partition, so one worker decides for each key and
+duplicates cost no call; a read on that worker admits its refresh in place. Sweep
+requests (tombstones for entries past ``max_staleness``) also arrive here, because
 table deletes must happen inside stream iteration on the owning partition.
 """
 
@@ -16,11 +17,9 @@ import logging
 
 import faust
 
-from quotacache.policy.freshness import CacheEntry
-from quotacache.policy.strategy import effective
+from quotacache.admission import admit_request
 from quotacache.runtime import Runtime
-from quotacache.settings import Priority
-from quotacache.streams.records import BadMessage, FetchOrder, RefreshRequest, parse_message
+from quotacache.streams.records import BadMessage, RefreshRequest, parse_message
 
 log = logging.getLogger(__name__)
 
@@ -49,61 +48,3 @@ def register(rt: Runtime) -> None:
             except Exception as exc:  # one bad request must not stop the agent
                 log.exception("admission of %s failed", key)
                 await rt.dead_letter(event, f"admission failed: {type(exc).__name__}")
-
-
-def scheduled_refresh_due(rt: Runtime, entry: CacheEntry, request: RefreshRequest,
-                          now: float) -> bool:
-    """Due when the key will pass its strategy's refresh point before the next scan.
-
-    The refresh point is TTL x the strategy's factor, so under NORMAL a key is renewed as
-    it expires. Critical data keeps its TTL under every strategy (its factor never
-    exceeds 1): budget pressure is absorbed by the lower priorities.
-    """
-    state = rt.control.strategy(request.service)
-    strategy = effective(state, rt.control.volatile_until(request.symbol, now), now)
-    factor = rt.settings.scheduler.factors[strategy.value]
-    spec = rt.settings.service(request.service).endpoints[request.endpoint]
-    if spec.priority is Priority.CRITICAL:
-        factor = min(factor, 1.0)
-    point = entry.ttl * factor
-    return entry.age(now) + rt.settings.scheduler.scan_interval >= point
-
-
-async def admit_request(rt: Runtime, request: RefreshRequest, symbol: str, key: str) -> None:
-    """Decide one request on the partition that owns ``key`` (inside stream iteration)."""
-    now = rt.clock()
-    config = rt.settings.service(request.service)
-    endpoint_name = f"{request.service}/{request.endpoint}"
-    entry = rt.cache.get(key)
-    if request.reason == "sweep":
-        if entry is not None and entry.is_expired(now, config.max_staleness):
-            rt.cache.delete(key)
-        return
-    if request.reason == "schedule":
-        if entry is not None and not scheduled_refresh_due(rt, entry, request, now):
-            return  # a scheduled look, not a request for data: nothing saved, nothing spent
-    elif not request.force and entry is not None and entry.is_fresh(now):
-        rt.stats.count("calls_saved", endpoint_name)
-        return
-    spec = config.endpoints[request.endpoint]
-    rate = rt.demand.rate(key, now)
-    if request.reason != "read":  # asked for, not read: worth a read per TTL, so it is
-        rate = max(rate, 1.0 / spec.ttl)  # fetched when the budget has room for it
-    rerank = False
-    readers_until = rt.waiters.until(key)
-    if not rt.inflight.claim(key, now, rate, readers_until):
-        # Waiting already; a key read far more than when it was ordered, or one a reader
-        # now waits for while its order says none does, is ranked again.
-        if not (request.reason == "read"
-                and rt.inflight.regrade(key, rate, now, readers_until)):
-            rt.stats.count("calls_saved", endpoint_name)
-            return
-        rerank = True
-    # A list endpoint is fetched once, as a whole, for all the symbols it fills.
-    order = FetchOrder(service=request.service, endpoint=request.endpoint,
-                       symbol="*" if spec.fan_out else symbol,
-                       priority=request.priority or spec.priority, reason=request.reason,
-                       requested_at=now, rate=rate, force=request.force, rerank=rerank,
-                       fresh_until=entry.fetched_at + entry.ttl if entry else None,
-                       readers_until=readers_until)
-    await rt.topics.send(rt.topics.fetch, request.service, order)

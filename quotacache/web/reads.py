@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 from faust import web
 
+from quotacache.admission import admit_request
 from quotacache.policy.freshness import Freshness, classify
 from quotacache.runtime import Runtime
 from quotacache.streams.records import RefreshRequest
@@ -100,9 +101,9 @@ async def read_entry(view: web.View, rt: Runtime, service: str, endpoint: str, s
     """Answer a read on the owning worker; ask for a refresh if it is not fresh, and with
     ``wait`` hold the answer until that refresh lands (one upstream call for all).
 
-    On the key's owner (``owned``), a refresh already in flight is not asked again
-    (admission would count it as a call saved and drop it: it is counted here) unless
-    the key's read rate has grown enough to rank its waiting order again, and a
+    On the key's owner (``owned``) the refresh is admitted in place
+    (``quotacache/admission.py``: a refresh already in flight is not ordered again
+    unless the key's read rate has grown enough to rank its waiting order again), and a
     HIT's answer is kept encoded for the hit path (``quotacache/web/hits.py``)."""
     config = rt.settings.service(service)
     now = rt.clock()
@@ -114,17 +115,16 @@ async def read_entry(view: web.View, rt: Runtime, service: str, endpoint: str, s
         force = (may_force and entry is not None and max_age is not None
                  and entry.is_fresh(now))
         until = now + wait if wait > 0 else None
-        with rt.waiters.watch(key, until=until) as landed:
-            if owned and rt.inflight.active(key, now) and not rt.inflight.grew(
-                    key, rt.demand.rate(key, now), now, until):  # its landing wakes us too
-                rt.stats.count("calls_saved", f"{service}/{endpoint}")
-            else:
-                try:
-                    await rt.topics.send(rt.topics.requests, key, RefreshRequest(
-                        service=service, endpoint=endpoint, symbol=symbol, reason="read",
-                        force=force))
-                except Exception:  # the read is still answered
-                    log.exception("could not request a refresh of %s", key)
+        with rt.waiters.watch(key, until=until) as landed:  # the landing wakes us
+            request = RefreshRequest(service=service, endpoint=endpoint, symbol=symbol,
+                                     reason="read", force=force)
+            try:
+                if owned:  # admitted here, in place: a topic hop less to the answer
+                    await admit_request(rt, request, symbol, key)
+                else:
+                    await rt.topics.send(rt.topics.requests, key, request)
+            except Exception:  # the read is still answered
+                log.exception("could not request a refresh of %s", key)
             if wait > 0:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(landed.wait(), wait)

@@ -171,3 +171,15 @@ async def _one_refresh(deployment, worker):
         await client.request_refresh("cryptometer", "ticker", "BTC")
     await apoll(lambda: status_of(worker, "/cache/cryptometer/ticker/BTC") == "HIT")
     poll(lambda: deployment.simulator.stats()["accepted"] == 1)
+
+
+async def test_a_read_on_the_keys_owner_admits_its_refresh_in_place(deployment):
+    """A miss on the worker that owns the key orders its fetch at once, not through a
+    record on ``internal.requests`` that the same worker reads back a hop later."""
+    worker = deployment.start_worker()
+    answer = worker.get("/cache/cryptometer/ls_ratio/BTC?wait=5")
+    assert answer.status_code == 200 and answer.json()["status"] == "HIT"
+    requests = await deployment.consume_all(lambda t: t == deployment.topic("internal.requests"))
+    orders = await deployment.consume_all(lambda t: t == deployment.topic("internal.fetch"))
+    assert requests == [] and orders, (len(requests), len(orders))
+    assert deployment.simulator.stats()["accepted"] == 1
