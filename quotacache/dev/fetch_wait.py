@@ -12,7 +12,7 @@ anything this worker produced; ``BUSY_WAIT_MS`` (50 ms) throughout a rebalance o
 recovery (a long poll holds up the ListOffsets and OffsetFetch requests queued behind it
 on the same connection); ``broker.idle_fetch_wait`` (2 s) once nothing was fetched or
 produced for ``broker.idle_after`` (2 s). The price: a topic hop waits up to 175 ms while
-records flow (a miss's first answer crosses three: requests, fetch, data), and the first
+records flow (a miss's first answer crosses two: fetch, data), and the first
 hop after a quiet spell up to half the idle wait (1 s). The bench's zipf trace (worker
 and broker, single runs, `python -m bench lean`): 50 ms 14.7 CPU-s; 200 ms 6.7-7.1;
 300 ms 6.5; 350 ms 5.5-5.8; 400 ms 5.6, each with the same fresh share (0.86-0.87):
