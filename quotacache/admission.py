@@ -5,8 +5,11 @@ Two paths admit: the ``admit`` agent (``agents/refresh.py``), for requests that 
 on a topic, and a read on the key's owner (``web/reads.py``), which admits its own
 refresh in place rather than through ``internal.requests`` (a topic hop less before its
 first answer, and a record less per miss). Both run on the owner, in one event loop, so
-the in-flight marks they share decide once for each key. Sweeps delete table entries and
-so stay on the agent's path (table writes happen inside stream iteration).
+the in-flight marks they share decide once for each key. A read admits in place only
+while its worker's assignment is settled and its tables recovered: during a rebalance
+the cache may lack entries the changelog holds, so its request waits on the topic, as
+the agent does. Sweeps delete table entries and so stay on the agent's path (table writes
+happen inside stream iteration).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ def scheduled_refresh_due(rt: Runtime, entry: CacheEntry, request: RefreshReques
 
 
 async def admit_request(rt: Runtime, request: RefreshRequest, symbol: str, key: str) -> None:
-    """Decide one request on the partition that owns ``key`` (inside stream iteration)."""
+    """Decide one request on the worker that owns ``key``'s partition."""
     now = rt.clock()
     config = rt.settings.service(request.service)
     endpoint_name = f"{request.service}/{request.endpoint}"
@@ -73,4 +76,9 @@ async def admit_request(rt: Runtime, request: RefreshRequest, symbol: str, key: 
                        requested_at=now, rate=rate, force=request.force, rerank=rerank,
                        fresh_until=entry.fetched_at + entry.ttl if entry else None,
                        readers_until=readers_until)
-    await rt.topics.send(rt.topics.fetch, request.service, order)
+    try:
+        await rt.topics.send(rt.topics.fetch, request.service, order)
+    except BaseException:
+        if not rerank:  # no order behind the mark: the next request must try again
+            rt.inflight.release(key)
+        raise

@@ -7,7 +7,7 @@ were added to the worker's topics since the last rotation (or the broker's RSS p
 generation of them, under the same names, without stopping:
 
 1. Hold: every send of the worker waits in memory, in order (``Topics.hold``); reads
-   and agents go on (a read's refresh request is held, not refused).
+   and agents go on (a read's fetch order or refresh request is held, not refused).
 2. Pause fetching, wait until every event handed to an agent is done (acked).
 3. Table writes stop going to the changelogs (the tables themselves are written as
    before); the producer is flushed: nothing of ours is on its way to the broker.

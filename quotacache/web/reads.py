@@ -25,6 +25,7 @@ from quotacache.web.cluster import own_url
 from quotacache.web.guard import authorized, peer_headers
 from quotacache.web.hits import encode, forget_on_rebalance, remember
 from quotacache.web.schemas import ReadQuery, parse_query
+from quotacache.web.status import not_ready
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +102,10 @@ async def read_entry(view: web.View, rt: Runtime, service: str, endpoint: str, s
     """Answer a read on the owning worker; ask for a refresh if it is not fresh, and with
     ``wait`` hold the answer until that refresh lands (one upstream call for all).
 
-    On the key's owner (``owned``) the refresh is admitted in place
-    (``quotacache/admission.py``: a refresh already in flight is not ordered again
-    unless the key's read rate has grown enough to rank its waiting order again), and a
+    On the key's owner (``owned``), once its assignment is settled, the refresh is
+    admitted in place (``quotacache/admission.py``: a refresh already in flight is not
+    ordered again unless the key's read rate has grown enough to rank its waiting order
+    again); elsewhere it goes to ``internal.requests``. On the owner a
     HIT's answer is kept encoded for the hit path (``quotacache/web/hits.py``)."""
     config = rt.settings.service(service)
     now = rt.clock()
@@ -119,7 +121,7 @@ async def read_entry(view: web.View, rt: Runtime, service: str, endpoint: str, s
             request = RefreshRequest(service=service, endpoint=endpoint, symbol=symbol,
                                      reason="read", force=force)
             try:
-                if owned:  # admitted here, in place: a topic hop less to the answer
+                if owned and not_ready(rt) is None:  # in place: a topic hop less
                     await admit_request(rt, request, symbol, key)
                 else:
                     await rt.topics.send(rt.topics.requests, key, request)

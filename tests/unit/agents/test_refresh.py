@@ -2,6 +2,7 @@
 
 import pytest
 
+from quotacache.admission import admit_request
 from quotacache.policy.strategy import Strategy, StrategyState, pin
 from quotacache.streams.records import FetchOrder, RefreshRequest
 
@@ -13,7 +14,8 @@ def request(endpoint="ticker", symbol="BTC", **fields):
 
 
 async def admit(rt, *requests):
-    """Deliver requests on internal.requests, keyed by their cache key, as reads do."""
+    """Deliver requests on internal.requests, keyed by their cache key, as reads on a
+    worker that does not own the key do."""
     async with running(rt, "admit") as agent:
         for req in requests:
             await agent.put(req, key=f"svc/{req.endpoint}/{req.symbol}",
@@ -231,3 +233,21 @@ async def test_a_monitored_key_nobody_reads_is_still_worth_a_read_per_ttl(rt):
     await admit(rt, request("ratio", reason="schedule"))
     [order] = orders(rt)
     assert order.rate == pytest.approx(1 / 300)
+
+
+async def test_an_order_that_could_not_be_sent_leaves_no_claim_behind(rt):
+    """Admission runs on a read's path too (``quotacache/admission.py``): a send that
+    fails must not leave a mark that turns every read of the key for ``inflight_timeout``
+    into a call saved with no order behind it."""
+    sent = rt.topics.fetch.send
+
+    async def refuse(*args, **kwargs):
+        raise RuntimeError("the producer refused")
+
+    rt.topics.fetch.send = refuse
+    with pytest.raises(RuntimeError):
+        await admit_request(rt, request(reason="read"), "BTC", "svc/ticker/BTC")
+    assert not rt.inflight.active("svc/ticker/BTC", START)
+    rt.topics.fetch.send = sent
+    await admit_request(rt, request(reason="read"), "BTC", "svc/ticker/BTC")
+    assert len(orders(rt)) == 1 and rt.stats.totals()["calls_saved"] == 0
