@@ -33,7 +33,7 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csr_array
 
-from bench.trace import Limit, Trace
+from bench.trace import BUILT_IN, DEFAULT_DURATION, Limit, Trace
 
 #: Optima already solved, by "<trace>/seed<N>" (built-in traces at their default size).
 CACHE = Path(__file__).parent / "results" / "optima.json"
@@ -380,6 +380,8 @@ def cached_optima(trace: Trace, seed: int, path: Path = CACHE) -> dict[str, dict
     ``path`` (bench/results/optima.json): a solve takes seconds to a minute."""
     cache = json.loads(path.read_text()) if path.exists() else {}
     name = f"{trace.name}/seed{seed}"
+    if trace.name in BUILT_IN and trace.duration != DEFAULT_DURATION:
+        name += f"/{trace.duration:g}s"  # another length is another trace
     if name not in cache:
         found = optima(trace)
         cache = json.loads(path.read_text()) if path.exists() else {}

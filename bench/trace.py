@@ -56,6 +56,8 @@ LONGTAIL_SYMBOLS = SYMBOLS + [
     "PEPE", "WIF", "BONK", "FLOKI", "JUP", "PYTH", "LDO", "CRV", "SNX", "ALGO", "EGLD",
     "SAND", "MANA", "AXS", "GALA", "CHZ", "FTM", "KAS", "RUNE", "ORDI", "ENS", "DYDX", "ZEC",
     "XMR"]
+#: Seconds a built-in trace lasts unless told.
+DEFAULT_DURATION = 90.0
 SYMBOL_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,30}|\*")
 
 
@@ -248,7 +250,7 @@ def named(name: str, seed: int = 7, duration: float | None = None,
           rate: float | None = None) -> Trace:
     """A built-in trace by name (90 s at 30 reads/s unless told), or a JSON-lines file."""
     if name in BUILT_IN:
-        return BUILT_IN[name](seed, duration or 90.0, rate or 30.0)
+        return BUILT_IN[name](seed, duration or DEFAULT_DURATION, rate or 30.0)
     path = Path(name)
     if not path.is_file():
         raise TraceError(f"{name!r} is neither a built-in trace ({', '.join(BUILT_IN)}) "

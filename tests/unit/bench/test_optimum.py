@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from bench import trace
 from bench.optimum import needed, score, solve, solve_joint, violations
 from bench.trace import Limit, Limits, Read, Trace
@@ -74,3 +76,16 @@ def test_a_joint_optimum_gives_up_one_objective_for_a_floor_on_the_other():
     keep_answered = solve_joint(reads, "fresh", "answered", 5)
     assert (keep_answered.value, keep_answered.score.answered) == (1, 5)
     assert solve_joint(reads, "answered", "fresh", 0).value == 5  # no floor: the optimum
+
+
+def test_a_built_in_trace_of_another_length_has_optima_of_its_own(tmp_path):
+    from bench.optimum import cached_optima
+
+    cache = tmp_path / "optima.json"
+    short = trace.named("zipf", seed=7, duration=8.0)
+    longer = trace.named("zipf", seed=7, duration=12.0)
+    first = cached_optima(short, 7, path=cache)
+    second = cached_optima(longer, 7, path=cache)
+    assert first["answered"]["reads"] == len(short.reads)
+    assert second["answered"]["reads"] == len(longer.reads) > len(short.reads)
+    assert set(json.loads(cache.read_text())) == {"zipf/seed7/8s", "zipf/seed7/12s"}
