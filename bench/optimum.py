@@ -35,7 +35,8 @@ from scipy.sparse import csr_array
 
 from bench.trace import BUILT_IN, DEFAULT_DURATION, Limit, Trace
 
-#: Optima already solved, by "<trace>/seed<N>" (built-in traces at their default size).
+#: Optima already solved, by "<trace>/seed<N>" (a built-in trace of another length than
+#: the default: "<trace>/seed<N>/<seconds>s").
 CACHE = Path(__file__).parent / "results" / "optima.json"
 #: The simulator's latency is uniform in 0.2-0.5 s.
 LATENCY = 0.35

@@ -204,8 +204,8 @@ def simulate(trace: Trace, *, latency: float = 0.35, valuation: Valuation | None
             else:
                 score(critical, at is not None, False)
             if (at is None or now - at > ttl) and key not in calling:
-                # As admission does: a waiting key is ordered again only when its rate
-                # has grown by REGRADE since its order was sent.
+                # As admission does: a waiting key is ordered again once its mark has
+                # expired, or when its rate has grown by REGRADE since its order was sent.
                 if key not in claimed or claimed[key][1] <= now:
                     order(key, now, "read")
                 elif key in queue and rates.rate(key, now) >= REGRADE * claimed[key][0]:
