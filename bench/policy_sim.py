@@ -230,17 +230,18 @@ TARGETS = {"fresh": 0.95, "answered": 0.97, "critical": 0.98}
 def optimum(trace: Trace, seed: int) -> dict[str, int]:
     """The trace's optimum of each objective: the best schedule the solver found, from
     bench/results/optima.json (``bench.optimum.cached_optima``). When a solve stopped
-    early, the true optimum lies between it and ``optimum_bounds``."""
+    early, the true optimum lies between it and its bound (``optima_with_bounds``)."""
+    return optima_with_bounds(trace, seed)[0]
+
+
+def optima_with_bounds(trace: Trace, seed: int) -> tuple[dict[str, int], dict[str, int]]:
+    """Per objective, the best schedule found and what no schedule can beat (the same
+    once proven), from one read of the cache."""
     from bench.optimum import cached_optima  # scipy: only when an optimum is needed
 
-    return {objective: best["value"] for objective, best in cached_optima(trace, seed).items()}
-
-
-def optimum_bounds(trace: Trace, seed: int) -> dict[str, int]:
-    """What no schedule can beat, per objective (the optimum itself once proven)."""
-    from bench.optimum import cached_optima
-
-    return {objective: best["bound"] for objective, best in cached_optima(trace, seed).items()}
+    solved = cached_optima(trace, seed)
+    return ({objective: best["value"] for objective, best in solved.items()},
+            {objective: best["bound"] for objective, best in solved.items()})
 
 
 def violations(trace: Trace, result: Result, latency: float = 0.35) -> list[str]:
@@ -264,7 +265,7 @@ def violations(trace: Trace, result: Result, latency: float = 0.35) -> list[str]
 
 def report(trace: Trace, seed: int, result: Result) -> tuple[str, bool]:
     """One line of ratios to the optimum; misses flagged loudly."""
-    best = optimum(trace, seed)
+    best, bounds = optima_with_bounds(trace, seed)
     ratios = {"fresh": result.fresh / best["fresh"],
               "answered": result.answered / best["answered"],
               "critical": result.critical_fresh / best["critical"] if best["critical"] else 1.0}
@@ -280,7 +281,7 @@ def report(trace: Trace, seed: int, result: Result) -> tuple[str, bool]:
         line += "\n    !!! MISSED: " + "; ".join(missed)
     reached = {"fresh": result.fresh, "answered": result.answered,
                "critical": result.critical_fresh}
-    unproven = {k: v for k, v in optimum_bounds(trace, seed).items() if v > best[k]}
+    unproven = {k: v for k, v in bounds.items() if v > best[k]}
     if unproven:  # the ratios above flatter the policy by up to the solver's gap
         line += "\n    optimum not proven (solver's time limit): " + ", ".join(
             f"{k} at most {v} ({reached[k] / v:.3f} of that)" for k, v in unproven.items())
