@@ -200,18 +200,10 @@ def resolve_target(settings: Settings, service: str, endpoint: str,
 
 def parse_message(model: type[Record], raw: bytes | str | Any) -> Any:
     """Validate a raw topic value into ``model`` or raise BadMessage with a readable reason."""
-    if isinstance(raw, (bytes, bytearray)):
-        if len(raw) > MAX_MESSAGE_BYTES:
-            raise BadMessage(f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}")
-        try:
-            raw = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadMessage(f"not JSON: {exc}") from None
-    elif isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise BadMessage(f"not JSON: {exc}") from None
+    if isinstance(raw, (bytes, bytearray)) and len(raw) > MAX_MESSAGE_BYTES:
+        raise BadMessage(f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    if isinstance(raw, (bytes, bytearray, str)):
+        raw = _loads(raw)
     if not isinstance(raw, dict):
         raise BadMessage(f"expected a JSON object, got {type(raw).__name__}")
     try:
@@ -224,6 +216,15 @@ def parse_message(model: type[Record], raw: bytes | str | Any) -> Any:
         raise BadMessage(problems) from None
 
 
+def _loads(raw: bytes | bytearray | str) -> Any:
+    """JSON, or BadMessage: besides a syntax error, json.loads raises ValueError for bad
+    UTF-8 or an integer of over 4,300 digits, and RecursionError for deep nesting."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise BadMessage(f"not JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
 FETCH_KINDS: dict[str, type[Record]] = {"order": FetchOrder, "feedback": ServiceFeedback,
                                         "tick": Tick}
 
@@ -232,7 +233,7 @@ def parse_fetch_message(raw: bytes) -> FetchOrder | ServiceFeedback | Tick:
     """A message of ``internal.fetch``: an order, feedback from a call, or a tick."""
     try:
         kind = json.loads(raw).get("kind", "order")
-    except (ValueError, AttributeError, UnicodeDecodeError):
+    except (ValueError, AttributeError, RecursionError):
         kind = "order"  # let parse_message produce the precise reason
     model = FETCH_KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:

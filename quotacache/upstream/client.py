@@ -88,7 +88,7 @@ class UpstreamClient:
                                 retryable=status >= 500)
         try:
             body = json.loads(self._scrub(raw))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (ValueError, RecursionError):  # bad syntax or UTF-8, huge ints, deep nesting
             raise UpstreamError(f"{where}: answer is not JSON", status=status,
                                 retryable=False) from None
         return UpstreamAnswer(self._unwrap(where, body), headers)

@@ -30,6 +30,10 @@ def test_a_valid_request_is_parsed_and_the_symbol_upper_cased():
     (b'{"service": "cryptometer", "endpoint": "ticker", "priority": "urgent"}', "priority"),
     (b'{"service": "cryptometer", "endpoint": "ticker", "extra": 1}', "extra"),
     (b"x" * (MAX_MESSAGE_BYTES + 1), "exceeds"),
+    # json.loads raises ValueError and RecursionError too, not only JSONDecodeError:
+    (b'{"service": "cryptometer", "x": ' + b"1" * 5000 + b"}", "not JSON: ValueError"),
+    (b"[" * 50_000, "not JSON: RecursionError"),
+    ("[" * 50_000, "not JSON: RecursionError"),
 ])
 def test_bad_messages_raise_with_a_reason(raw, reason):
     with pytest.raises(BadMessage, match=reason):

@@ -44,6 +44,8 @@ async def test_symbol_and_fixed_params_go_where_the_profile_says(cryptometer):
 @pytest.mark.parametrize("response, message", [
     (httpx.Response(500, text="boom"), "HTTP 500"),
     (httpx.Response(200, text="<html>"), "not JSON"),
+    (httpx.Response(200, text="[" * 50_000), "not JSON"),  # RecursionError in json.loads
+    (httpx.Response(200, text="[" + "9" * 5000 + "]"), "not JSON"),  # ValueError: too long
     (httpx.Response(200, json={"success": "false", "error": "No updates!"}), "No updates!"),
     (httpx.Response(200, json=[1, 2]), "not a JSON object"),
 ])
