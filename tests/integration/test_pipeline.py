@@ -97,22 +97,24 @@ async def test_malformed_messages_are_dead_lettered_and_good_ones_beside_them_pr
         (None, json.dumps({"service": "cryptometer", "endpoint": "ticker",
                            "symbol": "BTC&api_key=x"}).encode()),
         (None, b"[1,2,3]"),
+        (None, b"[" * 50_000),  # json.loads raises RecursionError
+        (None, b'{"service": "cryptometer", "x": ' + b"1" * 5000 + b"}"),  # ValueError
     ]
     await deployment.produce(deployment.topic("refresh"),
                              [good("BTC"), bad[0], bad[1], good("ETH"), bad[2], bad[3],
-                              good("SOL"), bad[4]])
+                              good("SOL"), bad[4], bad[5], good("XRP"), bad[6], good("ADA")])
     letters = await deployment.consume(deployment.topic("dead-letter"), len(bad))
     reasons = [json.loads(letter.value)["reason"] for letter in letters]
-    assert any("not JSON" in r for r in reasons)
+    assert sum("not JSON" in r for r in reasons) == 3
     assert any("unknown service 'nope'" in r for r in reasons)
     assert sum("symbol" in r for r in reasons) == 2
     assert any("expected a JSON object" in r for r in reasons)
-    for symbol in ("BTC", "ETH", "SOL"):
+    for symbol in ("BTC", "ETH", "SOL", "XRP", "ADA"):
         await apoll(lambda s=symbol: status_of(worker, f"/cache/cryptometer/ticker/{s}") == "HIT",
                     message=f"{symbol} processed")
     assert worker.child.alive()
     assert worker.stats()["dead_letters"] == len(bad)
-    assert deployment.simulator.stats()["accepted"] == 3
+    assert deployment.simulator.stats()["accepted"] == 5
 
 
 def test_reads_answer_4xx_for_unknown_names_and_bad_symbols(deployment):
