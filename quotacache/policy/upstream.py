@@ -36,12 +36,18 @@ def rate_hint(answer_headers: Mapping[str, str], now: float) -> dict[str, Any] |
         limit = int(raw_limit) if raw_limit else None
     except ValueError:
         return None
-    # Reset is epoch seconds, or seconds from now.
-    return {"remaining": left, "reset_at": at if at > 1e9 else now + at, "limit": limit}
+    if not math.isfinite(at):
+        return None
+    # Reset is epoch milliseconds, epoch seconds, or seconds from now; never further
+    # than a Retry-After may ask (a lying or misread reset would stop the service).
+    reset_at = at / 1000.0 if at > 1e12 else at if at > 1e9 else now + max(0.0, at)
+    return {"remaining": left, "reset_at": min(reset_at, now + MAX_RETRY_AFTER),
+            "limit": limit}
 
 
-#: The longest pause a Retry-After may ask for (seconds): an upstream that says "never"
-#: (``inf``, a date in year 9999) is asked again after a day, one call.
+#: The longest pause a Retry-After or a rate hint's reset may ask for (seconds): an
+#: upstream that says "never" (``inf``, a date in year 9999) is asked again after a day,
+#: one call.
 MAX_RETRY_AFTER = 86_400.0
 
 

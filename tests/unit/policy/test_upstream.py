@@ -3,6 +3,7 @@
 from email.utils import formatdate
 
 import httpx
+import pytest
 
 from quotacache.policy.upstream import (
     MAX_RETRY_AFTER,
@@ -26,6 +27,28 @@ def test_the_upstreams_limit_rides_with_its_hint():
     headers = httpx.Headers({"X-RateLimit-Remaining": "3", "X-RateLimit-Reset": "20",
                              "X-RateLimit-Limit": "100"})
     assert rate_hint(headers, now=100) == {"remaining": 3, "reset_at": 120, "limit": 100}
+
+
+NOW = 1_795_733_580.0  # epoch seconds
+
+
+@pytest.mark.parametrize("reset, reset_at", [
+    ("5", NOW + 5),  # seconds from now
+    (str(NOW + 5), NOW + 5),  # epoch seconds
+    (str(int((NOW + 5) * 1000)), NOW + 5),  # epoch milliseconds: not 55,000 years away
+    ("1e300", NOW + MAX_RETRY_AFTER),  # a reset past a day is a day
+    ("31536000", NOW + MAX_RETRY_AFTER),
+    ("-5", NOW),
+])
+def test_a_hints_reset_is_read_in_any_unit_and_never_further_than_a_day(reset, reset_at):
+    headers = httpx.Headers({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset})
+    assert rate_hint(headers, now=NOW)["reset_at"] == pytest.approx(reset_at)
+
+
+@pytest.mark.parametrize("reset", ["inf", "nan", "-inf", "soon"])
+def test_a_reset_that_is_no_time_is_no_hint(reset):
+    headers = httpx.Headers({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset})
+    assert rate_hint(headers, now=NOW) is None
 
 
 def test_no_hint_without_both_remaining_and_reset():
