@@ -1,4 +1,5 @@
-"""A hostile upstream for tests: huge bodies, bytes that dribble, echoed keys, 4xx.
+"""A hostile upstream for tests: huge bodies, zip bombs, bytes that dribble, echoed keys,
+4xx.
 
 It runs an aiohttp server on loopback in a thread of its own and answers every path the
 same way, as ``mode`` says; ``calls`` counts what it received.
@@ -8,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
+import zlib
 from collections.abc import Iterator
 
 from aiohttp import web
@@ -39,6 +42,9 @@ class HostileUpstream:
                 for _ in range(400):
                     await response.write(chunk)
             return response
+        if mode == "gzip_bomb":  # 200 KB on the wire, 200 MB once inflated
+            return web.Response(body=gzip_bomb(), headers={
+                "Content-Type": "application/json", "Content-Encoding": "gzip"})
         if mode == "drip":  # one byte every 2 s, for ever
             response = web.StreamResponse(headers={"Content-Type": "application/json"})
             await response.prepare(request)
@@ -79,3 +85,11 @@ class HostileUpstream:
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             thread.join(10)
+
+
+@functools.cache
+def gzip_bomb(inflated: int = 200 << 20) -> bytes:
+    """A gzip body of ``inflated`` spaces (a thousand times smaller on the wire)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = b" " * (1 << 20)
+    return b"".join(packer.compress(block) for _ in range(inflated >> 20)) + packer.flush()

@@ -5,8 +5,9 @@ endpoint's configured parameter; paths, hosts and other parameters come from the
 configuration. Errors never carry the URL's query or the key (the key may be in it).
 Tests swap the network through ``transport`` (e.g. ``httpx.MockTransport``).
 
-What comes back is treated as hostile: the body is streamed and the call abandoned once
-it passes ``max_answer_bytes`` (memory stays bounded whatever the upstream sends), the
+What comes back is treated as hostile: the body is streamed, decompressed here in steps
+no larger than the room left, and the call abandoned once it passes
+``max_answer_bytes`` (memory stays bounded whatever the upstream sends, a zip bomb too), the
 whole call (connect, headers, body) ends at ``call_deadline`` however slowly the bytes
 come, and the service's key is scrubbed from the body before it is parsed, so an
 upstream that echoes the request URL cannot carry the key into topics, tables or
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import zlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +39,33 @@ class UpstreamAnswer:
     headers: httpx.Headers
 
 
+#: The encodings asked for, and decoded here step by step (``_get``).
+ACCEPT_ENCODING = "gzip, deflate"
+
+
+def _inflater(where: str, encoding: str | None) -> Any:
+    """A zlib decoder for a gzip or deflate answer; None for one sent as it is."""
+    encoding = (encoding or "identity").strip().lower()
+    if encoding == "identity":
+        return None
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise UpstreamError(f"{where}: answer in an encoding not asked for: {encoding[:40]!r}",
+                            retryable=False)
+    return zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib header, detected
+
+
+def _inflate(where: str, inflater: Any, data: bytes, room: int) -> bytes:
+    try:
+        return bytes(inflater.decompress(data, room))
+    except zlib.error:
+        raise UpstreamError(f"{where}: answer is not valid gzip or deflate",
+                            retryable=False) from None
+
+
+async def _already_read(response: httpx.Response) -> AsyncIterator[bytes]:
+    yield response.content
+
+
 class UpstreamClient:
     """Fetches one endpoint's data for one symbol from one configured service."""
 
@@ -43,7 +73,8 @@ class UpstreamClient:
                  transport: httpx.AsyncBaseTransport | None = None):
         self.name = name
         self.config = config
-        headers = {"User-Agent": USER_AGENT, **config.headers}
+        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": ACCEPT_ENCODING,
+                   **config.headers}
         secret = config.auth.secret() if config.auth else None
         #: The key as an upstream could echo it: plain and URL-encoded.
         self._secret_forms = sorted((f.encode() for f in (forms(secret) if secret else ())
@@ -83,7 +114,7 @@ class UpstreamClient:
         if status == 429:
             raise UpstreamError(f"{where}: rate limited (429)", status=429,
                                 retry_after=parse_retry_after(headers.get("Retry-After"), now))
-        if status >= 400:
+        if not 200 <= status < 300:  # a redirect's body is not the data either
             raise UpstreamError(f"{where}: HTTP {status}", status=status,
                                 retryable=status >= 500)
         try:
@@ -100,16 +131,29 @@ class UpstreamClient:
         cap = self.config.max_answer_bytes
         params = {**self.params_for(endpoint, symbol), **self._query_auth}
         async with self._client.stream("GET", spec.path, params=params) as response:
-            if response.status_code >= 400:  # the body of a refusal is not needed
+            if not 200 <= response.status_code < 300:  # the body of a refusal is not needed
                 return response.status_code, response.headers, b""
+            if response.is_stream_consumed:  # read and decoded by the transport already
+                inflater, raw = None, _already_read(response)  # (httpx.MockTransport)
+            else:
+                inflater = _inflater(where, response.headers.get("Content-Encoding"))
+                raw = response.aiter_raw()
             chunks: list[bytes] = []
             size = 0
-            async for chunk in response.aiter_bytes():  # decoded: a zip bomb hits the cap too
-                size += len(chunk)
-                if size > cap:
-                    raise UpstreamError(f"{where}: answer larger than {cap} bytes",
-                                        retryable=False)
-                chunks.append(chunk)
+            async for data in raw:
+                while data:  # decoded in steps of at most what the cap leaves: a zip bomb
+                    if inflater is None:  # stops at the cap, not after inflating a read
+                        chunk, data = data, b""
+                    else:
+                        chunk = _inflate(where, inflater, data, cap - size + 1)
+                        data = inflater.unconsumed_tail
+                    size += len(chunk)
+                    if size > cap:
+                        raise UpstreamError(f"{where}: answer larger than {cap} bytes",
+                                            retryable=False)
+                    chunks.append(chunk)
+            if inflater is not None:
+                chunks.append(inflater.flush(cap - size + 1))
             return response.status_code, response.headers, b"".join(chunks)
 
     def _scrub(self, raw: bytes) -> bytes:

@@ -1,5 +1,8 @@
 """The upstream client through httpx.MockTransport: URLs from config only, keys kept secret."""
 
+import gzip
+import json
+import tracemalloc
 from urllib.parse import quote, quote_plus
 
 import httpx
@@ -7,7 +10,8 @@ import pytest
 
 from quotacache.errors import UpstreamError
 from quotacache.settings import load_settings
-from quotacache.upstream.client import UpstreamClient
+from quotacache.upstream.client import ACCEPT_ENCODING, UpstreamClient
+from tests.hostile import gzip_bomb
 
 KEY = "sk-test-4f8a9c"
 
@@ -98,3 +102,58 @@ async def test_header_auth_puts_the_key_in_the_header(monkeypatch):
     answer = await client.fetch("liquidation_map", "BTC", now=0)
     assert answer.data == {"levels": [1]}
     assert seen[0].headers["X-API-Key"] == KEY and KEY not in str(seen[0].url)
+
+
+OK = {"success": "true", "error": "false", "data": {"price": 1}}
+
+
+def encoded(status, body, encoding, **headers):
+    """An answer as it comes off the wire: still encoded (httpx decodes ``content=`` at
+    once, and a zip bomb with it)."""
+    return httpx.Response(status, stream=httpx.ByteStream(body),
+                          headers={"Content-Encoding": encoding, **headers})
+
+
+@pytest.mark.parametrize("encoding, pack", [
+    ("gzip", gzip.compress), ("deflate", __import__("zlib").compress), ("identity", bytes)])
+async def test_a_compressed_answer_is_decoded(cryptometer, encoding, pack):
+    seen = []
+
+    def handler(request):
+        seen.append(request.headers["Accept-Encoding"])
+        return encoded(200, pack(json.dumps(OK).encode()), encoding)
+
+    answer = await client_answering(cryptometer, handler).fetch("ticker", "BTC", now=0)
+    assert answer.data == {"price": 1} and seen == [ACCEPT_ENCODING]
+
+
+async def test_a_zip_bomb_stops_at_the_cap_without_inflating_a_read_whole(cryptometer):
+    """200 MB of spaces in 200 KB of gzip, capped at 64 KB: the answer is cut, and no more
+    than about the cap is ever inflated at once (httpx inflates each network read whole:
+    up to a thousand times its size)."""
+    config = cryptometer.model_copy(update={"max_answer_bytes": 64 << 10})
+    body = gzip_bomb()
+
+    client = client_answering(config, lambda request: encoded(200, body, "gzip"))
+    tracemalloc.start()
+    try:
+        with pytest.raises(UpstreamError, match="larger than 65536 bytes") as raised:
+            await client.fetch("ticker", "BTC", now=0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert not raised.value.retryable
+    assert peak < 4 << 20, f"{peak >> 20} MB inflated at once"
+
+
+@pytest.mark.parametrize("response, message", [
+    (encoded(200, b"xx", "br"), "encoding not asked for"),
+    (encoded(200, b"not gzip", "gzip"), "not valid gzip"),
+    (httpx.Response(302, json={"error": "moved"}, headers={"Location": "/elsewhere"}),
+     "HTTP 302"),
+])
+async def test_answers_that_are_not_data_fail_without_a_retry(cryptometer, response, message):
+    client = client_answering(cryptometer, lambda request: response)
+    with pytest.raises(UpstreamError, match=message) as raised:
+        await client.fetch("ticker", "BTC", now=0)
+    assert not raised.value.retryable
