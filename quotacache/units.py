@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from enum import StrEnum
 from typing import Annotated, Any
@@ -25,8 +26,8 @@ def parse_duration(value: Any) -> float:
             raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 2m, 1h)")
         unit = match.group(2).lower() if match.group(2) else None
         seconds = float(match.group(1)) * _UNIT_SECONDS[unit]
-    if seconds <= 0:
-        raise ValueError("a duration must be positive")
+    if not math.isfinite(seconds) or seconds <= 0:  # nan <= 0 is False
+        raise ValueError("a duration must be a positive, finite number of seconds")
     return seconds
 
 
@@ -47,7 +48,7 @@ class Priority(StrEnum):
 class RateLimit(BaseModel):
     """At most ``calls`` upstream calls in any window of ``seconds`` seconds."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     calls: int = Field(gt=0)
     seconds: float = Field(gt=0)

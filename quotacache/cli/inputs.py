@@ -116,13 +116,7 @@ def positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
 
 def load_config(args: argparse.Namespace) -> Settings:
     path = args.config or args.root_config or os.environ.get("QUOTACACHE_CONFIG")
-    try:
-        return load_settings(path)
-    except (OSError, UnicodeDecodeError) as exc:  # a directory, no permission, binary
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else (
-            "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc))
-        raise CliError(f"cannot read the configuration file {str(path)!r}: {reason}",
-                       Exit.CONFIG) from None
+    return load_settings(path)  # a ConfigError exits with Exit.CONFIG (cli/errors.py)
 
 
 def check_broker(settings: Settings) -> None:

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     """Everything quotacache needs to run; see the module docstring for sources."""
 
     model_config = SettingsConfigDict(env_prefix="QUOTACACHE_", env_nested_delimiter="__",
-                                      extra="forbid")
+                                      extra="forbid", allow_inf_nan=False)
 
     app_id: str = "quotacache"
     topic_prefix: str = "quotacache."
@@ -118,22 +118,29 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
     if path:
         origin = str(path)
         try:
-            raw = tomllib.loads(Path(path).read_text())
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"configuration file not found: {path}") from None
+        except (OSError, UnicodeDecodeError) as exc:  # a directory, no permission, binary
+            reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigError(f"cannot read the configuration file {str(path)!r}: {reason}"
+                              ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     raw = _merge(raw, overrides)
     own = raw.get("services", {})
+    if not isinstance(own, dict):  # merged with the profiles below: say so before that
+        raise ConfigError(f"invalid configuration ({origin}):\n  services: must be a table "
+                          "of services ([services.NAME])")
     if "profiles" in raw:
         profiles = raw["profiles"]
     elif not own:  # nothing configured: both built-in services, as the demo runs them
         profiles = ["cryptometer", "kingfisher"]
     else:  # only the profiles whose services the file names (to override them)
-        profiles = [name for name, services in PROFILES.items()
-                    if isinstance(own, dict) and set(services) & set(own)]
-    if not isinstance(profiles, list):
-        raise ConfigError(f"invalid configuration ({origin}):\n  profiles: must be a list")
+        profiles = [name for name, services in PROFILES.items() if set(services) & set(own)]
+    if not isinstance(profiles, list) or not all(isinstance(p, str) for p in profiles):
+        raise ConfigError(f"invalid configuration ({origin}):\n  profiles: must be a list "
+                          "of profile names")
     services: dict[str, Any] = {}
     for profile in profiles:
         if profile not in PROFILES:

@@ -24,7 +24,7 @@ def checked_names(kind: str, named: dict[str, N]) -> dict[str, N]:
 class AuthConfig(BaseModel):
     """Where the API key goes (a query parameter or a header) and which env var holds it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     query: str | None = None
     header: str | None = None
@@ -44,7 +44,7 @@ class AuthConfig(BaseModel):
 class EndpointConfig(BaseModel):
     """One upstream endpoint: its path, how the symbol is sent, its TTL and priority."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     path: str
     ttl: Duration
@@ -83,7 +83,7 @@ class EndpointConfig(BaseModel):
 class ServiceConfig(BaseModel):
     """One upstream API: where it lives, how to authenticate, its limits and endpoints."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     base_url: str
     auth: AuthConfig | None = None

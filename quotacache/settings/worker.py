@@ -8,7 +8,7 @@ from quotacache.units import Duration
 
 
 class BrokerConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     url: str = "embedded"
     embedded_port: int = Field(default=19092, gt=0, lt=65536)
@@ -75,7 +75,7 @@ class BrokerConfig(BaseModel):
 
 
 class WebConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     host: str = "127.0.0.1"
     port: int = Field(default=6066, gt=0, lt=65536)
@@ -94,7 +94,7 @@ class WebConfig(BaseModel):
 
 
 class CacheConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     #: How often the sweeper looks for entries past ``max_staleness`` to tombstone.
     sweep_interval: Duration = 60.0
@@ -106,7 +106,7 @@ class CacheConfig(BaseModel):
 class SchedulerConfig(BaseModel):
     """The unified scheduler: monitored symbols, strategies, volatility."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     #: How often the leader publishes refresh requests for monitored keys.
     scan_interval: Duration = 5.0

@@ -15,8 +15,9 @@ def test_durations_accept_the_units_of_the_seed():
     assert parse_duration("6h") == 6 * 3600
     assert parse_duration(90) == 90
     assert parse_duration("1.5s") == 1.5
-    with pytest.raises(ValueError):
-        parse_duration("soon")
+    for bad in ("soon", float("nan"), float("inf"), 0, -1):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
 
 
 def test_limits_parse_calls_per_seconds():
@@ -89,6 +90,20 @@ endpoints.ticker.ttl = "30s"
      "services.cryptometer.endpoints.ticker.ttl"),
     ('[broker]\nurl = "redis://x"\n', "broker.url"),
     ('[services.cryptometer]\napi_key = "abc"\n', "services.cryptometer.api_key"),
+    # nan <= 0 is False: not finite is not a duration, a limit's window, or a weight
+    ('[services.cryptometer.endpoints.ticker]\nttl = nan\n',
+     "services.cryptometer.endpoints.ticker.ttl"),
+    ('[services.cryptometer]\ncall_deadline = inf\n', "services.cryptometer.call_deadline"),
+    ('[services.cryptometer]\nlimits = [{calls = 1, seconds = inf}]\n',
+     "services.cryptometer.limits.0.seconds"),
+    ('[services.cryptometer]\nanswered_bonus = inf\n', "services.cryptometer.answered_bonus"),
+    ('[services.cryptometer]\npriority_weights = {low = nan}\n',
+     "services.cryptometer.priority_weights"),
+    # shapes the profiles cannot be merged with
+    ('services = 5\n', "services: must be a table"),
+    ('services = ["cryptometer"]\n', "services: must be a table"),
+    ('profiles = [["cryptometer"]]\n', "profiles: must be a list of profile names"),
+    ('profiles = [{a = 1}]\n', "profiles: must be a list of profile names"),
 ])
 def test_a_bad_file_fails_with_the_key_named(tmp_path, text, key):
     with pytest.raises(ConfigError) as raised:
@@ -101,6 +116,12 @@ def test_bad_toml_and_missing_file_are_clear(tmp_path):
         load_settings(write(tmp_path, "[web\n"))
     with pytest.raises(ConfigError, match="not found"):
         load_settings(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="cannot read .* Is a directory"):
+        load_settings(tmp_path)
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b'[web]\nhost = "\xff"\n')
+    with pytest.raises(ConfigError, match="cannot read .* not UTF-8 text"):
+        load_settings(binary)
 
 
 def test_environment_overrides_the_file(tmp_path, monkeypatch):
