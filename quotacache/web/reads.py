@@ -56,6 +56,9 @@ def register(rt: Runtime) -> None:
 
 
 ROUTED_HEADER = "X-Quotacache-Routed"
+#: Seconds a read waits to hand its refresh request to the producer (microseconds
+#: normally; unbounded while the broker is down and the producer's buffer is full).
+REQUEST_TIMEOUT = 0.5
 #: Headers of the owner's answer that the reader must see, whichever worker it asked.
 FORWARDED_HEADERS = ("X-Cache", "Age")
 
@@ -121,10 +124,15 @@ async def read_entry(view: web.View, rt: Runtime, service: str, endpoint: str, s
             request = RefreshRequest(service=service, endpoint=endpoint, symbol=symbol,
                                      reason="read", force=force)
             try:
-                if owned and not_ready(rt) is None:  # in place: a topic hop less
-                    await admit_request(rt, request, symbol, key)
-                else:
-                    await rt.topics.send(rt.topics.requests, key, request)
+                # A send waits while the producer's buffer is full (the broker is down):
+                # the read is answered anyway, promptly (/health says what is wrong).
+                async with asyncio.timeout(REQUEST_TIMEOUT):
+                    if owned and not_ready(rt) is None:  # in place: a topic hop less
+                        await admit_request(rt, request, symbol, key)
+                    else:
+                        await rt.topics.send(rt.topics.requests, key, request)
+            except TimeoutError:
+                log.debug("refresh of %s not requested: the broker takes no record", key)
             except Exception:  # the read is still answered
                 log.exception("could not request a refresh of %s", key)
             if wait > 0:

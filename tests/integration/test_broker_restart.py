@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -105,6 +106,33 @@ def ticker_usage(worker) -> dict | None:
         return {**row, "queued": sum(answer["queue"].values())}
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         return None
+
+
+def test_reads_are_answered_at_once_while_the_broker_is_down(tmp_path, simulator):
+    """Each miss asks for a refresh the producer cannot deliver; once its buffer is full,
+    a send waits for the broker. The read is answered anyway, within REQUEST_TIMEOUT:
+    before, after about 60 misses every further miss or stale read got no answer."""
+    broker = EmbeddedBroker(free_port(), log_path=tmp_path / "broker.log").start()
+    deployment = Deployment(tmp_path, broker.bootstrap, simulator, embedded=True)
+    try:
+        worker, *_ = worker_with_btc(deployment)
+        broker.stop()
+
+        def read(i):
+            started = time.monotonic()
+            response = httpx.get(f"{worker.url}/cache/cryptometer/ls_ratio/M{i}", timeout=10)
+            return response.status_code, time.monotonic() - started
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(read, range(200)))
+        slowest = max(took for _, took in answers)
+        print(f"\n200 misses with the broker down: slowest answered in {slowest:.2f} s")
+        assert {code for code, _ in answers} == {202}
+        assert slowest < 5
+        assert status(worker, "ticker/BTC") == "HIT"
+    finally:
+        deployment.stop()
+        broker.stop()
 
 
 def test_spent_budget_survives_a_broker_restart_alone(tmp_path, simulator):
