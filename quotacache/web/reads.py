@@ -22,6 +22,7 @@ from quotacache.policy.freshness import Freshness, classify
 from quotacache.runtime import Runtime
 from quotacache.streams.records import RefreshRequest
 from quotacache.web.cluster import own_url
+from quotacache.web.errors import HttpError
 from quotacache.web.guard import authorized, peer_headers
 from quotacache.web.hits import encode, forget_on_rebalance, remember
 from quotacache.web.schemas import ReadQuery, parse_query
@@ -45,6 +46,10 @@ def register(rt: Runtime) -> None:
             except Exception as exc:  # owner down or rebalancing: answer from what we have
                 log.warning("owner of %s unreachable (%s): answering locally", key,
                             type(exc).__name__)
+                if rt.cache.get(key) is None:  # a MISS would say there is no data: unknown
+                    raise HttpError(503, f"the owner of {key} cannot answer now and this "
+                                    "worker holds no copy of it",
+                                    {"Retry-After": str(OWNER_RETRY_AFTER)}) from None
                 routed = None
             if routed is not None:
                 return routed
@@ -55,7 +60,14 @@ def register(rt: Runtime) -> None:
                                     may_force=may_force, owned=owned_here(rt, key))
 
 
+class OwnerUnavailable(Exception):
+    """The key's owner refused the forwarded read for now (429 or 5xx)."""
+
+
 ROUTED_HEADER = "X-Quotacache-Routed"
+#: Retry-After (seconds) of a read whose owner is away and which this worker cannot
+#: answer: a takeover takes a few seconds.
+OWNER_RETRY_AFTER = 1
 #: Seconds a read waits to hand its refresh request to the producer (microseconds
 #: normally; unbounded while the broker is down and the producer's buffer is full).
 REQUEST_TIMEOUT = 0.5
@@ -67,7 +79,8 @@ async def forward_to_owner(view: web.View, rt: Runtime, request: web.Request, ke
                            wait: float) -> web.Response | None:
     """The owner's answer to this read, with its status and cache headers; None when this
     worker owns the key, owners are not assigned yet, or the read was forwarded already
-    (two workers that disagree during a rebalance never bounce a read between them)."""
+    (two workers that disagree during a rebalance never bounce a read between them).
+    Raises when the owner cannot be reached or refuses for now (OwnerUnavailable)."""
     if request.headers.get(ROUTED_HEADER):
         return None
     try:
@@ -82,8 +95,8 @@ async def forward_to_owner(view: web.View, rt: Runtime, request: web.Request, ke
     if "Authorization" in request.headers:  # the owner judges the reader's own rights
         headers["Authorization"] = request.headers["Authorization"]
     async with rt.app.http_client.get(url, headers=headers, timeout=timeout) as response:
-        if response.status == 429 or response.status >= 500:
-            return None  # the owner cannot answer now: this worker's copy will do
+        if response.status == 429 or response.status >= 500:  # this worker's copy will do
+            raise OwnerUnavailable(f"the owner answered {response.status}")
         body = await response.read()
         kept = {h: response.headers[h] for h in FORWARDED_HEADERS if h in response.headers}
         return view.bytes(body, content_type=response.content_type, status=response.status,
