@@ -16,6 +16,7 @@ the changelog (a memory-only broker restarted, the whole stack restarted).
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -103,9 +104,19 @@ class RateLimiter:
 
 
 def journal_dir(settings: Settings) -> Path:
-    """Where the call journals of this app live: never inside a worker's data dir."""
-    base = settings.journal_dir or settings.data_dir.parent / "quotacache-journal"
-    return base / settings.app_id
+    """Where the call journals of this app live: never inside a worker's data dir, and,
+    unless configured, never where the working directory decides. Beside an absolute
+    data dir; for a relative one (the default), in the user's state directory: a worker
+    started again from another directory has another data dir, but the calls it sent
+    are the same key's."""
+    if settings.journal_dir is not None:
+        base = settings.journal_dir
+    elif settings.data_dir.is_absolute():
+        base = settings.data_dir.parent / "quotacache-journal"
+    else:
+        state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+        base = Path(state) / "quotacache" / "journal"
+    return base.resolve() / settings.app_id
 
 
 def worker_name(settings: Settings) -> str:

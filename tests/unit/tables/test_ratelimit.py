@@ -1,5 +1,7 @@
 """The rate limiter's state: send times of recent calls per scope, in a table and a journal."""
 
+from pathlib import Path
+
 import pytest
 
 from quotacache.tables.ratelimit import RateLimiter, ServiceBudget, journal_dir, worker_name
@@ -169,6 +171,19 @@ async def test_calls_sent_in_the_same_millisecond_each_count_after_a_restart(lim
 def test_the_journal_lives_outside_the_data_dir_that_a_new_broker_wipes(tmp_path):
     settings = settings_for(tmp_path)
     assert not journal_dir(settings).is_relative_to(settings.data_dir)
+
+
+def test_the_default_journal_does_not_depend_on_the_working_directory(tmp_path, monkeypatch):
+    """With the default, relative data dir, a worker started again from another
+    directory has another data dir: its journal, and the calls in it, must be found."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    settings = settings_for(tmp_path).model_copy(update={"data_dir": Path("quotacache-data")})
+    seen = set()
+    for cwd in ("a", "b"):
+        (tmp_path / cwd).mkdir()
+        monkeypatch.chdir(tmp_path / cwd)
+        seen.add(journal_dir(settings))
+    assert seen == {tmp_path / "state" / "quotacache" / "journal" / settings.app_id}
 
 
 def test_a_worker_keeps_its_journal_name_across_restarts_and_no_two_share_one(tmp_path):
