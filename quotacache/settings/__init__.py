@@ -43,9 +43,10 @@ class Settings(BaseSettings):
     topic_prefix: str = "quotacache."
     data_dir: Path = Path("quotacache-data")
     #: Where each worker journals the upstream calls it sends, so spent budget survives
-    #: any restart (default: quotacache-journal beside data_dir; never inside it, since
-    #: a data dir is wiped when the broker is new). Workers of one app on one machine
-    #: share it.
+    #: any restart (default: quotacache-journal beside an absolute data_dir, else in
+    #: $XDG_STATE_HOME/quotacache/journal: never inside a data dir, which is wiped when
+    #: the broker is new, nor where the working directory decides). Workers of one app on
+    #: one machine share it.
     journal_dir: Path | None = None
     #: fsync the journal after every call: survives a power loss, costs a disk flush.
     limits_fsync: bool = False
