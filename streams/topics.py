@@ -220,6 +220,21 @@ class Topics:
             if (exc := done.exception()) is not None:
                 raise NotDelivered(failure(exc))
 
+    async def confirm_sent(self, timeout: float = PUBLISH_TIMEOUT) -> None:
+        """Return once the broker has every record handed to the producer so far, the
+        tables' changelog records included (a table write answered as saved is saved).
+        Raises NotDelivered when sends are failing or the broker does not confirm them
+        within ``timeout``."""
+        problem = self.health.problem()
+        if problem:
+            raise NotDelivered(problem)
+        try:
+            async with asyncio.timeout(timeout):
+                await self.app.producer.flush()
+        except TimeoutError:
+            raise NotDelivered(f"the broker did not confirm the change in {timeout:g} s"
+                               ) from None
+
     def hold(self) -> None:
         """Keep every send in memory from now on, in order, until ``release``: the
         topics are about to be deleted and created again (dev/rotation.py)."""

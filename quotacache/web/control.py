@@ -9,7 +9,8 @@ answer once the broker has them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from faust import web
 
@@ -79,6 +80,8 @@ def batch_requests(rt: Runtime, symbols: list[str], refs: list[tuple[str, str]],
     return requests
 
 
+T = TypeVar("T")
+
 #: Seconds a writer is told to wait before trying a refused publish again.
 REPUBLISH_AFTER = 5
 
@@ -91,6 +94,23 @@ async def publish(rt: Runtime, requests: Mapping[str, RefreshRequest]) -> None:
     except NotDelivered as exc:
         raise HttpError(503, f"not published: {exc}",
                         {"Retry-After": str(REPUBLISH_AFTER)}) from None
+
+
+async def saved(rt: Runtime, write: Callable[[], T]) -> T:
+    """Apply ``write`` to the control tables and answer once their changelog has it: a
+    worker killed right after a 200 must find the change at its restart. A 503 saying
+    why when the broker does not take it (the change, made already in this worker, may
+    be lost)."""
+    problem = rt.topics.health.problem()
+    if problem:
+        raise HttpError(503, f"not saved: {problem}", {"Retry-After": str(REPUBLISH_AFTER)})
+    result = write()
+    try:
+        await rt.topics.confirm_sent()
+    except NotDelivered as exc:
+        raise HttpError(503, f"not saved: {exc}",
+                        {"Retry-After": str(REPUBLISH_AFTER)}) from None
+    return result
 
 
 def register(rt: Runtime) -> None:
@@ -132,19 +152,26 @@ def register(rt: Runtime) -> None:
             new = {s for s in symbols if s not in rt.control.monitored}
             if len(rt.control.monitored) + len(new) > MAX_MONITORED:
                 raise HttpError(400, f"at most {MAX_MONITORED} symbols can be monitored")
-            for symbol in symbols:
-                current = set(rt.control.monitored.get(symbol) or [])
-                rt.control.monitored[symbol] = sorted(current | wanted)
+            def monitor() -> None:
+                for symbol in symbols:
+                    current = set(rt.control.monitored.get(symbol) or [])
+                    rt.control.monitored[symbol] = sorted(current | wanted)
+
+            await saved(rt, monitor)
             return self.json({"symbols": rt.control.monitored_endpoints()})
 
         async def delete(self, request: web.Request) -> web.Response:
             body = await parse_body(request, UnmonitorBody)
-            removed = []
-            for symbol in body.symbols:
-                key = symbol.upper()
-                if key in rt.control.monitored:
-                    del rt.control.monitored[key]
-                    removed.append(key)
+            def unmonitor() -> list[str]:
+                removed = []
+                for symbol in body.symbols:
+                    key = symbol.upper()
+                    if key in rt.control.monitored:
+                        del rt.control.monitored[key]
+                        removed.append(key)
+                return removed
+
+            removed = await saved(rt, unmonitor)
             return self.json({"removed": removed, "symbols": rt.control.monitored_endpoints()})
 
     @app.page("/strategy")
@@ -157,14 +184,17 @@ def register(rt: Runtime) -> None:
             body = await parse_body(request, StrategyBody)
             if body.service not in rt.settings.services:
                 raise UnknownTarget(f"unknown service {body.service!r}")
-            state = rt.control.strategy(body.service)
-            now = rt.clock()
-            if body.release:
-                release(state, now)
-            elif body.strategy is None:
+            if not body.release and body.strategy is None:
                 raise HttpError(400, f"strategy: give one of {', '.join(Strategy)}, "
                                 "or release: true")
-            else:
-                pin(state, body.strategy, now)
-            rt.control.save_strategy(body.service, state)
+            state = rt.control.strategy(body.service)
+
+            def set_strategy() -> None:
+                if body.release:
+                    release(state, rt.clock())
+                else:
+                    pin(state, body.strategy, rt.clock())
+                rt.control.save_strategy(body.service, state)
+
+            await saved(rt, set_strategy)
             return self.json(state.to_dict())

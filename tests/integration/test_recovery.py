@@ -64,3 +64,20 @@ async def test_restarted_worker_serves_every_key_with_and_without_its_data_dir(d
     shutil.rmtree(kept.data_dir)
     rebuilt = deployment.start_worker("w3", data_dir=kept.data_dir)
     assert served_versions(rebuilt) == expected
+
+
+def test_a_control_change_answered_200_survives_a_sigkill_right_after(deployment):
+    """Monitored symbols and a pinned strategy live in tables: a 200 means their changelog
+    has the change, so a worker killed at once finds it at its restart (before, the
+    answer came before the producer sent the record: lost 3 times in 3)."""
+    worker = deployment.start_worker()
+    monitored = httpx.post(worker.url + "/symbols", timeout=10, json={
+        "symbols": ["ZZZ"], "endpoints": ["cryptometer/ticker"]})
+    pinned = httpx.post(worker.url + "/strategy", timeout=10, json={
+        "service": "cryptometer", "strategy": "MINIMAL"})
+    assert monitored.status_code == 200 and pinned.status_code == 200
+    worker.child.kill()  # SIGKILL: nothing flushed on the way out
+    again = deployment.start_worker("w2", data_dir=worker.data_dir)
+    assert "ZZZ" in again.get("/symbols").json()["symbols"]
+    strategy = again.get("/strategy").json()["cryptometer"]
+    assert strategy["strategy"] == "MINIMAL" and strategy["pinned"]
