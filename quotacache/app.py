@@ -130,6 +130,7 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
 
     @app.on_before_shutdown.connect
     async def cancel_background_tasks(app: faust.App, **kwargs: object) -> None:
+        rt.waiters.wake_all()  # the web server's stop waits for every open answer
         await rt.tasks.cancel_all()
 
     return rt

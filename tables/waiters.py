@@ -54,5 +54,11 @@ class Waiters:
         if event is not None:
             event.set()
 
+    def wake_all(self) -> None:
+        """Wake every reader (the worker is stopping: each is answered with what it has,
+        rather than holding the shutdown until its wait ends)."""
+        for key in list(self._events):
+            self.wake(key)
+
     def __len__(self) -> int:
         return sum(self._counts.values())

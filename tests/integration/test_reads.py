@@ -175,3 +175,25 @@ async def test_hits_of_a_hot_key_answer_as_the_view_does_and_follow_new_data(dep
     await asyncio.sleep(2.2)  # past its TTL: never that entry as a HIT any more
     answer = worker.get(path)  # (a key read this often is renewed as it expires)
     assert answer.headers["X-Cache"] == "STALE" or answer.json()["fetched_at"] > landed
+
+
+async def test_readers_waiting_when_the_worker_stops_are_answered_at_once(deployment):
+    """The web server's stop waits for every open answer: readers waiting up to 60 s for
+    a slow upstream held a SIGTERM for most of a minute (and a supervisor's SIGKILL
+    came first). At the stop they are answered with what there is."""
+    deployment.simulator.configure(latency=[30.0, 30.0])
+    worker = deployment.start_worker()
+    async with httpx.AsyncClient(base_url=worker.url, timeout=90) as http:
+        readers = [asyncio.create_task(http.get(f"/cache/cryptometer/ticker/W{i}",
+                                                params={"wait": "60"})) for i in range(3)]
+        deadline = time.monotonic() + 20
+        while worker.get("/status").json()["waiting_readers"] < 3:
+            assert time.monotonic() < deadline, "the readers never waited"
+            await asyncio.sleep(0.1)
+        started = time.monotonic()
+        await asyncio.to_thread(worker.child.stop, 60.0)  # SIGTERM, then wait for the exit
+        took = time.monotonic() - started
+        answers = await asyncio.gather(*readers)
+    print(f"\nstopped in {took:.1f} s with 3 readers waiting")
+    assert [a.status_code for a in answers] == [202] * 3
+    assert took < 15

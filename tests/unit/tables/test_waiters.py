@@ -25,6 +25,13 @@ def test_waking_one_key_leaves_the_others_waiting():
         assert a.is_set() and not b.is_set()
 
 
+def test_a_stopping_worker_wakes_every_reader_of_every_key():
+    waiters = Waiters()
+    with waiters.watch("a", until=5) as a, waiters.watch("b") as b:
+        waiters.wake_all()
+        assert a.is_set() and b.is_set() and waiters.until("a") is None
+
+
 def test_a_reader_arriving_after_a_wake_waits_for_the_next_refresh():
     waiters = Waiters()
     with waiters.watch("k") as early:
