@@ -130,6 +130,7 @@ def test_reads_are_answered_at_once_while_the_broker_is_down(tmp_path, simulator
         assert {code for code, _ in answers} == {202}
         assert slowest < 5
         assert status(worker, "ticker/BTC") == "HIT"
+        worker.child.kill()  # a stop would wait for the sends the broker never takes
     finally:
         deployment.stop()
         broker.stop()
