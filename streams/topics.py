@@ -223,11 +223,7 @@ class Topics:
     async def confirm_sent(self, timeout: float = PUBLISH_TIMEOUT) -> None:
         """Return once the broker has every record handed to the producer so far, the
         tables' changelog records included (a table write answered as saved is saved).
-        Raises NotDelivered when sends are failing or the broker does not confirm them
-        within ``timeout``."""
-        problem = self.health.problem()
-        if problem:
-            raise NotDelivered(problem)
+        Raises NotDelivered when the broker does not confirm them within ``timeout``."""
         try:
             async with asyncio.timeout(timeout):
                 await self.app.producer.flush()
