@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +15,8 @@ pytestmark = pytest.mark.integration
 
 #: Below pytest's own timeout (300 s), so a run that hangs shows what it was doing.
 SCHEMATHESIS_TIMEOUT = 200
+#: Bounds a fuzzed read's wait (a wait nothing ends outlasts the request timeout).
+HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 
 
 def test_openapi_matches_the_views_and_schemathesis_finds_no_server_error_or_bad_answer(deployment):
@@ -40,6 +44,7 @@ def test_openapi_matches_the_views_and_schemathesis_finds_no_server_error_or_bad
              "--phases", "examples,coverage,fuzzing",
              # An event stream never ends; test_client.py covers it and its 4xx answers.
              "--exclude-path", "/events", "--exclude-path", "/dashboard/events"],
+            env={**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS)},
             capture_output=True, text=True, timeout=SCHEMATHESIS_TIMEOUT)
     except subprocess.TimeoutExpired as exc:  # about 10 s alone; once 300 s+ in CI
         printed = exc.stdout.decode(errors="replace") if exc.stdout else ""
