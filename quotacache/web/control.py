@@ -101,11 +101,10 @@ async def saved(rt: Runtime, write: Callable[[], T]) -> T:
     worker killed right after a 200 must find the change at its restart. A 503 saying
     why when the broker does not take it (the change, made already in this worker, may
     be lost)."""
-    problem = rt.topics.health.problem()
-    if problem:
-        raise HttpError(503, f"not saved: {problem}", {"Retry-After": str(REPUBLISH_AFTER)})
-    result = write()
     try:
+        if problem := rt.topics.health.problem():  # known to fail: do not even write
+            raise NotDelivered(problem)
+        result = write()
         await rt.topics.confirm_sent()
     except NotDelivered as exc:
         raise HttpError(503, f"not saved: {exc}",
