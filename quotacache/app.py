@@ -10,7 +10,11 @@ Kafka (``broker.idempotence``: streams/real_kafka.py).
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
+import sys
+import threading
 import time
 from typing import Any
 
@@ -20,7 +24,7 @@ import httpx
 from quotacache import redact
 from quotacache.runtime import Clock, Runtime
 from quotacache.settings import Settings
-from quotacache.streams import livelock_check
+from quotacache.streams import livelock_check, quiet_logs
 from quotacache.streams.real_kafka import configure_for_kafka
 from quotacache.streams.topics import Topics
 from quotacache.tables.cache import CacheTable
@@ -55,6 +59,46 @@ log = logging.getLogger(__name__)
 EMBEDDED_SESSION = 2.0
 
 
+class Worker(faust.Worker):
+    """Faust's worker, whose stop has a deadline (``Settings.stop_timeout``).
+
+    Faust's stop flushes the producer and commits before it ends; with the broker
+    unreachable it waits for ever, so a supervisor's SIGTERM would never be answered.
+    Past the deadline the process exits with STOP_TIMEOUT_EXIT: the records still unsent
+    are lost either way, and the calls sent are journaled as they go
+    (``tables/journal.py``). Its log handlers collapse the Kafka client's repeats
+    (``streams/quiet_logs.py``)."""
+
+    def __init__(self, *args: Any, stop_timeout: float, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.stop_timeout = stop_timeout
+        self._deadline: threading.Timer | None = None
+
+    async def stop(self) -> None:
+        if self._deadline is None:
+            self._deadline = threading.Timer(self.stop_timeout, self._stop_now)
+            self._deadline.daemon = True
+            self._deadline.start()
+        await super().stop()
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        quiet_logs.install(logger.handlers)
+
+    def _stop_now(self) -> None:
+        log.error("the stop did not finish in %.0f s (is the broker reachable?): exiting "
+                  "without it", self.stop_timeout)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(STOP_TIMEOUT_EXIT)
+
+
+#: The exit status of a stop cut short by its deadline (EX_TEMPFAIL).
+STOP_TIMEOUT_EXIT = 75
+
+
 def faust_app(settings: Settings, middlewares: list[Any] | None = None) -> faust.App:
     livelock_check.install()
     return faust.App(
@@ -82,6 +126,7 @@ def faust_app(settings: Settings, middlewares: list[Any] | None = None) -> faust
         web="quotacache://",  # aiohttp, with hits answered at the socket (web/hit_socket.py)
         web_cors_options=None,
         TableManager=PromptTableManager,  # every table exists before the worker starts
+        Worker=functools.partial(Worker, stop_timeout=settings.stop_timeout),
         web_application_options={"middlewares": middlewares or [],
                                  "client_max_size": MAX_BODY_BYTES},
     )

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     #: The worker's event loop: uvloop (installed with quotacache, except on Windows)
     #: costs about a third less CPU per request than asyncio's own.
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    #: How long a stop (SIGTERM, SIGINT) may take before the process exits anyway: with
+    #: the broker unreachable, Faust's stop would wait for ever on records it cannot
+    #: deliver (they are lost either way).
+    stop_timeout: Duration = Field(default=20.0, gt=0)
     #: Built-in profiles to include. Unset: both when no service is configured, else
     #: only those whose services the file configures (to override them).
     profiles: list[str] = Field(default_factory=list)

@@ -219,12 +219,13 @@ base_url = "{base_url or self.simulator.url}"
         return self.settings
 
     def start_worker(self, name: str = "w1", *, data_dir: Path | None = None,
-                     wait: bool = True, api_key: str = API_KEY) -> Worker:
+                     wait: bool = True, api_key: str = API_KEY,
+                     env: dict[str, str] | None = None) -> Worker:
         port = free_port()
         data_dir = data_dir or self.tmp_path / f"data-{name}"
         child = start_worker(self.config_path, port, log_path=self.tmp_path / f"{name}.log",
                              env={"CRYPTOMETER_API_KEY": api_key,
-                                  "QUOTACACHE_DATA_DIR": str(data_dir)},
+                                  "QUOTACACHE_DATA_DIR": str(data_dir), **(env or {})},
                              wait=wait)
         worker = Worker(child, port, data_dir)
         self.workers.append(worker)
