@@ -175,7 +175,8 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
 
     @app.on_before_shutdown.connect
     async def cancel_background_tasks(app: faust.App, **kwargs: object) -> None:
-        rt.waiters.wake_all()  # the web server's stop waits for every open answer
+        rt.stopping.set()  # the web server's stop waits for every open answer: streams
+        rt.waiters.wake_all()  # and waiting readers are answered now
         await rt.tasks.cancel_all()
 
     return rt

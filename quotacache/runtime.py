@@ -6,6 +6,8 @@ importing globals, so tests and the demo can build apps with their own settings.
 
 from __future__ import annotations
 
+import asyncio
+
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,6 +55,9 @@ class Runtime:
     tasks: BackgroundTasks = field(default_factory=BackgroundTasks)
     #: Set once partitions were assigned and tables recovered (the start-up gate opens).
     has_been_ready: bool = False
+    #: Set when the worker begins to stop: open streams end (the web server's stop waits
+    #: for every open answer).
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     def resolve(self, service: str, endpoint: str, symbol: str) -> tuple[str, str]:
         """Check a (service, endpoint, symbol) against the config; return (symbol, cache key).

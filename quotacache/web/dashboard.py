@@ -26,6 +26,7 @@ from the internet.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import deque
@@ -243,11 +244,12 @@ def register(rt: Runtime) -> None:
     async def push(request: Any) -> aioweb.StreamResponse:
         response = await start_event_stream(request)
         try:
-            while True:
+            while not rt.stopping.is_set():
                 snapshot = await snapshots.get()
                 await response.write(f"event: snapshot\ndata: {json.dumps(snapshot)}\n\n"
                                      .encode())
-                await asyncio.sleep(snapshots.interval)
+                with contextlib.suppress(TimeoutError):  # the worker stops: the page ends
+                    await asyncio.wait_for(rt.stopping.wait(), snapshots.interval)
         except ConnectionResetError:
             pass  # the page was closed
         return response

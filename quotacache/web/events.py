@@ -3,7 +3,8 @@
 The seed's "real-time cache invalidation / push updates". Each connection has its own
 consumer positioned at the end of the chosen data topics; a first ``: ready`` comment
 says it is listening. Keys can be narrowed with ``symbols``; a comment every 15 s keeps
-proxies from closing an idle stream. Connections are capped per worker.
+proxies from closing an idle stream. Connections are capped per worker, and end when
+the worker stops (the web server's stop waits for every open answer).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from aiohttp import web as aioweb
@@ -54,6 +55,36 @@ async def start_event_stream(request: Any) -> aioweb.StreamResponse:
     return response
 
 
+async def with_keepalive(source: AsyncIterator[Any], stop: asyncio.Event,
+                         every: float) -> AsyncIterator[Any]:
+    """``source``'s items, and None after each ``every`` seconds without one; ends when
+    ``stop`` is set or ``source`` ends. A pending item is never cancelled for a
+    keepalive: that would end ``source`` (an async generator cancelled is closed)."""
+    stopped = asyncio.ensure_future(stop.wait())
+    pending: asyncio.Future[Any] | None = None
+    try:
+        while not stop.is_set():
+            if pending is None:
+                pending = asyncio.ensure_future(anext(source))
+            await asyncio.wait((pending, stopped), timeout=every,
+                               return_when=asyncio.FIRST_COMPLETED)
+            if stop.is_set():
+                return
+            if not pending.done():
+                yield None
+                continue
+            try:
+                item = pending.result()
+            except StopAsyncIteration:
+                return
+            pending = None
+            yield item
+    finally:
+        stopped.cancel()
+        if pending is not None:
+            pending.cancel()
+
+
 def register(rt: Runtime) -> None:
     slots = StreamSlots(MAX_STREAMS)
 
@@ -83,19 +114,18 @@ def register(rt: Runtime) -> None:
         consumer = await positioned_consumer(rt.settings,
                                              data_topics(rt.settings, [service], endpoint),
                                              from_beginning=False)
+        updates = with_keepalive(records(consumer, since), rt.stopping, KEEPALIVE)
         try:
             await response.write(b": ready\n\n")
-            updates = records(consumer, since).__aiter__()
-            while True:
-                try:
-                    record = await asyncio.wait_for(updates.__anext__(), KEEPALIVE)
-                except TimeoutError:
-                    await response.write(b": keepalive\n\n")
-                    continue
-                if symbols and record.symbol not in symbols:
-                    continue
-                payload = json.dumps({"key": record.key, **record.model_dump()})
-                await response.write(f"event: data\ndata: {payload}\n\n".encode())
+            async with contextlib.aclosing(updates):  # its pending read ends with it
+                async for record in updates:
+                    if record is None:
+                        await response.write(b": keepalive\n\n")
+                        continue
+                    if symbols and record.symbol not in symbols:
+                        continue
+                    payload = json.dumps({"key": record.key, **record.model_dump()})
+                    await response.write(f"event: data\ndata: {payload}\n\n".encode())
         except ConnectionResetError:
             pass  # the client went away
         finally:

@@ -180,12 +180,24 @@ async def test_hits_of_a_hot_key_answer_as_the_view_does_and_follow_new_data(dep
 async def test_readers_waiting_when_the_worker_stops_are_answered_at_once(deployment):
     """The web server's stop waits for every open answer: readers waiting up to 60 s for
     a slow upstream held a SIGTERM for most of a minute (and a supervisor's SIGKILL
-    came first). At the stop they are answered with what there is."""
+    came first), an open event stream up to its 15 s keepalive, an open dashboard until
+    aiohttp's own deadline. At the stop they are answered with what there is, and the
+    streams end."""
     deployment.simulator.configure(latency=[30.0, 30.0])
     worker = deployment.start_worker()
+
+    async def stream_until_closed(http, path, params=None):
+        async with http.stream("GET", path, params=params) as answer:
+            async for _ in answer.aiter_lines():
+                pass
+        return time.monotonic()
+
     async with httpx.AsyncClient(base_url=worker.url, timeout=90) as http:
         readers = [asyncio.create_task(http.get(f"/cache/cryptometer/ticker/W{i}",
                                                 params={"wait": "60"})) for i in range(3)]
+        streams = [asyncio.create_task(stream_until_closed(http, "/events",
+                                                           {"service": "cryptometer"})),
+                   asyncio.create_task(stream_until_closed(http, "/dashboard/events"))]
         deadline = time.monotonic() + 20
         while worker.get("/status").json()["waiting_readers"] < 3:
             assert time.monotonic() < deadline, "the readers never waited"
@@ -194,6 +206,9 @@ async def test_readers_waiting_when_the_worker_stops_are_answered_at_once(deploy
         await asyncio.to_thread(worker.child.stop, 60.0)  # SIGTERM, then wait for the exit
         took = time.monotonic() - started
         answers = await asyncio.gather(*readers)
-    print(f"\nstopped in {took:.1f} s with 3 readers waiting")
+        closed = await asyncio.gather(*streams)
+    print(f"\nstopped in {took:.1f} s with 3 readers waiting and 2 streams open")
     assert [a.status_code for a in answers] == [202] * 3
-    assert took < 15
+    assert took < 10
+    assert all(at - started < 10 for at in closed)
+    assert "Traceback" not in worker.child.log_path.read_text(errors="replace")
