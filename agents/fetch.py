@@ -202,6 +202,7 @@ class FetchDispatcher:
             failure: UpstreamError | None = exc
         except Exception as exc:  # a bug must not lose the order silently
             log.exception("fetch of %s failed", name)
+            rt.failures.record("the upstream call", exc)
             failure = UpstreamError(f"{name}: {type(exc).__name__}")
         else:
             failure = None
@@ -322,8 +323,9 @@ def register(rt: Runtime) -> None:
                 elif isinstance(item, ServiceFeedback):
                     dispatcher.on_feedback(item)
                 await dispatcher.drain(item.service)
-            except Exception:  # keep the agent alive; the order may come again
+            except Exception as exc:  # keep the agent alive; the order may come again
                 log.exception("fetch agent failed on %s", item)
+                rt.failures.record("agent fetch", exc)
 
     async def ticks() -> None:
         """One round: a tick to each service whose drain could make a call now."""
@@ -342,8 +344,9 @@ def register(rt: Runtime) -> None:
             await asyncio.sleep(TICK_INTERVAL)
             try:
                 await ticks()
-            except Exception:  # the next round tries again
+            except Exception as exc:  # the next round tries again
                 log.exception("fetch ticks failed")
+                rt.failures.record("fetch ticks", exc)
 
     fetch_ticks.round = ticks  # type: ignore[attr-defined]  # one round, for tests
     rt.app.task(fetch_ticks)

@@ -47,4 +47,5 @@ def register(rt: Runtime) -> None:
                 await admit_request(rt, request, symbol, key)
             except Exception as exc:  # one bad request must not stop the agent
                 log.exception("admission of %s failed", key)
+                rt.failures.record("agent admit", exc)
                 await rt.dead_letter(event, f"admission failed: {type(exc).__name__}")

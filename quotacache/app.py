@@ -22,6 +22,7 @@ import faust
 import httpx
 
 from quotacache import redact
+from quotacache.failures import Failures
 from quotacache.runtime import Clock, Runtime
 from quotacache.settings import Settings
 from quotacache.streams import livelock_check, quiet_logs
@@ -99,9 +100,21 @@ class Worker(faust.Worker):
 STOP_TIMEOUT_EXIT = 75
 
 
-def faust_app(settings: Settings, middlewares: list[Any] | None = None) -> faust.App:
+class App(faust.App):
+    """Faust's app, counting its agents' crashes in ``failures``: Faust logs a crash and
+    restarts the agent, and ``/health`` says so when they recur."""
+
+    failures: Failures
+
+    async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
+        self.failures.record(f"agent {agent.name}", exc)
+        await super()._on_agent_error(agent, exc)
+
+
+def faust_app(settings: Settings, middlewares: list[Any] | None = None,
+              failures: Failures | None = None) -> App:
     livelock_check.install()
-    return faust.App(
+    app = App(
         settings.app_id,
         broker=settings.broker.kafka_url(),
         store="rocksdb://",
@@ -130,6 +143,8 @@ def faust_app(settings: Settings, middlewares: list[Any] | None = None) -> faust
         web_application_options={"middlewares": middlewares or [],
                                  "client_max_size": MAX_BODY_BYTES},
     )
+    app.failures = failures or Failures()
+    return app
 
 
 def build_app(settings: Settings, *, clock: Clock = time.time,
@@ -141,9 +156,10 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
                     settings.web.token_value()])
     limiter = RequestLimiter(settings.web.max_requests_per_second, settings.web.request_burst)
     # The guard asks the runtime built below; it runs only once requests arrive.
+    failures = Failures(clock)
     app = faust_app(settings, [guard_middleware(limiter, settings.web,
                                                 lambda: status.starting(rt)),
-                               hits.hit_middleware(lambda: rt)])
+                               hits.hit_middleware(lambda: rt)], failures)
     configure_for_kafka(app, settings)  # idempotent producer etc.: streams/real_kafka.py
     transports = transports or {}
     rt = Runtime(
@@ -158,6 +174,7 @@ def build_app(settings: Settings, *, clock: Clock = time.time,
         health=HealthTable(app, settings.broker.partitions),
         inflight=InFlight(settings.cache.inflight_timeout),
         clock=clock,
+        failures=failures,
     )
     app.web.answerer = hit_socket.Answers(  # type: ignore[attr-defined]
         lambda key, admit: hits.take(rt, key, admit),

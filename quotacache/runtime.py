@@ -7,7 +7,6 @@ importing globals, so tests and the demo can build apps with their own settings.
 from __future__ import annotations
 
 import asyncio
-
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 import faust
 
 from quotacache.errors import InvalidSymbol, UnknownTarget
+from quotacache.failures import Failures
 from quotacache.policy.demand import ReadRates
 from quotacache.policy.queue import Backlog
 from quotacache.policy.strategy import budget_use
@@ -53,6 +53,8 @@ class Runtime:
     #: Read rates of the keys this worker owns (every read of a key is answered here).
     demand: ReadRates = field(default_factory=ReadRates)
     tasks: BackgroundTasks = field(default_factory=BackgroundTasks)
+    #: The agents' crashes and caught errors (``/health`` says when they recur).
+    failures: Failures = field(default_factory=Failures)
     #: Set once partitions were assigned and tables recovered (the start-up gate opens).
     has_been_ready: bool = False
     #: Set when the worker begins to stop: open streams end (the web server's stop waits

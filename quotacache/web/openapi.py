@@ -153,7 +153,8 @@ def _paths(settings: Settings) -> dict[str, Any]:
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
                 "200": {"description": "text exposition format",
                         "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-            "/health": {"get": {"summary": "Ready when partitions are assigned and recovered",
+            "/health": {"get": {"summary": "Ready when partitions are assigned and recovered, "
+                                           "sends reach the broker, no part keeps failing",
                                 "responses": {"200": _json(ANY_OBJECT, "ready"),
                                               "503": _json(ANY_OBJECT, "not ready")}}},
             "/": {"get": {"summary": "The live dashboard (HTML page)", "responses": {

@@ -28,13 +28,15 @@ def register(rt: Runtime) -> None:
     class HealthView(web.View):
         async def get(self, request: web.Request) -> web.Response:
             # Not ready yet: the guard has answered 503 already. Ready, but the sends do
-            # not reach the broker: 503 as well, in the same error shape, with the reason.
+            # not reach the broker, or an agent keeps failing: 503 as well, in the same
+            # error shape, with the reason.
             ready = is_ready(rt)
-            problem = send_problem(rt) if ready else None
+            problem = running_problem(rt) if ready else None
             if problem is not None:
                 raise HttpError(503, f"not ready: {problem}",
                                 {"Retry-After": str(RETRY_WHILE_STARTING)})
-            return self.json({"ready": ready, "sends": rt.topics.health.snapshot()},
+            return self.json({"ready": ready, "sends": rt.topics.health.snapshot(),
+                              "failures": dict(rt.failures.total)},
                              status=200 if ready else 503)
 
     @app.page("/stats")
@@ -157,8 +159,9 @@ def starting(rt: Runtime) -> str | None:
     return reason
 
 
-def send_problem(rt: Runtime) -> str | None:
-    """Why this worker's sends do not reach the broker (None when they do): a worker that
-    can read but not send answers every miss with a refresh that never comes. Only
-    ``/health`` says so; reads are still answered (from the cache, or as a MISS)."""
-    return rt.topics.health.problem()
+def running_problem(rt: Runtime) -> str | None:
+    """Why this ready worker's pipeline is not working (None when it is): its sends do
+    not reach the broker, or a part of it keeps failing (``failures.py``). A worker that
+    can read but not send or fetch answers every miss with a refresh that never comes.
+    Only ``/health`` says so; reads are still answered (from the cache, or as a MISS)."""
+    return rt.topics.health.problem() or rt.failures.problem()

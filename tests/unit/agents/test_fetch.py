@@ -8,6 +8,7 @@ import pytest
 from faust.types import TP
 
 from quotacache.streams.records import Tick
+from quotacache.web.status import running_problem
 
 from .fetch_messages import data, fetch, on_fetch_topic, order, outcomes
 from .harness import START, running, timer
@@ -259,6 +260,19 @@ async def test_an_unexpected_client_exception_is_a_failure_not_a_lost_order(rt, 
     assert rt.backlog.calls_in_flight("svc") == 0
     assert [f.outcome for f in on_fetch_topic(rt, "feedback")] == ["failure"]
     assert len(rt.tasks.delayed) == 1
+    assert rt.failures.total == {"the upstream call": 1}
+
+
+async def test_a_bug_on_every_call_turns_health_unhealthy(rt, upstream):
+    """Every read is still answered (stale or a miss) while each call fails on a bug:
+    only /health can tell (the reason of its 503)."""
+    upstream.answer(*[RuntimeError("bug") for _ in range(3)])
+    for symbol in ("A", "B"):
+        await fetch(rt, order(symbol=symbol))
+    assert running_problem(rt) is None
+    await fetch(rt, order(symbol="C"))
+    assert running_problem(rt) == ("the upstream call failing (3 times in 0 s): "
+                                   "RuntimeError: bug")
 
 
 # -- bad messages and ticks ------------------------------------------------------------
