@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: How often a worker wakes the fetch agent of each service with queued work.
 TICK_INTERVAL = 0.25
+#: Seconds between two sweeps of a queue for orders nobody reads (``drop_unread``).
+SWEEP_EVERY = 1.0
 
 
 class FetchDispatcher:
@@ -59,6 +61,8 @@ class FetchDispatcher:
         self.partition_of: dict[str, int] = {}
         #: Fetch partitions revoked by the rebalance under way.
         self.revoked: set[int] = set()
+        #: When each service's queue was last swept of orders nobody reads any more.
+        self.swept_at: dict[str, float] = {}
 
     # -- inside stream iteration -------------------------------------------------------
     async def on_order(self, order: FetchOrder) -> None:
@@ -71,8 +75,8 @@ class FetchDispatcher:
         queue.limit = self.rt.settings.service(order.service).queue_limit
         pushed_out = queue.add(order.key, order)
         self.orders_queued.set()
-        if pushed_out is not None:
-            await self.finish(pushed_out, "dropped", "queue full")
+        for dropped in pushed_out:
+            await self.finish(dropped, "dropped", "queue full")
 
     def on_feedback(self, feedback: ServiceFeedback) -> None:
         config = self.rt.settings.service(feedback.service)
@@ -121,9 +125,11 @@ class FetchDispatcher:
         queue = self.queues[service]
         now = rt.clock()
         valuation = self.valuation(service)
-        for order in queue.drop_unread(now, dict(valuation.ttl_of)):
-            rt.stats.count("dropped_unread", f"{service}/{order.endpoint}")
-            await self.finish(order, "dropped", "nobody reads the key any more")
+        if now - self.swept_at.get(service, float("-inf")) >= SWEEP_EVERY:  # a scan of
+            self.swept_at[service] = now  # the queue: not on every order of a flood
+            for order in queue.drop_unread(now, dict(valuation.ttl_of)):
+                rt.stats.count("dropped_unread", f"{service}/{order.endpoint}")
+                await self.finish(order, "dropped", "nobody reads the key any more")
         if not queue:
             return
         if rt.backlog.paused(service, now):
@@ -148,6 +154,14 @@ class FetchDispatcher:
             if not queued.blocked_counted:
                 queued.blocked_counted = True
                 rt.stats.count("rate_limit_blocks", f"{service}/{queued.order.endpoint}")
+
+    def room_for(self, order: FetchOrder) -> bool:
+        """Could the order's endpoint take a call now? When it cannot, the order changed
+        nothing a drain could use (calls that free room, and time, are the ticks' and
+        the calls' ends' to drain for): a flood of orders for new keys on a full
+        endpoint costs no scan of the queue each."""
+        return ServiceBudget(self.rt.limiter, order.service).check(
+            order.endpoint, self.rt.clock()).allowed
 
     def _launch(self, order: FetchOrder, decided_at: float) -> None:
         self.rt.backlog.under_way[order.service].append(decided_at)
@@ -320,6 +334,8 @@ def register(rt: Runtime) -> None:
             try:
                 if isinstance(item, FetchOrder):
                     await dispatcher.on_order(item)
+                    if not dispatcher.room_for(item):
+                        continue  # a drain could call nothing more: the ticks look again
                 elif isinstance(item, ServiceFeedback):
                     dispatcher.on_feedback(item)
                 await dispatcher.drain(item.service)

@@ -196,14 +196,25 @@ def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: 
         selection.stopped_by = why or "no free call slot"
         selection.blocked = eligible
         return selection
-    values = {q.key: valuation.value(q, now) for q in eligible}
+    # Only calls whose limits have room now are valued: a limit without room refuses its
+    # calls whatever they are worth (and calls made now only take room). A flood of new
+    # keys on full endpoints costs a scan of the queue per order, not a valuation.
+    callable_endpoints = {endpoint for endpoint in {q.order.endpoint for q in eligible}
+                          if budget.check(endpoint, now).allowed}
+    candidates = [q for q in eligible if q.order.endpoint in callable_endpoints]
+    selection.blocked = [q for q in eligible if q.order.endpoint not in callable_endpoints]
+    if not candidates:
+        selection.stopped_by = "no limit has room"
+        return selection
+    values = {q.key: valuation.value(q, now) for q in candidates}
     ranks = values
     if waiting is not None:
         ranks = {q.key: values[q.key] + valuation.waiting_value(q, waiting(q.key))
-                 for q in eligible}
+                 for q in candidates}
         if valuation.waiting_takes_room:
             values = ranks
-    ready = sorted(eligible, key=lambda q: ranks[q.key], reverse=True)
+    ready = sorted(candidates, key=lambda q: ranks[q.key], reverse=True)
+    now_eligible = {q.key for q in eligible}
     planned: list[_Planned] | None = None  # valued when a call asks for room (often never)
     # Endpoints whose limit refuses their next call, whatever it is worth.
     blocked_endpoints: set[str] = set()
@@ -239,7 +250,8 @@ def select_calls(queue: FetchQueue, health: ServiceHealth, budget: Budget, now: 
         if planned is None:
             planned = sorted((valuation.planned(valuation.due(q),
                                                 valuation.value(q, valuation.due(q)), q.order)
-                              for q in entries if q.key not in values), key=lambda p: p.due)
+                              for q in entries if q.key not in now_eligible),
+                             key=lambda p: p.due)
         kept_by = _room_kept(budget, endpoint, now, value, valuation.reserve_above, planned)
         if kept_by is not None:
             selection.blocked.append(queued)

@@ -8,7 +8,11 @@ entry: the newest rate and freshness, the oldest request time, the highest prior
 
 An entry's rate fades with the time since it was measured, so a key nobody reads any
 more loses its claim on the budget; once a call could buy less than ``MIN_READS`` fresh
-reads it is dropped. The queue is bounded: past ``limit`` the least valuable entry goes.
+reads it is dropped; a first fetch too, once it has waited ``FIRST_FETCH_PATIENCE``
+(or its TTL) and no reader waits for it: a key read once, long ago, is not called for
+nobody (while the budget has room, it was called long before). The queue is bounded:
+past ``limit`` the least valuable entries go, a tenth of the queue at a time (one scan
+of the queue per tenth, not per order, however fast a flood of new keys comes).
 The queue lives in the memory of the worker that owns the service; after a crash,
 requests come again from readers and producers.
 """
@@ -27,6 +31,8 @@ from quotacache.units import Priority
 RATE_TAU = 60.0
 #: An order whose call would buy fewer expected reads than this is dropped.
 MIN_READS = 0.05
+#: How long a first fetch nobody reads any more waits before it is dropped (seconds).
+FIRST_FETCH_PATIENCE = 120.0
 #: A waiting key's order is sent again once its read rate has grown by this factor
 #: (``tables.inflight``): reads of a waiting key are not ordered again otherwise.
 REGRADE = 1.5
@@ -56,8 +62,8 @@ class FetchQueue:
         self.limit = limit
         self._entries: dict[str, Queued] = {}
 
-    def add(self, key: str, order: FetchOrder) -> FetchOrder | None:
-        """Queue (or merge) an order; returns an order pushed out when the queue is full."""
+    def add(self, key: str, order: FetchOrder) -> list[FetchOrder]:
+        """Queue (or merge) an order; returns the orders pushed out when the queue is full."""
         existing = self._entries.get(key)
         at = order.requested_at
         rate_at = at if order.rate_at is None else order.rate_at
@@ -73,14 +79,17 @@ class FetchQueue:
                 "rerank": order.rerank and old.rerank,
                 "readers_until": max(order.readers_until or 0.0, old.readers_until or 0.0)
                 or None})
-            return None
+            return []
         self._entries[key] = Queued(key, order, order.rate, rate_at)
-        if len(self._entries) > self.limit:
-            now = order.requested_at
-            worst = min(self._entries.values(), key=lambda q: (q.rate(now), -q.order.priority.rank))
-            del self._entries[worst.key]
-            return worst.order
-        return None
+        if len(self._entries) <= self.limit:
+            return []
+        now = order.requested_at
+        ranked = sorted(self._entries.values(),
+                        key=lambda q: (q.rate(now), -q.order.priority.rank))
+        worst = ranked[:len(self._entries) - self.limit + self.limit // 10]
+        for queued in worst:
+            del self._entries[queued.key]
+        return [queued.order for queued in worst]
 
     def entries(self) -> list[Queued]:
         return list(self._entries.values())
@@ -93,10 +102,17 @@ class FetchQueue:
 
     def drop_unread(self, now: float, ttl_of: dict[str, float]) -> list[FetchOrder]:
         """Remove and return orders nobody reads any more: a call would buy less than
-        ``MIN_READS`` fresh reads. Forced orders and first fetches of a key are kept."""
-        gone = [q for q in self._entries.values()
-                if not q.order.force and q.order.fresh_until is not None
-                and q.rate(now) * ttl_of.get(q.order.endpoint, 0.0) < MIN_READS]
+        ``MIN_READS`` fresh reads, no reader waits for it, and a first fetch has waited
+        its patience. Forced orders are kept."""
+        def unread(q: Queued) -> bool:
+            order, ttl = q.order, ttl_of.get(q.order.endpoint, 0.0)
+            waited_for = order.readers_until is not None and order.readers_until >= now
+            if order.force or waited_for or q.rate(now) * ttl >= MIN_READS:
+                return False
+            return (order.fresh_until is not None
+                    or now - order.requested_at > max(FIRST_FETCH_PATIENCE, ttl))
+
+        gone = [q for q in self._entries.values() if unread(q)]
         for queued in gone:
             del self._entries[queued.key]
         return [q.order for q in gone]

@@ -2,7 +2,13 @@
 
 import math
 
-from quotacache.policy.queue import MIN_READS, RATE_TAU, Backlog, FetchQueue
+from quotacache.policy.queue import (
+    FIRST_FETCH_PATIENCE,
+    MIN_READS,
+    RATE_TAU,
+    Backlog,
+    FetchQueue,
+)
 from quotacache.settings import Priority
 from quotacache.streams.records import FetchOrder
 
@@ -17,7 +23,10 @@ def order(endpoint, symbol="BTC", at=0.0, rate=0.0, fresh_until=None, **fields):
 
 
 def enqueue(queue, o):
-    return queue.add(o.key, o)
+    """The one order ``o`` pushed out of the queue, if any."""
+    pushed = queue.add(o.key, o)
+    assert len(pushed) <= 1
+    return pushed[0] if pushed else None
 
 
 def only(queue):
@@ -161,6 +170,36 @@ def test_first_fetches_and_forced_orders_are_kept_however_little_read():
     enqueue(queue, order("ticker", "FORCED", rate=0.0, fresh_until=60.0, force=True))
     assert queue.drop_unread(now=0, ttl_of={"ticker": 60.0}) == []
     assert len(queue) == 2
+
+
+def test_a_first_fetch_nobody_reads_any_more_is_dropped_after_its_patience():
+    """A key read once is not called hours later, when a flood of new keys has kept the
+    budget busy meanwhile (at 10 calls a minute, 2,000 keys read once took 3.3 hours of
+    paid calls); while the budget has room it was called long before its patience."""
+    queue = FetchQueue()
+    enqueue(queue, order("ticker", "ONCE", rate=1 / 600))  # faded below MIN_READS at 42 s
+    enqueue(queue, order("ticker", "WAITED", rate=1 / 600,
+                         readers_until=FIRST_FETCH_PATIENCE + 10))
+    enqueue(queue, order("ticker", "POPULAR", rate=5.0))
+    ttl = {"ticker": 60.0}
+    assert queue.drop_unread(now=FIRST_FETCH_PATIENCE - 1, ttl_of=ttl) == []
+    dropped = queue.drop_unread(now=FIRST_FETCH_PATIENCE + 1, ttl_of=ttl)
+    assert [o.symbol for o in dropped] == ["ONCE"]
+    assert sorted(q.order.symbol for q in queue.entries()) == ["POPULAR", "WAITED"]
+    assert [o.symbol for o in queue.drop_unread(now=FIRST_FETCH_PATIENCE + 11,
+                                                ttl_of=ttl)] == ["WAITED"]
+
+
+def test_a_full_queue_sheds_a_tenth_of_itself_at_once_the_least_read_first():
+    """One scan of the queue per tenth of it, not per order: a flood of new keys into a
+    full queue costs a sort now and then, not a scan of 10,000 entries each."""
+    queue = FetchQueue(limit=100)
+    for i in range(100):
+        enqueue(queue, order("ls_ratio", f"K{i:03d}", rate=1.0 + i))
+    pushed = queue.add("svc/ls_ratio/NEW", order("ls_ratio", "NEW", rate=50.5))
+    assert sorted(o.symbol for o in pushed) == [f"K{i:03d}" for i in range(11)]
+    assert len(queue) == 90
+    assert queue.add("svc/ls_ratio/NEXT", order("ls_ratio", "NEXT", rate=0.0)) == []
 
 
 # -- the rest --------------------------------------------------------------------------
