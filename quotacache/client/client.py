@@ -6,6 +6,7 @@ key admits it without re-keying it first.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -24,19 +25,30 @@ from quotacache.streams.records import (
 
 #: How long ``Client.get_or_fetch`` waits for a refresh by default (seconds).
 DEFAULT_WAIT = 1.0
+#: The longest a call to a worker takes by default, whole answer included (seconds):
+#: httpx's own timeout bounds each read, and a server that drips a byte now and then
+#: never ends one.
+CALL_TIMEOUT = 10.0
 
 
 class Client:
     """Talks to one quotacache deployment: its broker for requests, a worker for reads."""
 
     def __init__(self, settings: Settings, base_url: str | None = None, *,
-                 transport: httpx.AsyncBaseTransport | None = None):
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 timeout: float = CALL_TIMEOUT):
         self.settings = settings
+        #: The longest a call takes, whole answer included (``get_or_fetch``: plus its wait).
+        self.timeout = timeout
         self.base_url = base_url or f"http://{settings.web.host}:{settings.web.port}"
         self._producer: AIOKafkaProducer | None = None
         token = settings.web.token_value()
+        #: The largest answer read: an entry holds an upstream answer of at most its
+        #: service's ``max_answer_bytes``, escaped in JSON (up to twice as long).
+        self.max_answer_bytes = 2 * max((cfg.max_answer_bytes for cfg in
+                                         settings.services.values()), default=0) + 2**20
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, timeout=10.0, transport=transport,
+            base_url=self.base_url, timeout=timeout, transport=transport,
             headers={"Authorization": f"Bearer {token}"} if token else None)
 
     async def __aenter__(self) -> Client:
@@ -103,28 +115,53 @@ class Client:
         if max_age is not None:
             params["max_age"] = max_age
         return await self._call("GET", f"/cache/{service}/{endpoint}/{symbol}",
-                                params=params, timeout=wait + 10.0)
+                                params=params, timeout=wait + self.timeout)
 
-    async def _call(self, method: str, path: str, body: Any = None, **options: Any
-                    ) -> dict[str, Any]:
-        """One HTTP call; a 4xx/5xx raises HTTPStatusError carrying the API's message, an
-        answer that is not a JSON object raises httpx.DecodingError."""
-        response = await self._http.request(method, path, json=body, **options)
+    async def _call(self, method: str, path: str, body: Any = None, *,
+                    timeout: float | None = None, **options: Any) -> dict[str, Any]:
+        """One HTTP call, answered whole within ``timeout`` (default: the client's; else
+        httpx.ReadTimeout); a 4xx/5xx raises HTTPStatusError carrying the API's message,
+        an answer that is not a JSON object, or longer than ``max_answer_bytes``, raises
+        httpx.DecodingError."""
+        timeout = self.timeout if timeout is None else timeout
+        request = self._http.build_request(method, path, json=body, timeout=timeout,
+                                           **options)
         try:
-            answer = response.json()
+            async with asyncio.timeout(timeout):
+                response = await self._http.send(request, stream=True)
+                try:
+                    content = await self._read_capped(response)
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            raise httpx.ReadTimeout(f"{method} {path}: no whole answer in {timeout:g} s",
+                                    request=request) from None
+        try:
+            answer = json.loads(content)
         except ValueError:
             answer = None
         if response.status_code >= 400:
             message = answer.get("error") if isinstance(answer, dict) else None
-            raise httpx.HTTPStatusError(
-                str(message or response.text[:200].strip() or response.reason_phrase),
-                request=response.request, response=response)
+            text = content[:200].decode(errors="replace").strip()
+            raise httpx.HTTPStatusError(str(message or text or response.reason_phrase),
+                                        request=request, response=response)
         if not isinstance(answer, dict):
             raise httpx.DecodingError(
                 f"{method} {path} answered {response.status_code} with "
                 f"{response.headers.get('Content-Type') or 'no content type'}, not a JSON "
-                "object", request=response.request)
+                "object", request=request)
         return answer
+
+    async def _read_capped(self, response: httpx.Response) -> bytes:
+        chunks, size = [], 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self.max_answer_bytes:
+                raise httpx.DecodingError(
+                    f"{response.request.method} {response.request.url.path} answered more "
+                    f"than {self.max_answer_bytes} bytes", request=response.request)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def stats(self) -> dict[str, Any]:
         return await self._call("GET", "/stats")

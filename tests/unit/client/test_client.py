@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import time
@@ -18,9 +19,9 @@ MISS = {"service": "cryptometer", "endpoint": "ticker", "symbol": "BTC", "status
         "refresh_requested": True}
 
 
-def client_with(handler) -> Client:
+def client_with(handler, **options) -> Client:
     return Client(load_settings(), base_url="http://worker",
-                  transport=httpx.MockTransport(handler))
+                  transport=httpx.MockTransport(handler), **options)
 
 
 def test_the_default_wait_is_short_and_documented():
@@ -82,3 +83,49 @@ async def test_an_answer_that_is_not_a_json_object_raises_a_decoding_error():
     async with client_with(handler) as client:
         with pytest.raises(httpx.DecodingError, match="not a JSON object"):
             await client.stats()
+
+
+class Dripping(httpx.AsyncByteStream):
+    """A body that never ends: a byte every ``every`` seconds (each read is quick, so
+    httpx's per-read timeout never fires)."""
+
+    def __init__(self, every: float):
+        self.every = every
+
+    async def __aiter__(self):
+        yield b'{"status": "HIT", "data": "'
+        while True:
+            await asyncio.sleep(self.every)
+            yield b"x"
+
+
+async def test_an_answer_that_never_ends_is_a_timeout_within_the_call_timeout():
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Type": "application/json"},
+                              stream=Dripping(every=0.05))
+
+    async with client_with(handler, timeout=0.5) as client:
+        started = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout, match="no whole answer in 0.5 s"):
+            await client.stats()
+        with pytest.raises(httpx.ReadTimeout, match="no whole answer in 0.7 s"):
+            await client.get_or_fetch("cryptometer", "ticker", "BTC", wait=0.2)
+    assert time.monotonic() - started < 3.0
+
+
+async def test_an_answer_larger_than_any_entry_is_refused_without_reading_it_all():
+    sent = []
+
+    class Huge(httpx.AsyncByteStream):
+        async def __aiter__(self):
+            for _ in range(10_000):  # 640 MB if read whole
+                sent.append(1)
+                yield b"x" * 65536
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=Huge())
+
+    async with client_with(handler) as client:
+        with pytest.raises(httpx.DecodingError, match="answered more than"):
+            await client.stats()
+        assert len(sent) * 65536 <= client.max_answer_bytes + 65536
