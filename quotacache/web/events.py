@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from aiohttp import web as aioweb
@@ -25,6 +25,8 @@ from quotacache.web.errors import HttpError
 
 MAX_STREAMS = 50
 KEEPALIVE = 15.0
+#: How often an idle stream looks whether its client is still there (seconds).
+GONE_LOOK = 1.0
 
 
 class StreamSlots:
@@ -55,29 +57,37 @@ async def start_event_stream(request: Any) -> aioweb.StreamResponse:
     return response
 
 
-async def with_keepalive(source: AsyncIterator[Any], stop: asyncio.Event,
-                         every: float) -> AsyncIterator[Any]:
+async def with_keepalive(source: AsyncIterator[Any], stop: asyncio.Event, every: float,
+                         gone: Callable[[], bool] = lambda: False,
+                         look: float = GONE_LOOK) -> AsyncIterator[Any]:
     """``source``'s items, and None after each ``every`` seconds without one; ends when
-    ``stop`` is set or ``source`` ends. A pending item is never cancelled for a
-    keepalive: that would end ``source`` (an async generator cancelled is closed)."""
+    ``stop`` is set, ``source`` ends, or ``gone()`` (looked at every ``look`` seconds:
+    a client that left frees its stream's slot then, not at the next keepalive). A
+    pending item is never cancelled for a keepalive: that would end ``source`` (an
+    async generator cancelled is closed)."""
+    loop = asyncio.get_running_loop()
     stopped = asyncio.ensure_future(stop.wait())
     pending: asyncio.Future[Any] | None = None
+    last = loop.time()
     try:
-        while not stop.is_set():
+        while not stop.is_set() and not gone():
             if pending is None:
                 pending = asyncio.ensure_future(anext(source))
-            await asyncio.wait((pending, stopped), timeout=every,
+            await asyncio.wait((pending, stopped), timeout=min(look, every),
                                return_when=asyncio.FIRST_COMPLETED)
-            if stop.is_set():
+            if stop.is_set() or gone():
                 return
             if not pending.done():
-                yield None
+                if loop.time() - last >= every:
+                    last = loop.time()
+                    yield None
                 continue
             try:
                 item = pending.result()
             except StopAsyncIteration:
                 return
             pending = None
+            last = loop.time()
             yield item
     finally:
         stopped.cancel()
@@ -114,7 +124,9 @@ def register(rt: Runtime) -> None:
         consumer = await positioned_consumer(rt.settings,
                                              data_topics(rt.settings, [service], endpoint),
                                              from_beginning=False)
-        updates = with_keepalive(records(consumer, since), rt.stopping, KEEPALIVE)
+        updates = with_keepalive(records(consumer, since), rt.stopping, KEEPALIVE,
+                                 gone=lambda: request.transport is None
+                                 or request.transport.is_closing())
         try:
             await response.write(b": ready\n\n")
             async with contextlib.aclosing(updates):  # its pending read ends with it

@@ -45,3 +45,17 @@ async def test_the_stream_ends_with_its_source():
         queue.put_nowait(item)
     got = [item async for item in with_keepalive(fed(queue), asyncio.Event(), every=60.0)]
     assert got == ["x", "y"]
+
+
+async def test_a_stream_whose_client_left_ends_at_the_next_look_not_the_next_keepalive():
+    """A client that left is seen only when the stream writes: at a 15 s keepalive,
+    its slot stayed taken that long (50 dropped streams kept every client out)."""
+    loop = asyncio.get_running_loop()
+    left: list[bool] = []
+    loop.call_later(0.05, left.append, True)
+    started = loop.time()
+    got = [item async for item in with_keepalive(fed(asyncio.Queue()), asyncio.Event(),
+                                                 every=60.0, gone=lambda: bool(left),
+                                                 look=0.02)]
+    assert got == []
+    assert loop.time() - started < 1.0
