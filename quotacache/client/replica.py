@@ -125,13 +125,22 @@ class LocalReplica:
         self._caught_up = asyncio.Event()
 
     async def start(self, timeout: float = 30.0) -> LocalReplica:
-        """Start consuming; return once everything published before now has been read."""
+        """Start consuming; return once everything published before now has been read.
+
+        Within ``timeout`` seconds in all, the connection to the broker included, else
+        TimeoutError with the consumer stopped (a broker that takes connections but
+        never answers held a start for aiokafka's own 40 s, and leaked its consumer)."""
         self._consumer = AIOKafkaConsumer(
             *self.topics, bootstrap_servers=self.settings.broker.bootstrap_servers(),
             group_id=None, auto_offset_reset="earliest")
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._run())
-        await asyncio.wait_for(self._caught_up.wait(), timeout)
+        try:
+            async with asyncio.timeout(timeout):
+                await self._consumer.start()
+                self._task = asyncio.create_task(self._run())
+                await self._caught_up.wait()
+        except BaseException:
+            await self.stop()
+            raise
         return self
 
     async def _run(self) -> None:
