@@ -8,14 +8,7 @@ import faust
 from quotacache.app import App
 from quotacache.failures import Failures
 from quotacache.redact import MASK, install
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.agents.harness import Clock
 
 
 def test_a_part_failing_three_times_within_the_window_is_a_problem_until_it_stops():

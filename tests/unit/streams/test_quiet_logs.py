@@ -4,18 +4,11 @@ controls; every other logger's records pass untouched."""
 import logging
 
 from quotacache.streams.quiet_logs import MAX_KINDS, Repeats
+from tests.unit.agents.harness import Clock
 
 
 def record(name: str, msg: str, *args: object) -> logging.LogRecord:
     return logging.LogRecord(name, logging.ERROR, __file__, 1, msg, args, None)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_repeats_pass_once_per_period_then_say_how_many_were_held_back():
@@ -23,7 +16,7 @@ def test_repeats_pass_once_per_period_then_say_how_many_were_held_back():
     repeats = Repeats(every=10.0, clock=clock)
     passed = []
     for step in range(25):  # one a second, as aiokafka's retry loop would
-        clock.now = 100.0 + step
+        clock.now = 1000.0 + step
         rec = record("aiokafka.conn", "Unable connect to node with id %s: %s", 111, "refused")
         if repeats.filter(rec):
             passed.append((step, rec.getMessage()))
