@@ -47,8 +47,9 @@ class Repeats(logging.Filter):
 
 
 def install(handlers: list[logging.Handler], every: float = 10.0) -> None:
-    """Filter ``handlers`` (the root logger's, once Faust has set them up)."""
-    repeats = Repeats(every)
+    """Filter ``handlers`` (the root logger's, once Faust has set them up), each with its
+    own counts: one filter shared by two handlers would hold back, at the second, the
+    record it just let through at the first."""
     for handler in handlers:
         if not any(isinstance(f, Repeats) for f in handler.filters):
-            handler.addFilter(repeats)
+            handler.addFilter(Repeats(every))

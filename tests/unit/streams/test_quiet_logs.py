@@ -45,3 +45,22 @@ def test_the_kinds_remembered_are_bounded():
     for n in range(3 * MAX_KINDS):
         repeats.filter(record("aiokafka.conn", f"formatted by the library {n}"))
     assert len(repeats._seen) <= MAX_KINDS
+
+
+def test_every_handler_lets_the_first_of_a_kind_through():
+    from quotacache.streams.quiet_logs import install
+
+    class Kept(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    console, logfile = Kept(), Kept()
+    install([console, logfile])
+    rec = record("aiokafka.conn", "Unable connect to node with id %s", 111)
+    for handler in (console, logfile):
+        handler.handle(rec)
+    assert console.messages == logfile.messages == ["Unable connect to node with id 111"]
