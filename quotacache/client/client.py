@@ -47,9 +47,13 @@ class Client:
         #: service's ``max_answer_bytes``, escaped in JSON (up to twice as long).
         self.max_answer_bytes = 2 * max((cfg.max_answer_bytes for cfg in
                                          settings.services.values()), default=0) + 2**20
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url, timeout=timeout, transport=transport,
-            headers={"Authorization": f"Bearer {token}"} if token else None)
+        #: The worker never compresses: answers are asked for, and read, as they are sent
+        #: (a compressed answer could inflate a thousandfold past the size cap per read).
+        headers = {"Accept-Encoding": "identity"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
+                                       transport=transport, headers=headers)
 
     async def __aenter__(self) -> Client:
         return self
@@ -153,8 +157,14 @@ class Client:
         return answer
 
     async def _read_capped(self, response: httpx.Response) -> bytes:
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise httpx.DecodingError(
+                f"{response.request.method} {response.request.url.path} answered with "
+                f"Content-Encoding {encoding!r}, which a worker never sends",
+                request=response.request)
         chunks, size = [], 0
-        async for chunk in response.aiter_bytes():
+        async for chunk in response.aiter_bytes():  # identity: as sent
             size += len(chunk)
             if size > self.max_answer_bytes:
                 raise httpx.DecodingError(

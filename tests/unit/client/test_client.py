@@ -129,3 +129,21 @@ async def test_an_answer_larger_than_any_entry_is_refused_without_reading_it_all
         with pytest.raises(httpx.DecodingError, match="answered more than"):
             await client.stats()
         assert len(sent) * 65536 <= client.max_answer_bytes + 65536
+
+
+async def test_a_compressed_answer_is_refused_unread_and_identity_is_asked_for():
+    """A gzip bomb inflates a thousandfold per read: past the size cap before it counts."""
+    import gzip
+
+    bomb = gzip.compress(b"{" + b" " * 50_000_000 + b"}")  # 50 MB from about 50 kB
+    asked = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.headers.get("Accept-Encoding"))
+        return httpx.Response(200, content=bomb, headers={
+            "Content-Type": "application/json", "Content-Encoding": "gzip"})
+
+    async with client_with(handler) as client:
+        with pytest.raises(httpx.DecodingError, match="Content-Encoding 'gzip'"):
+            await client.stats()
+    assert asked == ["identity"]
