@@ -91,6 +91,16 @@ def _print(data: Any, as_json: bool) -> None:
     Console().print(table)
 
 
+def _drawn(draw: Any, answer: dict[str, Any], url: str) -> Any:
+    """What ``draw`` makes of a worker's answer. An answer of another shape is the
+    server's doing, said in one line (exit 4), not an internal error of the command."""
+    try:
+        return draw(answer)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise CliError(f"the answer of {url} is not what a quotacache worker sends "
+                       f"({type(exc).__name__}: {one_line(str(exc))})", Exit.REFUSED) from None
+
+
 def cmd_request(args: argparse.Namespace, extra: list[str]) -> int:
     from quotacache.client import Client
 
@@ -131,17 +141,17 @@ def cmd_stats(args: argparse.Namespace, extra: list[str]) -> int:
 
     settings = load_config(args)
 
-    async def go() -> dict[str, Any]:
+    async def go() -> tuple[dict[str, Any], str]:
         async with Client(settings, base_url=args.url) as client:
-            return await client.stats()
+            return await client.stats(), client.base_url
 
-    stats = asyncio.run(go())
+    stats, url = asyncio.run(go())
     if args.json:
         _print(stats, True)
     else:
         from rich.console import Console
 
-        Console().print(stats_table(stats))
+        Console().print(_drawn(stats_table, stats, url))
     return 0
 
 
@@ -168,7 +178,9 @@ def cmd_watch(args: argparse.Namespace, extra: list[str]) -> int:
                     if live is None:
                         print(json.dumps(snapshot), flush=True)
                     else:
-                        live.update(watch_view(snapshot, client.base_url), refresh=True)
+                        view = _drawn(lambda s: watch_view(s, client.base_url), snapshot,
+                                      client.base_url)
+                        live.update(view, refresh=True)
 
     asyncio.run(go())
     return 0

@@ -194,6 +194,9 @@ ANSWERS = {
     "/strategy": (401, "application/json",
                   {"error": "missing or wrong token", "status": 401}, {}),
     "/symbols": (200, "text/html", "<html>not a worker</html>", {}),
+    # JSON objects, but not a worker's (served under --url .../odd).
+    "/odd/stats": (200, "application/json", {"workers": ["ok"], "endpoints": 3}, {}),
+    "/odd/dashboard/snapshot": (200, "application/json", {"stats": {}, "services": 7}, {}),
 }
 
 
@@ -240,6 +243,13 @@ def stub_worker() -> Iterator[str]:
 def test_a_refusing_worker_is_one_line_with_its_message_and_exit_4(command, named,
                                                                    stub_worker, call):
     assert_error(call(*command, "--url", stub_worker), Exit.REFUSED, stub_worker, *named)
+
+
+def test_a_json_answer_of_the_wrong_shape_is_one_line_with_exit_4(stub_worker, call):
+    odd = stub_worker + "/odd"
+    for command in (["stats"], ["watch", "--count", "1"]):
+        assert_error(call(*command, "--url", odd), Exit.REFUSED, odd,
+                     "not what a quotacache worker sends")
 
 
 # -- the same, as processes ---------------------------------------------------------------------

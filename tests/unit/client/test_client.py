@@ -14,6 +14,8 @@ from quotacache.client import Client
 from quotacache.client.client import DEFAULT_WAIT
 from quotacache.settings import load_settings
 
+from ...hostile import gzip_bomb
+
 MISS = {"service": "cryptometer", "endpoint": "ticker", "symbol": "BTC", "status": "MISS",
         "fresh": False, "data": None, "fetched_at": None, "age": None, "ttl": 120,
         "refresh_requested": True}
@@ -133,9 +135,7 @@ async def test_an_answer_larger_than_any_entry_is_refused_without_reading_it_all
 
 async def test_a_compressed_answer_is_refused_unread_and_identity_is_asked_for():
     """A gzip bomb inflates a thousandfold per read: past the size cap before it counts."""
-    import gzip
-
-    bomb = gzip.compress(b"{" + b" " * 50_000_000 + b"}")  # 50 MB from about 50 kB
+    bomb = gzip_bomb(64 << 20)
     asked = []
 
     async def handler(request: httpx.Request) -> httpx.Response:
