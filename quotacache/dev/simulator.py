@@ -283,6 +283,7 @@ class Simulator:
 
 def run(host: str = "127.0.0.1", port: int = 28080, latency: tuple[float, float] = (0.2, 0.5),
         seed: int | None = None, *, require_keys: bool = False) -> None:
-    """Serve the simulator until interrupted (open unless ``require_keys``)."""
+    """Serve the simulator until interrupted (open unless ``require_keys``). A stop waits
+    at most a second for answers under way: one held by the ``timeout`` fault never ends."""
     web.run_app(Simulator(latency, seed, require_keys=require_keys).app(), host=host,
-                port=port, print=None, access_log=None)
+                port=port, print=None, access_log=None, shutdown_timeout=1.0)

@@ -63,3 +63,37 @@ def test_help_says_it_is_open_unless_keys_are_required():
     assert set(key_variables()) == {"CRYPTOMETER_API_KEY", "KINGFISHER_API_KEY",
                                     "AIRTABLE_API_KEY", "TELEGRAM_BOT_TOKEN"}
     assert all(name in text for name in key_variables())
+
+
+def test_a_stop_ends_at_once_while_a_timeout_fault_holds_an_answer(tmp_path):
+    """The ``timeout`` fault holds its answer an hour: a stop must not wait for it."""
+    import contextlib
+    import threading
+    import time
+
+    import httpx
+
+    from quotacache.dev.broker import free_port
+    from quotacache.dev.processes import start_simulator
+
+    from ...integration.conftest import poll
+
+    port = free_port()
+    child = start_simulator(port, latency="0-0", log_path=tmp_path / "sim.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        httpx.post(f"{url}/_sim/config", json={"fail": {"cryptometer": "timeout"}}, timeout=5)
+        def held_call() -> None:
+            with contextlib.suppress(httpx.HTTPError):  # cut when the simulator stops
+                httpx.get(f"{url}/ticker/", timeout=30)
+
+        held = threading.Thread(target=held_call, daemon=True)
+        held.start()
+        poll(lambda: httpx.get(f"{url}/_sim/stats", timeout=5).json()["failed"] == 1,
+             timeout=10, message="the request held by the fault")
+        started = time.monotonic()
+        child.stop(timeout=20)
+        assert time.monotonic() - started < 5
+        assert child.process.returncode == 0, child.process.returncode
+    finally:
+        child.kill()
