@@ -96,3 +96,45 @@ def test_a_renewal_must_buy_a_fresh_read():
         rates.read(rarely, float(second) + 5)
     assert rates.worth_renewing(often, 601.0, ttl=60)
     assert not rates.worth_renewing(rarely, 601.0, ttl=60)
+
+
+def test_a_key_read_once_is_ranked_by_the_prediction_where_it_fits_the_endpoints_keys():
+    """Empirical Bayes: where the endpoint x symbol prediction fits the endpoint's keys
+    (their counts scatter around it little beyond Poisson's), a key read once ranks
+    above what its one read says; where the keys scatter far from it, close to its own
+    read. At a cold start (3 s of reads), when a first read says least: a key unread
+    for a whole ``tau`` has shown a low rate, prior or not."""
+    symbols = {"BTC": 16.0, "ETH": 8.0, "SOL": 4.0, "ADA": 2.0}
+
+    def first_read_of_btc(fits: bool, prior: float = 1.0) -> float:
+        rates = ReadRates(tau=TAU, prior=prior)
+        end = 0.0
+        for symbol, per_second in symbols.items():  # a reference endpoint
+            end = max(end, read_steadily(rates, f"svc/ref/{symbol}", per_second, 3.0))
+        for symbol, per_second in symbols.items():  # the scored one, BTC not read yet:
+            if symbol != "BTC":  # in proportion, or all on the least popular symbol
+                share = per_second if fits else (14.0 if symbol == "ADA" else 0.0)
+                if share:
+                    read_steadily(rates, f"svc/scored/{symbol}", share, 3.0)
+        rates.read("svc/scored/BTC", end)
+        return rates.rate("svc/scored/BTC", end)
+
+    trusted, untrusted = first_read_of_btc(fits=True), first_read_of_btc(fits=False)
+    own = first_read_of_btc(fits=True, prior=0.0)
+    print(f"first read of BTC: {trusted:.2f}/s where the prediction fits, "
+          f"{untrusted:.2f}/s where it does not, {own:.2f}/s by its own read")
+    assert trusted > 1.5 * untrusted
+    assert trusted > 2.0 * own
+
+
+def test_a_fit_reads_a_bounded_sample_of_an_endpoints_keys():
+    from quotacache.policy import demand
+
+    rates = ReadRates(tau=TAU)
+    for i in range(3 * demand.FIT_KEYS):
+        rates.read(f"svc/ticker/K{i}", 1.0)
+    looked = []
+    decayed = rates._decayed
+    rates._decayed = lambda name, now: looked.append(name) or decayed(name, now)
+    rates._shape("#endpoint:svc/ticker", 2.0)
+    assert sum(name.startswith("svc/ticker/") for name in looked) == demand.FIT_KEYS
