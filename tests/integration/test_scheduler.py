@@ -109,16 +109,25 @@ def test_strategy_pin_release_volatility_and_bad_bodies(deployment):
     assert bad_json.status_code == 400 and "not JSON" in bad_json.json()["error"]
 
 
+#: The profile's limits and TTLs (100/60, 2m, 3m, 5m) with time running twice as fast.
+LIMITS, ENDPOINT_LIMITS = ["50/30", "20/10", "10/5"], ["40/30"]
+TTLS = {"ticker": "60s", "rapid_movements": "90s", "ls_ratio": "150s"}
+WINDOW = 30
+
+
 @pytest.mark.slow
 def test_twenty_five_symbols_stay_fresh_and_the_strategy_follows_the_budget(deployment):
-    """Over three minutes: fill, steady NORMAL, limits lowered (CONSERVATIVE or MINIMAL),
-    raised (NORMAL again); critical keys stay fresh throughout, nothing is rejected."""
-    endpoint_limits = ["40/60"]
-    deployment.configure('endpoint_limits = ["40/60"]\n'
-                         '[scheduler]\nscan_interval = "2s"\nevaluate_interval = "2s"\n'
-                         'min_dwell = "15s"\n')
+    """Over about two minutes: fill, steady NORMAL, limits lowered (CONSERVATIVE or
+    MINIMAL), raised (NORMAL again); critical keys stay fresh throughout, nothing is
+    rejected. Time runs twice as fast as the profile's: 30 s windows, TTLs halved."""
+    deployment.configure(
+        f"limits = {json.dumps(LIMITS)}\nendpoint_limits = {json.dumps(ENDPOINT_LIMITS)}\n"
+        + "".join(f'[services.cryptometer.endpoints.{name}]\nttl = "{ttl}"\n'
+                  for name, ttl in TTLS.items())
+        + '[scheduler]\nscan_interval = "2s"\nevaluate_interval = "2s"\nmin_dwell = "8s"\n')
     sim = deployment.simulator
-    sim.configure(endpoint_limits={"cryptometer": endpoint_limits})
+    sim.configure(limits={"cryptometer": LIMITS},
+                  endpoint_limits={"cryptometer": ENDPOINT_LIMITS})
     worker = deployment.start_worker()
     symbols = [f"K{i:02d}" for i in range(25)]
     post(worker, "/symbols", {"symbols": symbols, "endpoints": [
@@ -131,7 +140,7 @@ def test_twenty_five_symbols_stay_fresh_and_the_strategy_follows_the_budget(depl
     poll(lambda: all(cache_status(worker, k) == "HIT" for k in critical), timeout=90,
          interval=1, message="critical keys filled")
     # The fill spends the whole budget (MINIMAL); NORMAL returns once its calls leave
-    # the 60 s window.
+    # the window.
     poll(lambda: strategy() == "NORMAL", timeout=100, interval=1, message="NORMAL after fill")
     stale_seen = []
     watched = [0]
@@ -160,18 +169,19 @@ def test_twenty_five_symbols_stay_fresh_and_the_strategy_follows_the_budget(depl
             time.sleep(1)
         raise AssertionError("condition not reached while watching freshness")
 
-    steady_until = time.monotonic() + 60  # a minute of steady NORMAL: the fill leaves
-    watch_until(lambda: time.monotonic() > steady_until, timeout=65)  # the 60 s window
-    # Lower the upstream's minute limit to just above what its window holds: the next
+    steady_until = time.monotonic() + WINDOW  # a window of steady NORMAL: the fill leaves
+    watch_until(lambda: time.monotonic() > steady_until, timeout=WINDOW + 5)  # the window
+    # Lower the upstream's longest limit to just above what its window holds: the next
     # answers report only a few calls left (X-RateLimit-*) and budget use passes 80 %.
-    in_window = sum(1 for t, _ in sim.stats(log=True)["call_log"] if t > time.time() - 60)
-    sim.configure(limits={"cryptometer": [f"{in_window + 1}/60", "20/10", "10/5"]})
+    in_window = sum(1 for t, _ in sim.stats(log=True)["call_log"]
+                    if t > time.time() - WINDOW)
+    sim.configure(limits={"cryptometer": [f"{in_window + 1}/{WINDOW}", *LIMITS[1:]]})
     squeezed_at = time.time()  # a call before it met the old limit
-    phase[0] = f"squeezed at {round(time.monotonic() - began)} s to {in_window + 1}/60"
+    phase[0] = f"squeezed at {round(time.monotonic() - began)} s to {in_window + 1}/{WINDOW}"
     # The upstream's hint holds only until its oldest call leaves the window (seconds), so
     # an evaluation must meet a fresh one: give it many chances on a loaded machine.
     watch_until(lambda: strategy() in ("CONSERVATIVE", "MINIMAL"), timeout=75)
-    sim.configure(limits={"cryptometer": ["100/60", "20/10", "10/5"]})
+    sim.configure(limits={"cryptometer": LIMITS})
     phase[0] = f"released at {round(time.monotonic() - began)} s"
     watch_until(lambda: strategy() == "NORMAL", timeout=60)
     stats = worker.stats()
