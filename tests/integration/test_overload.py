@@ -1,4 +1,4 @@
-"""Ten times more demand than the budget, for a window and a half, against the simulator.
+"""Ten times more demand than the budget, for two minutes, against the simulator.
 
 The simulator enforces the same limits and must reject nothing; critical keys stay
 fresh throughout (read every second, weighted 4x: their planned refreshes keep the slots
@@ -21,8 +21,7 @@ from ..windows import max_in_any_window
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-#: A window and a half: the first window's calls leave it while the demand goes on.
-DURATION = 90.0
+DURATION = 120.0
 WARM_UP = 20.0
 LIMITS, ENDPOINT_LIMITS = ["60/60", "10/5"], ["30/60"]
 CRITICAL = [("ticker", s) for s in ("BTC", "ETH", "SOL")] + [("rapid_movements", "*")]
@@ -37,7 +36,7 @@ CONFIG = "".join(
     + [(name, "30s", priority) for name, priority in BULK_ENDPOINTS.items()])
 
 
-async def test_ten_times_the_budget_for_a_window_and_a_half(deployment):
+async def test_ten_times_the_budget_for_two_minutes(deployment):
     deployment.configure(f"limits = {json.dumps(LIMITS)}\n"
                          f"endpoint_limits = {json.dumps(ENDPOINT_LIMITS)}\n" + CONFIG)
     deployment.simulator.configure(limits={"cryptometer": LIMITS},
@@ -83,7 +82,7 @@ async def test_ten_times_the_budget_for_a_window_and_a_half(deployment):
     assert sim["rejected"] == 0
     assert max_in_any_window(times, 60) <= 60 and max_in_any_window(times, 5) <= 10
     # The budget is spent: 60 a minute, on the keys worth most (critical ones first).
-    assert sim["accepted"] >= 75
+    assert sim["accepted"] >= 100
     # Critical keys read every second are renewed just before they expire; a worker
     # starved of CPU (the whole suite on 2 cores) can be a moment late: 95 %, not 100 %.
     assert fresh["critical"] >= 0.95, samples["critical"]
