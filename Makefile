@@ -37,7 +37,7 @@ bench: install
 	$(BIN)/python -m bench $(ARGS)
 
 test: install chromium kafka lint
-	$(BIN)/python -m pytest -q -n 3 --maxschedchunk 1 --durations=15 $(ARGS)
+	$(BIN)/python -m pytest -q -n 4 --maxschedchunk 1 --durations=15 $(ARGS)
 
 # ruff, then the layers of pyproject's [tool.importlinter] on an installed copy (the
 # editable install maps streams/, agents/ and tables/ in a way import-linter cannot see).
