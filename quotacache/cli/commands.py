@@ -10,6 +10,8 @@ import json
 import logging
 from typing import Any
 
+import httpx
+
 from quotacache.cli.errors import CliError, Exit, one_line
 from quotacache.cli.inputs import (
     broker_errors,
@@ -91,14 +93,17 @@ def _print(data: Any, as_json: bool) -> None:
     Console().print(table)
 
 
-def _drawn(draw: Any, answer: dict[str, Any], url: str) -> Any:
-    """What ``draw`` makes of a worker's answer. An answer of another shape is the
-    server's doing, said in one line (exit 4), not an internal error of the command."""
+def _shown(show: Any, path: str, url: str) -> None:
+    """Run ``show``, which draws a worker's answer on the terminal. An answer of another
+    shape (or with markup in its names) is the server's doing: httpx.DecodingError, said
+    in one line with exit 4 (``errors.describe_error``), not an internal error."""
+    from rich.errors import ConsoleError
+
     try:
-        return draw(answer)
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise CliError(f"the answer of {url} is not what a quotacache worker sends "
-                       f"({type(exc).__name__}: {one_line(str(exc))})", Exit.REFUSED) from None
+        show()
+    except (AttributeError, KeyError, TypeError, ValueError, ConsoleError) as exc:
+        raise httpx.DecodingError(f"{type(exc).__name__}: {exc}",
+                                  request=httpx.Request("GET", url + path)) from None
 
 
 def cmd_request(args: argparse.Namespace, extra: list[str]) -> int:
@@ -151,7 +156,7 @@ def cmd_stats(args: argparse.Namespace, extra: list[str]) -> int:
     else:
         from rich.console import Console
 
-        Console().print(_drawn(stats_table, stats, url))
+        _shown(lambda: Console().print(stats_table(stats)), "/stats", url)
     return 0
 
 
@@ -178,9 +183,10 @@ def cmd_watch(args: argparse.Namespace, extra: list[str]) -> int:
                     if live is None:
                         print(json.dumps(snapshot), flush=True)
                     else:
-                        view = _drawn(lambda s: watch_view(s, client.base_url), snapshot,
-                                      client.base_url)
-                        live.update(view, refresh=True)
+                        def show(snapshot: dict[str, Any] = snapshot) -> None:
+                            live.update(watch_view(snapshot, client.base_url), refresh=True)
+
+                        _shown(show, "/dashboard/snapshot", client.base_url)
 
     asyncio.run(go())
     return 0

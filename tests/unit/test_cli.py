@@ -197,6 +197,11 @@ ANSWERS = {
     # JSON objects, but not a worker's (served under --url .../odd).
     "/odd/stats": (200, "application/json", {"workers": ["ok"], "endpoints": 3}, {}),
     "/odd/dashboard/snapshot": (200, "application/json", {"stats": {}, "services": 7}, {}),
+    # Shaped like a worker's, but a value no table can show, and markup in a name.
+    "/odder/dashboard/snapshot": (200, "application/json", {"stats": {}, "services": {
+        "svc": {"limits": [], "strategy": "NORMAL", "strategy_pinned": False,
+                "breaker": 7, "budget_use": 0.5}}}, {}),
+    "/odder/stats": (200, "application/json", {"endpoints": {"svc/[/bold]": {}}}, {}),
 }
 
 
@@ -246,10 +251,10 @@ def test_a_refusing_worker_is_one_line_with_its_message_and_exit_4(command, name
 
 
 def test_a_json_answer_of_the_wrong_shape_is_one_line_with_exit_4(stub_worker, call):
-    odd = stub_worker + "/odd"
-    for command in (["stats"], ["watch", "--count", "1"]):
-        assert_error(call(*command, "--url", odd), Exit.REFUSED, odd,
-                     "not what a quotacache worker sends")
+    for odd in (stub_worker + "/odd", stub_worker + "/odder"):
+        for command in (["stats"], ["watch", "--count", "1"]):
+            assert_error(call(*command, "--url", odd), Exit.REFUSED, stub_worker,
+                         "not what a quotacache worker sends")
 
 
 # -- the same, as processes ---------------------------------------------------------------------

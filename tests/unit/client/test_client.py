@@ -147,3 +147,10 @@ async def test_a_compressed_answer_is_refused_unread_and_identity_is_asked_for()
         with pytest.raises(httpx.DecodingError, match="Content-Encoding 'gzip'"):
             await client.stats()
     assert asked == ["identity"]
+
+    async def refusing(request: httpx.Request) -> httpx.Response:  # a gzipping proxy's
+        return httpx.Response(502, content=bomb, headers={"Content-Encoding": "gzip"})
+
+    async with client_with(refusing) as client:
+        with pytest.raises(httpx.HTTPStatusError, match="Bad Gateway"):
+            await client.stats()
