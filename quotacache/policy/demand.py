@@ -13,7 +13,6 @@ entries.
 
 from __future__ import annotations
 
-import itertools
 import math
 
 
@@ -32,9 +31,6 @@ class ReadRates:
         #: so the weights stay far from overflowing.
         self._weights: dict[str, float] = {}
         self._last: dict[str, float] = {}  # key -> its last read
-        #: endpoint group -> its keys, and -> (when fitted, the prior's shape) (``_shape``)
-        self._members: dict[str, set[str]] = {}
-        self._shapes: dict[str, tuple[float, float]] = {}
         self.origin = 0.0
         #: When the first read was counted: before ``tau`` has passed, a decayed count
         #: has seen only ``tau * (1 - exp(-age / tau))`` seconds of reads, not ``tau``.
@@ -48,11 +44,8 @@ class ReadRates:
             self._rebase(now)
         weight = math.exp((now - self.origin) / self.tau)
         weights = self._weights
-        groups = _groups(key)
-        for name in (key, *groups, ALL):
+        for name in (key, *_groups(key), ALL):
             weights[name] = weights.get(name, 0.0) + weight
-        if key not in self._last:
-            self._members.setdefault(groups[0], set()).add(key)
         self._last[key] = now
         if len(weights) > self.max_keys:
             self._forget()
@@ -61,45 +54,16 @@ class ReadRates:
         """Reads per second of ``key`` lately (0 for a key never read).
 
         A key read a few times says little on its own; its endpoint and its symbol, read
-        across all their keys, say more: they predict a count (endpoint share x symbol
-        share x all reads), so a first read of a popular symbol on a busy endpoint ranks
-        above a first read of a quiet one. How much the prediction is trusted is learnt
-        from the endpoint's keys (empirical Bayes): the counts are Poisson around a
-        Gamma prior with the predicted mean and a shape fitted by moments (``_shape``),
-        and the estimate is the posterior mean, ``predicted * (own + shape) /
-        (predicted + shape)``. Where the prediction fits the endpoint's keys well, a key
-        read once or twice is ranked by it; where it does not, by its own reads.
-        ``prior`` scales the shape (0: the key's own reads alone)."""
+        across all their keys, say more. The estimate adds to the key's own count a
+        ``prior`` weight of what they predict (endpoint share x symbol share x all
+        reads), so a first read of a popular symbol on a busy endpoint ranks above a
+        first read of a quiet one."""
         own = self._decayed(key, now)
         endpoint, symbol = _groups(key)
         total = self._decayed(ALL, now)
         predicted = (self._decayed(endpoint, now) * self._decayed(symbol, now) / total
                      if total else 0.0)
-        shape = self.prior * self._shape(endpoint, now) if predicted > 0.0 else 0.0
-        if shape <= 0.0:
-            return own / self.span(now)
-        return predicted * (own + shape) / (predicted + shape) / self.span(now)
-
-    def _shape(self, endpoint: str, now: float) -> float:
-        """The shape of the Gamma prior of the endpoint's keys around the prediction:
-        (sum of predicted^2) / (sum of (own - predicted)^2 - predicted), the variance
-        of the counts beyond Poisson's; refitted at most every ``FIT_EVERY`` seconds,
-        from at most ``FIT_KEYS`` of them (a sample: the fit costs the same whatever the
-        number of keys requests name)."""
-        fitted = self._shapes.get(endpoint)
-        if fitted is not None and now - fitted[0] < FIT_EVERY:
-            return fitted[1]
-        total = self._decayed(ALL, now)
-        reads = self._decayed(endpoint, now)
-        explained = excess = 0.0
-        for key in itertools.islice(self._members.get(endpoint, ()), FIT_KEYS):
-            predicted = reads * self._decayed(_groups(key)[1], now) / total if total else 0.0
-            explained += predicted * predicted
-            excess += (self._decayed(key, now) - predicted) ** 2 - predicted
-        shape = SHAPES[1] if excess <= 0.0 else min(SHAPES[1], max(SHAPES[0],
-                                                                    explained / excess))
-        self._shapes[endpoint] = (now, shape)
-        return shape
+        return (own + self.prior * predicted) / (1.0 + self.prior) / self.span(now)
 
     def worth_renewing(self, key: str, now: float, ttl: float) -> bool:
         """Should ``key``'s data be renewed as it expires, read or not? Only if the
@@ -141,8 +105,6 @@ class ReadRates:
         ranked = sorted(weights, key=weights.__getitem__, reverse=True)
         self._weights = {name: weights[name] for name in ranked[: self.max_keys // 2]}
         self._last = {key: at for key, at in self._last.items() if key in self._weights}
-        self._members = {group: {key for key in keys if key in self._last}
-                         for group, keys in self._members.items()}
 
     def __len__(self) -> int:
         return len(self._weights)
@@ -153,12 +115,6 @@ ALL = "#all"
 REBASE = 50.0
 #: The fresh reads a renewal must be expected to buy (a call earns its price).
 RENEW_READS = 1.0
-#: The bounds of a fitted prior's shape: from barely trusted (a key's own reads rank it
-#: after about one read) to trusted like 50 reads of the key's own.
-SHAPES = (0.2, 50.0)
-#: Seconds between two fits of an endpoint's prior, and the most keys a fit reads.
-FIT_EVERY = 1.0
-FIT_KEYS = 1_000
 
 
 def _groups(key: str) -> tuple[str, str]:
