@@ -76,7 +76,7 @@ def test_a_stop_ends_at_once_while_a_timeout_fault_holds_an_answer(tmp_path):
     from quotacache.dev.broker import free_port
     from quotacache.dev.processes import start_simulator
 
-    from ...integration.conftest import poll
+    from ...polling import poll
 
     port = free_port()
     child = start_simulator(port, latency="0-0", log_path=tmp_path / "sim.log")
