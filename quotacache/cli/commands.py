@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -93,7 +94,7 @@ def _print(data: Any, as_json: bool) -> None:
     Console().print(table)
 
 
-def _shown(show: Any, path: str, url: str) -> None:
+def _shown(show: Callable[[], object], path: str, url: str) -> None:
     """Run ``show``, which draws a worker's answer on the terminal. An answer of another
     shape (or with markup in its names) is the server's doing: httpx.DecodingError, said
     in one line with exit 4 (``errors.describe_error``), not an internal error."""

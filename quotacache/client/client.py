@@ -158,9 +158,9 @@ class Client:
 
     async def _read_capped(self, response: httpx.Response) -> bytes:
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding not in ("", "identity") and response.status_code >= 400:
-            return b""  # a refusal (a proxy's, compressed): its status says it, unread
         if encoding not in ("", "identity"):
+            if response.status_code >= 400:
+                return b""  # a refusal (a proxy's, compressed): its status says it, unread
             raise httpx.DecodingError(
                 f"{response.request.method} {response.request.url.path} answered with "
                 f"Content-Encoding {encoding!r}, which a worker never sends",
