@@ -6,8 +6,10 @@ says, calls complete after ``latency``, and a read of a stale or missing key wai
 ``WAIT`` for its refresh, as the bench's reads do; nothing else costs time. It shows
 what the policy can reach before a full benchmark run measures what the pipeline
 reaches, and it is how the policy's parameters are tuned: ``python -m bench.policy_sim
---trace zipf``. With ``--known-rates`` the policy is given every key's true read rate:
-the gap to that is what better estimates could win.
+--trace zipf``. With ``--known-rates`` the policy is given every key's true read rate
+(its reads over the whole trace), with ``--known-process`` the process that drew the
+reads (``KnownProcess``): the gap to those is what better estimates could win. With
+``--known-reads`` it knows each key's actual reads in its TTL ahead (``KnownReads``).
 """
 
 from __future__ import annotations
@@ -302,13 +304,59 @@ class KnownRates(ReadRates):
         return self.known.get(key, 0.0)
 
 
+class KnownProcess(ReadRates):
+    """Every key's expected reads per second over its TTL ahead (a minute at most), from
+    the process that drew the trace (``bench.trace.Process``): a policy that knows how the
+    reads are drawn (popularity, bursts, the spike and the shift, the trace's end) but not
+    the draw. The built-in traces' reads are independent draws, so no estimate from the
+    reads so far can know more of the reads to come: what a policy reaches with this is
+    about the most an online policy can reach with this scheduling."""
+
+    def __init__(self, trace: Trace, horizon: float = 60.0):
+        super().__init__()
+        if trace.process is None:
+            raise ValueError(f"trace {trace.name!r} was not drawn by a known process "
+                             "(a file trace): --known-process needs a built-in one")
+        self.process = trace.process
+        self.ttls = trace.ttls
+        self.horizon = horizon
+
+    def rate(self, key: str, now: float) -> float:
+        ahead = min(self.ttls[key.split("/", 1)[0]], self.horizon)
+        return self.process.expected(key, now, now + ahead) / ahead
+
+
+class KnownReads(KnownProcess):
+    """Every key's actual reads in its TTL ahead (a minute at most): foresight of the draw
+    itself, key by key. What the policy still misses with it is in the scheduling (which
+    keys get a window's slots while more keys are still to come), not in the estimates."""
+
+    def __init__(self, trace: Trace, horizon: float = 60.0):
+        ReadRates.__init__(self)
+        self.ttls = trace.ttls
+        self.horizon = horizon
+        self.times: dict[str, list[float]] = {}
+        for read in trace.reads:
+            self.times.setdefault(read.key, []).append(read.at)
+
+    def rate(self, key: str, now: float) -> float:
+        ahead = min(self.ttls[key.split("/", 1)[0]], self.horizon)
+        times = self.times.get(key, [])
+        return (bisect_left(times, now + ahead) - bisect_left(times, now)) / ahead
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trace", default="all",
                         help="a built-in trace, a file, or 'all' (the four built-in ones)")
     parser.add_argument("--seed", type=int, nargs="+", default=[7])
-    parser.add_argument("--known-rates", action="store_true",
-                        help="give the policy every key's true read rate (KnownRates)")
+    known = parser.add_mutually_exclusive_group()
+    known.add_argument("--known-rates", action="store_true",
+                       help="give the policy every key's true read rate (KnownRates)")
+    known.add_argument("--known-process", action="store_true",
+                       help="give the policy the process that drew the reads (KnownProcess)")
+    known.add_argument("--known-reads", action="store_true",
+                       help="give the policy every key's reads in its TTL ahead (KnownReads)")
     parser.add_argument("--duration", type=float,
                         help="built-in traces' length in seconds (default 90; a new length's "
                              "optima are solved once, up to a minute each, and cached)")
@@ -323,7 +371,11 @@ def main() -> None:
     for seed in args.seed:
         for name in names:
             trace = named(name, seed=seed, duration=args.duration)
-            rates = KnownRates(trace) if args.known_rates else None
+            if args.known_process and trace.process is None:
+                parser.error(f"--known-process needs a built-in trace; {name} is a file")
+            rates = (KnownRates(trace) if args.known_rates
+                     else KnownProcess(trace) if args.known_process
+                     else KnownReads(trace) if args.known_reads else None)
             result = simulate(trace, rates=rates, answered_bonus=args.answered_bonus)
             line, ok = report(trace, seed, result)
             failed += not ok

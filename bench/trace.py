@@ -22,6 +22,7 @@ TTL periods of the busy keys.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import random
@@ -118,6 +119,8 @@ class Trace:
     name: str = "zipf"
     limits: Limits = field(default_factory=Limits.profile)
     ttls: Mapping[str, float] = field(default_factory=lambda: dict(TTLS))
+    #: How the reads were drawn (built-in traces; a file trace's is unknown).
+    process: Process | None = None
 
     def ttl(self, read: Read) -> float:
         return self.ttls[read.endpoint]
@@ -155,32 +158,111 @@ def keys_by_popularity(symbols: list[str] = SYMBOLS) -> list[tuple[str, str]]:
     return [(endpoint, symbol) for _, endpoint, symbol in sorted(keys)]
 
 
+#: In a built-in trace's spike, this share of the reads goes to the spiking symbols' keys.
+SPIKE_SHARE = 0.6
+
+
+@dataclass(frozen=True)
+class Process:
+    """How a built-in trace's reads are drawn: what a policy could know of the reads to
+    come without seeing the draw (``bench.policy_sim --known-process``). Reads arrive as
+    a Poisson process of ``rate`` a second (``burst_factor`` times that for
+    ``burst_length`` seconds every ``burst_every``); each read picks a key by Zipf
+    popularity, ``after`` replacing ``before`` from the spike on, and in the spike
+    ``SPIKE_SHARE`` of the reads go to the spiking symbols' keys instead."""
+
+    duration: float
+    rate: float
+    zipf: float
+    burst_every: float
+    burst_length: float
+    burst_factor: float
+    before: tuple[tuple[str, str], ...]
+    after: tuple[tuple[str, str], ...]
+    spike: tuple[float, float]
+    spike_symbols: tuple[str, ...]
+
+    @property
+    def weights(self) -> list[float]:
+        """Zipf weights of the keys, most popular first."""
+        return _zipf_weights(len(self.before), self.zipf)
+
+    def in_burst(self, at: float) -> bool:
+        return at % self.burst_every < self.burst_length
+
+    def in_spike(self, at: float) -> bool:
+        return self.spike[0] <= at < self.spike[1]
+
+    def keys_at(self, at: float) -> tuple[tuple[str, str], ...]:
+        return self.after if at >= self.spike[0] else self.before
+
+    def spiking(self, keys: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+        return [key for key in keys if key[1] in self.spike_symbols]
+
+    def intensity(self, key: str, at: float) -> float:
+        """Reads a second of ``key`` ("endpoint/symbol") expected at ``at``."""
+        if not 0.0 <= at < self.duration:
+            return 0.0
+        total = self.rate * (self.burst_factor if self.in_burst(at) else 1.0)
+        keys = self.keys_at(at)
+        share = _shares(keys, self.zipf).get(key, 0.0)
+        if self.in_spike(at):
+            spiking = _spiking(keys, self.spike_symbols)
+            share = (1.0 - SPIKE_SHARE) * share + SPIKE_SHARE * (key in spiking) / len(spiking)
+        return total * share
+
+    def expected(self, key: str, start: float, end: float, step: float = 0.25) -> float:
+        """Reads of ``key`` expected in ``[start, end)`` (a midpoint sum)."""
+        steps = max(1, math.ceil((end - start) / step))
+        width = (end - start) / steps
+        return sum(self.intensity(key, start + (i + 0.5) * width) for i in range(steps)) * width
+
+
+def _zipf_weights(count: int, zipf: float) -> list[float]:
+    return [1 / (rank + 1) ** zipf for rank in range(count)]
+
+
+@functools.cache
+def _shares(keys: tuple[tuple[str, str], ...], zipf: float) -> dict[str, float]:
+    """Each key's share of the reads ("endpoint/symbol" -> share), outside a spike."""
+    weights = _zipf_weights(len(keys), zipf)
+    total = sum(weights)
+    return {f"{e}/{s}": w / total for (e, s), w in zip(keys, weights, strict=True)}
+
+
+@functools.cache
+def _spiking(keys: tuple[tuple[str, str], ...], symbols: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(f"{e}/{s}" for e, s in keys if s in symbols)
+
+
 def build(seed: int = 7, duration: float = 90.0, rate: float = 30.0, zipf: float = 1.1,
           burst_every: float = 20.0, burst_length: float = 3.0, burst_factor: float = 4.0,
           symbols: list[str] = SYMBOLS, shifted: list[str] | None = None,
           spike_symbols: tuple[str, ...] = ("SOL", "DOGE", "AVAX"), name: str = "zipf"
           ) -> Trace:
     """Zipf reads with bursts and a spike from halfway for 15 s. With ``shifted``, the
-    symbols' popularity order becomes ``shifted`` at the spike."""
+    symbols' popularity order becomes ``shifted`` at the spike (``Process``)."""
     rng = random.Random(seed)
-    before = keys_by_popularity(symbols)
-    after = keys_by_popularity(shifted) if shifted else before
-    weights = [1 / (rank + 1) ** zipf for rank in range(len(before))]
-    spike_start, spike_end = duration * 0.5, duration * 0.5 + 15.0
+    before = tuple(keys_by_popularity(symbols))
+    process = Process(duration, rate, zipf, burst_every, burst_length, burst_factor, before,
+                      tuple(keys_by_popularity(shifted)) if shifted else before,
+                      (duration * 0.5, duration * 0.5 + 15.0), spike_symbols)
+    weights = process.weights
     reads: list[Read] = []
     at = 0.0
     while True:
-        in_burst = at % burst_every < burst_length
-        at += rng.expovariate(rate * (burst_factor if in_burst else 1.0))
+        burst = process.in_burst(at)
+        at += rng.expovariate(rate * (burst_factor if burst else 1.0))
         if at >= duration:
             break
-        keys = after if at >= spike_start else before
-        if spike_start <= at < spike_end and rng.random() < 0.6:
-            endpoint, symbol = rng.choice([k for k in keys if k[1] in spike_symbols])
+        keys = process.keys_at(at)
+        if process.in_spike(at) and rng.random() < SPIKE_SHARE:
+            endpoint, symbol = rng.choice(process.spiking(keys))
         else:
             endpoint, symbol = rng.choices(keys, weights)[0]
         reads.append(Read(round(at, 4), endpoint, symbol))
-    return Trace(reads, duration, (spike_start, spike_end, list(spike_symbols)), name)
+    return Trace(reads, duration, (*process.spike, list(spike_symbols)), name,
+                 process=process)
 
 
 def tight(seed: int = 7, duration: float = 90.0, rate: float = 30.0) -> Trace:

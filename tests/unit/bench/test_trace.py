@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 
@@ -35,6 +36,28 @@ def test_longtail_and_shift():
     assert top[0] != top[1]
 
 
+def test_a_built_in_trace_carries_the_process_that_drew_it():
+    zipf = trace.named("zipf", 7)
+    process = zipf.process
+    expected = {f"{e}/{s}": process.expected(f"{e}/{s}", 0.0, zipf.duration)
+                for e, s in process.before}
+    assert sum(expected.values()) == pytest.approx(len(zipf.reads), rel=0.05)
+    key, count = Counter(r.key for r in zipf.reads).most_common(1)[0]
+    assert expected[key] == pytest.approx(count, rel=0.1)
+    # Outside bursts (every 20 s for 3 s): the spike from 45 s to 60 s lifts its symbols'
+    # keys and lowers the others'; nothing is read after the end.
+    assert process.intensity("ticker/AVAX", 50.0) > 3 * process.intensity("ticker/AVAX", 44.0)
+    assert process.intensity("ticker/XRP", 50.0) < process.intensity("ticker/XRP", 44.0)
+    assert process.intensity("ticker/BTC", 21.0) == 4 * process.intensity("ticker/BTC", 34.0)
+    assert process.intensity("ticker/BTC", zipf.duration) == 0.0
+
+
+def test_the_shift_trades_places_in_its_process():
+    process = trace.named("shift", 7).process
+    assert process.intensity("ticker/BTC", 30.0) > process.intensity("ticker/AVAX", 30.0)
+    assert process.intensity("ticker/BTC", 70.0) < process.intensity("ticker/AVAX", 70.0)
+
+
 def test_file_trace(tmp_path):
     path = tmp_path / "t.jsonl"
     lines = [{"at": 2, "service": "cryptometer", "endpoint": "ticker", "symbol": "btc"},
@@ -44,7 +67,7 @@ def test_file_trace(tmp_path):
     loaded = trace.named(str(path))
     assert [(r.at, r.key) for r in loaded.reads] == [(1.5, "rapid_movements/*"),
                                                       (2.0, "ticker/BTC")]
-    assert loaded.duration == 2 and loaded.spike is None
+    assert loaded.duration == 2 and loaded.spike is None and loaded.process is None
 
 
 @pytest.mark.parametrize(("line", "error"), [

@@ -1,0 +1,47 @@
+"""The policy simulation's oracles: what they tell the policy, and what they refuse."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import policy_sim, trace
+from bench.policy_sim import KnownProcess, KnownReads
+
+
+def test_known_process_rates_are_the_reads_expected_over_the_ttl_ahead():
+    zipf = trace.named("zipf", 7)
+    rates = KnownProcess(zipf)
+    ttl = zipf.ttls["ticker"]
+    assert rates.rate("ticker/BTC", 30.0) == pytest.approx(
+        zipf.process.expected("ticker/BTC", 30.0, 30.0 + ttl) / ttl)
+    # It knows the spike before a read shows it, and that nothing is read after the end.
+    assert rates.rate("ticker/AVAX", 44.0) > 2 * rates.rate("ticker/AVAX", 10.0)
+    assert rates.rate("ticker/BTC", 80.0) < rates.rate("ticker/BTC", 60.0) / 2
+    # A TTL longer than the horizon counts only the horizon's reads.
+    assert rates.rate("ai_screener/*", 10.0) == pytest.approx(
+        zipf.process.expected("ai_screener/*", 10.0, 70.0) / 60.0)
+
+
+def test_known_process_needs_a_built_in_trace(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "mine.jsonl"
+    path.write_text(json.dumps({"at": 1, "service": "cryptometer", "endpoint": "ticker",
+                                "symbol": "BTC"}) + "\n")
+    with pytest.raises(ValueError, match="--known-process needs a built-in one"):
+        KnownProcess(trace.named(str(path)))
+    monkeypatch.setattr("sys.argv", ["policy_sim", "--trace", str(path), "--known-process"])
+    with pytest.raises(SystemExit) as exited:
+        policy_sim.main()
+    assert exited.value.code == 2
+    assert "--known-process needs a built-in trace" in capsys.readouterr().err
+
+
+def test_known_reads_are_the_reads_to_come_in_the_ttl_ahead():
+    zipf = trace.named("zipf", 7)
+    rates = KnownReads(zipf)
+    ttl = zipf.ttls["ticker"]
+    coming = sum(1 for r in zipf.reads if r.key == "ticker/ETH" and 30.0 <= r.at < 30.0 + ttl)
+    assert coming > 0
+    assert rates.rate("ticker/ETH", 30.0) == coming / ttl
+    assert rates.rate("ticker/ETH", zipf.duration) == 0.0
