@@ -8,8 +8,8 @@ what the policy can reach before a full benchmark run measures what the pipeline
 reaches, and it is how the policy's parameters are tuned: ``python -m bench.policy_sim
 --trace zipf``. With ``--known-rates`` the policy is given every key's true read rate
 (its reads over the whole trace), with ``--known-process`` the process that drew the
-reads (``KnownProcess``): the gap to those is what better estimates could win. With
-``--known-reads`` it knows each key's actual reads in its TTL ahead (``KnownReads``).
+reads (``KnownProcess``), with ``--known-reads`` each key's actual reads in its TTL
+ahead (``KnownReads``): reference points for what better estimates could win.
 """
 
 from __future__ import annotations
@@ -304,43 +304,53 @@ class KnownRates(ReadRates):
         return self.known.get(key, 0.0)
 
 
-class KnownProcess(ReadRates):
-    """Every key's expected reads per second over its TTL ahead (a minute at most), from
-    the process that drew the trace (``bench.trace.Process``): a policy that knows how the
-    reads are drawn (popularity, bursts, the spike and the shift, the trace's end) but not
-    the draw. The built-in traces' reads are independent draws, so no estimate from the
-    reads so far can know more of the reads to come: what a policy reaches with this is
-    about the most an online policy can reach with this scheduling."""
+class _Ahead(ReadRates):
+    """Rates told by an oracle: a key's reads over its TTL ahead, a minute at most (the
+    fresh reads a call made now can buy). ``read`` still counts the reads seen, as
+    ``worth_renewing`` uses the time since a key's last one."""
 
     def __init__(self, trace: Trace, horizon: float = 60.0):
         super().__init__()
+        self.ttls = trace.ttls
+        self.horizon = horizon
+
+    def ahead(self, key: str) -> float:
+        return min(self.ttls[key.split("/", 1)[0]], self.horizon)
+
+
+class KnownProcess(_Ahead):
+    """Every key's expected reads a second over its TTL ahead, from the process that
+    drew the trace (``bench.trace.Process``): a policy that knows how the reads are drawn
+    (popularity, bursts, the spike and the shift, the trace's end) but not the draw. The
+    built-in traces' reads are independent draws, so no estimate from the reads so far
+    can know more of the reads to come. A reference point, not a bound: the policy's
+    settings were tuned on estimated rates."""
+
+    def __init__(self, trace: Trace, horizon: float = 60.0):
         if trace.process is None:
             raise ValueError(f"trace {trace.name!r} was not drawn by a known process "
                              "(a file trace): --known-process needs a built-in one")
+        super().__init__(trace, horizon)
         self.process = trace.process
-        self.ttls = trace.ttls
-        self.horizon = horizon
 
     def rate(self, key: str, now: float) -> float:
-        ahead = min(self.ttls[key.split("/", 1)[0]], self.horizon)
+        ahead = self.ahead(key)
         return self.process.expected(key, now, now + ahead) / ahead
 
 
-class KnownReads(KnownProcess):
+class KnownReads(_Ahead):
     """Every key's actual reads in its TTL ahead (a minute at most): foresight of the draw
     itself, key by key. What the policy still misses with it is in the scheduling (which
-    keys get a window's slots while more keys are still to come), not in the estimates."""
+    keys get a window's slots while more keys are still to come) more than in the rates."""
 
     def __init__(self, trace: Trace, horizon: float = 60.0):
-        ReadRates.__init__(self)
-        self.ttls = trace.ttls
-        self.horizon = horizon
+        super().__init__(trace, horizon)
         self.times: dict[str, list[float]] = {}
         for read in trace.reads:
             self.times.setdefault(read.key, []).append(read.at)
 
     def rate(self, key: str, now: float) -> float:
-        ahead = min(self.ttls[key.split("/", 1)[0]], self.horizon)
+        ahead = self.ahead(key)
         times = self.times.get(key, [])
         return (bisect_left(times, now + ahead) - bisect_left(times, now)) / ahead
 
@@ -356,7 +366,8 @@ def main() -> None:
     known.add_argument("--known-process", action="store_true",
                        help="give the policy the process that drew the reads (KnownProcess)")
     known.add_argument("--known-reads", action="store_true",
-                       help="give the policy every key's reads in its TTL ahead (KnownReads)")
+                       help="give the policy every key's reads in its TTL ahead, a minute at "
+                            "most (KnownReads)")
     parser.add_argument("--duration", type=float,
                         help="built-in traces' length in seconds (default 90; a new length's "
                              "optima are solved once, up to a minute each, and cached)")
@@ -371,11 +382,12 @@ def main() -> None:
     for seed in args.seed:
         for name in names:
             trace = named(name, seed=seed, duration=args.duration)
-            if args.known_process and trace.process is None:
-                parser.error(f"--known-process needs a built-in trace; {name} is a file")
-            rates = (KnownRates(trace) if args.known_rates
-                     else KnownProcess(trace) if args.known_process
-                     else KnownReads(trace) if args.known_reads else None)
+            try:
+                rates = (KnownRates(trace) if args.known_rates
+                         else KnownProcess(trace) if args.known_process
+                         else KnownReads(trace) if args.known_reads else None)
+            except ValueError as refused:
+                parser.error(str(refused))
             result = simulate(trace, rates=rates, answered_bonus=args.answered_bonus)
             line, ok = report(trace, seed, result)
             failed += not ok

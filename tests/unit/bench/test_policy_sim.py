@@ -34,7 +34,7 @@ def test_known_process_needs_a_built_in_trace(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exited:
         policy_sim.main()
     assert exited.value.code == 2
-    assert "--known-process needs a built-in trace" in capsys.readouterr().err
+    assert "--known-process needs a built-in one" in capsys.readouterr().err
 
 
 def test_known_reads_are_the_reads_to_come_in_the_ttl_ahead():
@@ -45,3 +45,11 @@ def test_known_reads_are_the_reads_to_come_in_the_ttl_ahead():
     assert coming > 0
     assert rates.rate("ticker/ETH", 30.0) == coming / ttl
     assert rates.rate("ticker/ETH", zipf.duration) == 0.0
+
+
+@pytest.mark.parametrize("oracle", [KnownProcess, KnownReads])
+def test_a_policy_told_by_an_oracle_stays_within_every_limit(oracle):
+    short = trace.named("tight", 7, duration=30.0)
+    result = policy_sim.simulate(short, rates=oracle(short))
+    assert result.calls and result.fresh > 0
+    assert policy_sim.violations(short, result) == []

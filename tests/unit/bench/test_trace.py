@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 
@@ -17,6 +18,16 @@ def test_zipf_is_todays_trace():
     assert zipf.limits.as_config() == {"limits": ["100/60", "20/10", "10/5"],
                                        "endpoint_limits": ["10/60"]}
     assert zipf.ttls["ticker"] == 24
+
+
+@pytest.mark.parametrize(("name", "digest"), [
+    ("zipf", "55723f65bcf8275b"), ("tight", "55723f65bcf8275b"),
+    ("longtail", "c928c57057a46476"), ("shift", "a010e053f866cfa9")])
+def test_built_in_traces_keep_their_reads(name, digest):
+    """The cached optima (bench/results/optima.json) are of these very reads."""
+    reads = trace.named(name, 7).reads
+    assert hashlib.sha256(repr([(r.at, r.key) for r in reads]).encode()).hexdigest()[:16] \
+        == digest
 
 
 def test_tight_halves_every_limit_on_the_same_reads():
@@ -50,6 +61,10 @@ def test_a_built_in_trace_carries_the_process_that_drew_it():
     assert process.intensity("ticker/XRP", 50.0) < process.intensity("ticker/XRP", 44.0)
     assert process.intensity("ticker/BTC", 21.0) == 4 * process.intensity("ticker/BTC", 34.0)
     assert process.intensity("ticker/BTC", zipf.duration) == 0.0
+    spiking = [f"{e}/{s}" for e, s in process.spiking(process.after)]
+    in_spike = sum(1 for r in zipf.reads if 45.0 <= r.at < 60.0 and r.key in spiking)
+    assert sum(process.expected(key, 45.0, 60.0) for key in spiking) == pytest.approx(
+        in_spike, rel=0.1)
 
 
 def test_the_shift_trades_places_in_its_process():
