@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bench import policy_sim, trace
-from bench.policy_sim import KnownProcess, KnownReads
+from bench.oracles import KnownProcess, KnownReads
 
 
 def test_known_process_rates_are_the_reads_expected_over_the_ttl_ahead():

@@ -1,0 +1,79 @@
+"""Read rates told by an oracle instead of estimated from the reads so far.
+
+``bench.policy_sim`` runs the policy with them (``--known-rates``, ``--known-process``,
+``--known-reads``): what the policy reaches with each is a reference point for what
+better estimates could win, and what is left to the scheduling itself.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import Counter
+
+from bench.trace import Trace
+from quotacache.policy.demand import ReadRates
+
+
+class KnownRates(ReadRates):
+    """Every key's true read rate, its reads over the whole trace: a policy with perfect
+    knowledge of demand (and none of when reads come). What the policy reaches with it
+    is what better rate estimates could still win; the rest is in the scheduling."""
+
+    def __init__(self, trace: Trace):
+        super().__init__()
+        counts = Counter(read.key for read in trace.reads)
+        self.known = {key: count / trace.duration for key, count in counts.items()}
+
+    def rate(self, key: str, now: float) -> float:
+        return self.known.get(key, 0.0)
+
+
+class _Ahead(ReadRates):
+    """Rates told by an oracle: a key's reads over its TTL ahead, a minute at most (the
+    fresh reads a call made now can buy). ``read`` still counts the reads seen, as
+    ``worth_renewing`` uses the time since a key's last one."""
+
+    def __init__(self, trace: Trace, horizon: float = 60.0):
+        super().__init__()
+        self.ttls = trace.ttls
+        self.horizon = horizon
+
+    def ahead(self, key: str) -> float:
+        return min(self.ttls[key.split("/", 1)[0]], self.horizon)
+
+
+class KnownProcess(_Ahead):
+    """Every key's expected reads a second over its TTL ahead, from the process that
+    drew the trace (``bench.trace.Process``): a policy that knows how the reads are drawn
+    (popularity, bursts, the spike and the shift, the trace's end) but not the draw. The
+    built-in traces' reads are independent draws, so no estimate from the reads so far
+    can know more of the reads to come. A reference point, not a bound: the policy's
+    settings were tuned on estimated rates."""
+
+    def __init__(self, trace: Trace, horizon: float = 60.0):
+        if trace.process is None:
+            raise ValueError(f"trace {trace.name!r} was not drawn by a known process "
+                             "(a file trace): --known-process needs a built-in one")
+        super().__init__(trace, horizon)
+        self.process = trace.process
+
+    def rate(self, key: str, now: float) -> float:
+        ahead = self.ahead(key)
+        return self.process.expected(key, now, now + ahead) / ahead
+
+
+class KnownReads(_Ahead):
+    """Every key's actual reads in its TTL ahead (a minute at most): foresight of the draw
+    itself, key by key. What the policy still misses with it is in the scheduling (which
+    keys get a window's slots while more keys are still to come) more than in the rates."""
+
+    def __init__(self, trace: Trace, horizon: float = 60.0):
+        super().__init__(trace, horizon)
+        self.times: dict[str, list[float]] = {}
+        for read in trace.reads:
+            self.times.setdefault(read.key, []).append(read.at)
+
+    def rate(self, key: str, now: float) -> float:
+        ahead = self.ahead(key)
+        times = self.times.get(key, [])
+        return (bisect_left(times, now + ahead) - bisect_left(times, now)) / ahead
