@@ -185,7 +185,7 @@ class Process:
     @property
     def weights(self) -> list[float]:
         """Zipf weights of the keys, most popular first."""
-        return _zipf_weights(len(self.before), self.zipf)
+        return [1 / (rank + 1) ** self.zipf for rank in range(len(self.before))]
 
     def in_burst(self, at: float) -> bool:
         return at % self.burst_every < self.burst_length
@@ -193,12 +193,32 @@ class Process:
     def in_spike(self, at: float) -> bool:
         return self.spike[0] <= at < self.spike[1]
 
-    def keys_at(self, at: float) -> tuple[tuple[str, str], ...]:
-        return self.after if at >= self.spike[0] else self.before
+    def shifted(self, at: float) -> bool:
+        """Whether ``after``'s popularity holds at ``at`` (from the spike's start on)."""
+        return at >= self.spike[0]
 
-    def spiking(self, keys: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
-        """The keys the spike's reads go to, in ``keys``' order (the sampler picks one)."""
-        return _spiking(keys, self.spike_symbols)
+    def keys_at(self, at: float) -> tuple[tuple[str, str], ...]:
+        return self.after if self.shifted(at) else self.before
+
+    @functools.cached_property
+    def spiking(self) -> tuple[tuple[str, str], ...]:
+        """The keys the spike's reads go to (the spike is past the shift), in popularity
+        order: the sampler picks one."""
+        return tuple(key for key in self.after if key[1] in self.spike_symbols)
+
+    @functools.cached_property
+    def _shares(self) -> tuple[dict[str, float], dict[str, float], frozenset[str]]:
+        """Each key's share of the reads outside the spike, before and after its start
+        ("endpoint/symbol" -> share), and the spiking keys: worked out once, as the
+        oracles ask for intensities thousands of times a run."""
+        weights = self.weights
+        total = sum(weights)
+
+        def shares(keys: tuple[tuple[str, str], ...]) -> dict[str, float]:
+            return {f"{e}/{s}": w / total for (e, s), w in zip(keys, weights, strict=True)}
+
+        return (shares(self.before), shares(self.after),
+                frozenset(f"{e}/{s}" for e, s in self.spiking))
 
     def intensity(self, key: str, at: float) -> float:
         """Reads a second of ``key`` ("endpoint/symbol") expected at ``at``. The sampler
@@ -208,12 +228,10 @@ class Process:
         if not 0.0 <= at < self.duration:
             return 0.0
         total = self.rate * (self.burst_factor if self.in_burst(at) else 1.0)
-        keys = self.keys_at(at)
-        share = _shares(keys, self.zipf).get(key, 0.0)
+        before, after, spiking = self._shares
+        share = (after if self.shifted(at) else before).get(key, 0.0)
         if self.in_spike(at):
-            spiking = self.spiking(keys)
-            chosen = tuple(key.split("/", 1)) in spiking
-            share = (1.0 - SPIKE_SHARE) * share + SPIKE_SHARE * chosen / len(spiking)
+            share = (1.0 - SPIKE_SHARE) * share + SPIKE_SHARE * (key in spiking) / len(spiking)
         return total * share
 
     def expected(self, key: str, start: float, end: float, step: float = 0.25) -> float:
@@ -221,24 +239,6 @@ class Process:
         steps = max(1, math.ceil((end - start) / step))
         width = (end - start) / steps
         return sum(self.intensity(key, start + (i + 0.5) * width) for i in range(steps)) * width
-
-
-def _zipf_weights(count: int, zipf: float) -> list[float]:
-    return [1 / (rank + 1) ** zipf for rank in range(count)]
-
-
-@functools.cache
-def _shares(keys: tuple[tuple[str, str], ...], zipf: float) -> dict[str, float]:
-    """Each key's share of the reads ("endpoint/symbol" -> share), outside a spike."""
-    weights = _zipf_weights(len(keys), zipf)
-    total = sum(weights)
-    return {f"{e}/{s}": w / total for (e, s), w in zip(keys, weights, strict=True)}
-
-
-@functools.cache
-def _spiking(keys: tuple[tuple[str, str], ...], symbols: tuple[str, ...]
-             ) -> tuple[tuple[str, str], ...]:
-    return tuple(key for key in keys if key[1] in symbols)
 
 
 def build(seed: int = 7, duration: float = 90.0, rate: float = 30.0, zipf: float = 1.1,
@@ -263,7 +263,7 @@ def build(seed: int = 7, duration: float = 90.0, rate: float = 30.0, zipf: float
             break
         keys = process.keys_at(at)
         if process.in_spike(at) and rng.random() < SPIKE_SHARE:
-            endpoint, symbol = rng.choice(process.spiking(keys))
+            endpoint, symbol = rng.choice(process.spiking)
         else:
             endpoint, symbol = rng.choices(keys, weights)[0]
         reads.append(Read(round(at, 4), endpoint, symbol))

@@ -61,7 +61,7 @@ def test_a_built_in_trace_carries_the_process_that_drew_it():
     assert process.intensity("ticker/XRP", 50.0) < process.intensity("ticker/XRP", 44.0)
     assert process.intensity("ticker/BTC", 21.0) == 4 * process.intensity("ticker/BTC", 34.0)
     assert process.intensity("ticker/BTC", zipf.duration) == 0.0
-    spiking = [f"{e}/{s}" for e, s in process.spiking(process.after)]
+    spiking = [f"{e}/{s}" for e, s in process.spiking]
     in_spike = sum(1 for r in zipf.reads if 45.0 <= r.at < 60.0 and r.key in spiking)
     assert sum(process.expected(key, 45.0, 60.0) for key in spiking) == pytest.approx(
         in_spike, rel=0.1)
