@@ -155,7 +155,7 @@ async def test_hits_of_a_hot_key_answer_as_the_view_does_and_follow_new_data(dep
         while True:
             body = worker.get(path).json()
             if ((body.get("data") or {}).get("v") == value
-                    or body.get("fetched_at", 0.0) > record.fetched_at):
+                    or (body.get("fetched_at") or 0.0) > record.fetched_at):
                 return record.fetched_at
             assert time.monotonic() < deadline, f"v={value} not served; last answer {body}"
             await asyncio.sleep(0.1)
