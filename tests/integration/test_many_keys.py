@@ -65,7 +65,11 @@ async def test_tens_of_thousands_of_distinct_keys_leave_no_map_grown(deployment)
     def status():
         return worker.get("/status").json()
 
+    def upstream_calls():
+        return worker.get("/stats?scope=local").json()["upstream_calls"]
+
     start = status()
+    calls_before = upstream_calls()
     before = rss_mb(worker.child.pid)
     # Hundreds of connections opened at once overflow the listen backlog (a dropped
     # connect is retried a second later): the reads answered at once share a few.
@@ -87,6 +91,10 @@ async def test_tens_of_thousands_of_distinct_keys_leave_no_map_grown(deployment)
                                          for i in range(HOT_KEYS)))
         hits = sum(a.headers.get("X-Cache") == "HIT" for a in answers)
         hot_peak = status()["hot_answers"]
+        # A call the 10/60 budget makes for one of the keys (their reads are demand)
+        # replaces its entry, and so drops its answer until it is read again; a call is
+        # counted before its record lands, so reading the calls second counts each one.
+        renewed = upstream_calls() - calls_before
 
         # Waiting readers: WAITERS reads of distinct missing keys, waiting at once.
         waiting = asyncio.gather(*(many.get(f"/cache/cryptometer/ls_ratio/W{i}",
@@ -126,7 +134,7 @@ async def test_tens_of_thousands_of_distinct_keys_leave_no_map_grown(deployment)
     stats = worker.get("/stats?scope=local").json()
     after = rss_mb(worker.child.pid)
     print(f"\n{HOT_KEYS} hot keys ({hits} HITs) and {WAITERS} waiting readers: peaks "
-          f"{hot_peak} hot answers, {waiting_peak} waiting; both back to "
+          f"{hot_peak} hot answers ({renewed} renewed), {waiting_peak} waiting; both back to "
           f"{reads_rest['hot_answers']}/{reads_rest['waiting_readers']} {reads_back:.1f} s "
           f"after the last read; asyncio tasks {start['asyncio_tasks']} -> {tasks}. "
           f"{KEYS} refresh requests: in-flight peak {marks_peak}, back to "
@@ -135,7 +143,7 @@ async def test_tens_of_thousands_of_distinct_keys_leave_no_map_grown(deployment)
           f"{rest['read_rate_keys']}; RSS {before:.0f} -> {after:.0f} MB; "
           f"stats endpoints {len(stats['endpoints'])}")
     # Each map did grow with the input (else its return proves nothing)...
-    assert hits == HOT_KEYS and hot_peak >= start["hot_answers"] + HOT_KEYS
+    assert hits == HOT_KEYS and hot_peak + renewed >= start["hot_answers"] + HOT_KEYS
     assert waiting_peak >= WAITERS // 2
     assert marks_peak > 1000
     # ...the expiring ones came back within their bounds...
