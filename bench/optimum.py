@@ -176,14 +176,14 @@ def solve(trace: Trace, objective: str = "fresh", latency: float = LATENCY,
     index = {column: i for i, column in enumerate(columns)}
     n_x, n_terms = len(columns), len(terms)
 
-    rows = _Rows()
+    rows = Rows()
     for t, (key, lo, hi) in enumerate(terms):  # a term counts only if a call serves it
         served = [index[s, key] for s in range(lo, hi + 1)]
         rows.add([n_x + t, *served], [1.0] + [-1.0] * len(served), upper=0.0)
     if objective == "answered":  # only a key's first call answers anything: keep one
         for key in slots:
             rows.add([index[s, key] for s in slots[key]], [1.0] * len(slots[key]), upper=1.0)
-    counts = _limit_rows(trace, columns, rows, n_x + n_terms)
+    counts = limit_rows(trace, columns, rows, n_x + n_terms)
 
     width = n_x + n_terms + len(counts)
     weights = np.zeros(width)
@@ -217,16 +217,20 @@ def solve(trace: Trace, objective: str = "fresh", latency: float = LATENCY,
 
 def solve_joint(trace: Trace, objective: str, floor_objective: str, floor: float,
                 latency: float = LATENCY, time_limit: float = 120.0,
-                after_first_read: bool = False, wait: float = 0.0) -> Optimum:
+                after_first_read: bool = False, wait: float = 0.0,
+                critical_floor: float = 0.0) -> Optimum:
     """The most ``objective`` reads (fresh or answered) of the schedules that reach at
-    least ``floor`` reads of ``floor_objective``: how much of one optimum is left when the
-    other must be nearly met (issue 14's targets ask for both at once). The model is
-    ``solve``'s with both kinds of terms, sharing the calls and the limit windows."""
+    least ``floor`` reads of ``floor_objective`` and ``critical_floor`` fresh reads of
+    critical endpoints: how much of one optimum is left when the others must be nearly
+    met (issue 14's targets ask for all three at once). The model is ``solve``'s with
+    every kind of read, sharing the calls and the limit windows. When no schedule meets
+    the floors, the value and bound are 0 and the status says so."""
     kinds = ("fresh", "answered")
     if {objective, floor_objective} != set(kinds):
         raise ValueError("a joint optimum weighs fresh against answered reads")
     began = time.perf_counter()
-    terms: dict[str, dict[tuple[str, int, int], int]] = {k: defaultdict(int) for k in kinds}
+    terms: dict[str, dict[tuple[str, int, int], int]] = {
+        k: defaultdict(int) for k in (*kinds, "critical")}
     first_slot: dict[str, int] = {}
     for read in trace.reads:
         first = first_slot.setdefault(
@@ -234,6 +238,8 @@ def solve_joint(trace: Trace, objective: str, floor_objective: str, floor: float
         lo, hi = served_slots(read.at, trace.ttl(read), latency, wait)
         if max(lo, first) <= hi:
             terms["fresh"][read.key, max(lo, first), hi] += 1
+            if critical_floor > 0 and trace.critical(read):
+                terms["critical"][read.key, max(lo, first), hi] += 1
         if first <= hi:
             terms["answered"][read.key, first, hi] += 1
     slots: dict[str, set[int]] = defaultdict(set)
@@ -242,17 +248,20 @@ def solve_joint(trace: Trace, objective: str, floor_objective: str, floor: float
             slots[key].update(range(lo, hi + 1))
     columns = [(slot, key) for key in sorted(slots) for slot in sorted(slots[key])]
     index = {column: i for i, column in enumerate(columns)}
-    rows = _Rows()
-    start = {"fresh": len(columns), "answered": len(columns) + len(terms["fresh"])}
-    for kind in kinds:  # a term counts only if a call serves it
-        for t, (key, lo, hi) in enumerate(terms[kind]):
+    rows = Rows()
+    start, n_vars = {}, len(columns)
+    for kind, kind_terms in terms.items():  # a term counts only if a call serves it
+        start[kind] = n_vars
+        for t, (key, lo, hi) in enumerate(kind_terms):
             served = [index[s, key] for s in range(lo, hi + 1)]
-            rows.add([start[kind] + t, *served], [1.0] + [-1.0] * len(served), upper=0.0)
-    n_vars = start["answered"] + len(terms["answered"])
-    counts = _limit_rows(trace, columns, rows, n_vars)
-    floor_terms = list(terms[floor_objective].values())
-    rows.add(list(range(start[floor_objective], start[floor_objective] + len(floor_terms))),
-             [float(v) for v in floor_terms], lower=floor)
+            rows.add([n_vars + t, *served], [1.0] + [-1.0] * len(served), upper=0.0)
+        n_vars += len(kind_terms)
+    counts = limit_rows(trace, columns, rows, n_vars)
+    for kind, at_least in ((floor_objective, floor), ("critical", critical_floor)):
+        if terms[kind]:
+            floor_terms = list(terms[kind].values())
+            rows.add(list(range(start[kind], start[kind] + len(floor_terms))),
+                     [float(v) for v in floor_terms], lower=at_least)
     width = n_vars + len(counts)
     weights = np.zeros(width)
     main_terms = list(terms[objective].values())
@@ -265,6 +274,9 @@ def solve_joint(trace: Trace, objective: str, floor_objective: str, floor: float
              if result.x is not None else [])
     found = score(trace, calls, latency, wait)
     value = found.fresh if objective == "fresh" else found.answered
+    if result.status == 2:  # infeasible: no schedule reaches the floors
+        return Optimum(objective, 0, 0, len(trace.reads), found, [],
+                       time.perf_counter() - began, "no schedule meets the floors")
     dual = getattr(result, "mip_dual_bound", None)
     bound = (math.floor(-dual + 1e-3) if dual is not None and math.isfinite(dual)
              else len(trace.reads))
@@ -274,7 +286,7 @@ def solve_joint(trace: Trace, objective: str, floor_objective: str, floor: float
                    time.perf_counter() - began, status)
 
 
-class _Rows:
+class Rows:
     """A sparse constraint matrix, built row by row."""
 
     def __init__(self) -> None:
@@ -297,7 +309,7 @@ class _Rows:
         return LinearConstraint(matrix, np.array(self.lower), np.array(self.upper))
 
 
-def _limit_rows(trace: Trace, columns: list[Call], rows: _Rows, first: int
+def limit_rows(trace: Trace, columns: list[Call], rows: Rows, first: int
                 ) -> dict[tuple[str, int], int]:
     """Rows for every limit window that could overflow, over per-slot count variables
     (columns from ``first`` on, one per scope and slot, returned): windows sum the counts

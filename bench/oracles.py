@@ -1,17 +1,22 @@
-"""Read rates told by an oracle instead of estimated from the reads so far.
+"""Read rates, and the worth of calls, told by an oracle instead of estimated from the
+reads so far.
 
 ``bench.policy_sim`` runs the policy with them (``--known-rates``, ``--known-process``,
-``--known-reads``): what the policy reaches with each is a reference point for what
-better estimates could win, and what is left to the scheduling itself.
+``--known-reads``, ``--known-values``): what the policy reaches with each is a reference
+point for what better estimates could win, and what is left to the scheduling itself.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from bench.trace import Trace
 from quotacache.policy.demand import ReadRates
+from quotacache.policy.dispatch import Valuation
+from quotacache.policy.queue import Queued
 
 
 class KnownRates(ReadRates):
@@ -69,11 +74,58 @@ class KnownReads(_Ahead):
 
     def __init__(self, trace: Trace, horizon: float = 60.0):
         super().__init__(trace, horizon)
-        self.times: dict[str, list[float]] = {}
-        for read in trace.reads:
-            self.times.setdefault(read.key, []).append(read.at)
+        self.times = read_times(trace)
 
     def rate(self, key: str, now: float) -> float:
         ahead = self.ahead(key)
         times = self.times.get(key, [])
         return (bisect_left(times, now + ahead) - bisect_left(times, now)) / ahead
+
+
+def read_times(trace: Trace) -> dict[str, list[float]]:
+    """Each key's read times, in order."""
+    times: dict[str, list[float]] = {}
+    for read in trace.reads:
+        times.setdefault(read.key, []).append(read.at)
+    return times
+
+
+@dataclass(frozen=True)
+class KnownValues(Valuation):
+    """The dispatch's valuation told every key's actual reads to come, to the trace's end:
+    a call is worth the reads it makes fresh (those in the TTL after it lands that the
+    current data does not already serve) and, for a key's first fetch,
+    ``answered_weight`` times the key's later reads (misses turned into stale answers).
+    The same ranking and reservation with the exact worth of every call: what the policy
+    still misses with it, against the joint optimum of the same reads, is in the greedy
+    structure (which keys get a window's few slots), not in what the rates know."""
+
+    reads: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    answered_weight: float = 1.0
+
+    @classmethod
+    def of(cls, trace: Trace, latency: float, answered_weight: float = 1.0) -> KnownValues:
+        return cls(ttl_of=dict(trace.ttls), latency=latency, reads=read_times(trace),
+                   answered_weight=answered_weight)
+
+    def between(self, key: str, start: float, end: float) -> int:
+        """The key's reads after ``start``, up to ``end``."""
+        times = self.reads.get(key, ())
+        return max(0, bisect_right(times, end) - bisect_right(times, start))
+
+    def value(self, queued: Queued, now: float) -> float:
+        order = queued.order
+        ttl = self.ttl(order.endpoint)
+        lands = now + self.latency
+        if order.fresh_until is None:
+            reads = (self.between(queued.key, lands, lands + ttl) + self.answered_weight
+                     * self.between(queued.key, lands + ttl, float("inf")))
+        else:
+            reads = self.between(queued.key, max(lands, order.fresh_until), lands + ttl)
+        aging = 1.0 + self.aging * max(0.0, now - order.requested_at) / ttl  # as the policy
+        return self.weights.get(order.priority.value, 1.0) * reads * aging
+
+    def refresh_value(self, queued: Queued, now: float) -> float:
+        ttl = self.ttl(queued.order.endpoint)
+        return (self.weights.get(queued.order.priority.value, 1.0)
+                * self.between(queued.key, now + ttl, now + 2 * ttl))

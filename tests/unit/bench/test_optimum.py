@@ -78,6 +78,35 @@ def test_a_joint_optimum_gives_up_one_objective_for_a_floor_on_the_other():
     assert solve_joint(reads, "answered", "fresh", 0).value == 5  # no floor: the optimum
 
 
+def test_a_joint_optimum_can_also_keep_a_floor_of_critical_fresh_reads():
+    # One call: ls_ratio/B answers three reads, the critical ticker/A one.
+    reads = tiny([(5.0, "ticker/A")] + [(at, "ls_ratio/B") for at in (5.0, 6.0, 7.0)],
+                 ("1/60",))
+    free = solve_joint(reads, "answered", "fresh", 0)
+    assert (free.value, free.calls[0][1]) == (3, "ls_ratio/B")
+    critical = solve_joint(reads, "answered", "fresh", 0, critical_floor=1)
+    assert (critical.value, critical.score.critical_fresh, critical.calls[0][1]) == (
+        1, 1, "ticker/A")
+    beyond = solve_joint(reads, "answered", "fresh", 0, critical_floor=2)
+    assert (beyond.value, beyond.bound, beyond.calls) == (0, 0, [])
+    assert beyond.status == "no schedule meets the floors"
+
+
+def test_bench_optimum_prints_what_is_left_when_every_target_is_met(capsys):
+    from bench.__main__ import print_variants, solve_optima
+
+    reads = tiny([(at, key) for at in (1.0, 8.0, 15.0, 22.0)
+                  for key in ("ticker/A", "ls_ratio/B", "xtrades/C")], ("2/10",))
+    optima = solve_optima(reads, time_limit=10)
+    capsys.readouterr()
+    print_variants(reads, optima, time_limit=10)
+    lines = [line for line in capsys.readouterr().out.splitlines()
+             if "meeting the fresh and critical targets" in line]
+    assert len(lines) == 2 and "(with foresight)" in lines[0]
+    assert "calling only keys already read, reads waiting 2 s" in lines[1]
+    assert all("of the optimum (fresh " in line for line in lines)
+
+
 def test_a_built_in_trace_of_another_length_has_optima_of_its_own(tmp_path):
     from bench.optimum import cached_optima
 

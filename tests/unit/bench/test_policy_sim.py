@@ -7,7 +7,10 @@ import json
 import pytest
 
 from bench import policy_sim, trace
-from bench.oracles import KnownProcess, KnownReads
+from bench.oracles import KnownProcess, KnownReads, KnownValues
+from quotacache.policy.queue import Queued
+from quotacache.streams.records import FetchOrder
+from quotacache.units import Priority
 
 
 def test_known_process_rates_are_the_reads_expected_over_the_ttl_ahead():
@@ -51,5 +54,36 @@ def test_known_reads_are_the_reads_to_come_in_the_ttl_ahead():
 def test_a_policy_told_by_an_oracle_stays_within_every_limit(oracle):
     short = trace.named("tight", 7, duration=30.0)
     result = policy_sim.simulate(short, rates=oracle(short))
+    assert result.calls and result.fresh > 0
+    assert policy_sim.violations(short, result) == []
+
+
+def test_known_values_are_the_reads_a_call_makes_fresh_and_answers():
+    zipf = trace.named("zipf", 7)
+    values = KnownValues.of(zipf, latency=0.5, answered_weight=2.0)
+    ttl = zipf.ttls["ls_ratio"]
+    times = [r.at for r in zipf.reads if r.key == "ls_ratio/ETH"]
+
+    def queued(fresh_until):
+        return Queued("ls_ratio/ETH", FetchOrder(
+            service="cryptometer", endpoint="ls_ratio", symbol="ETH", priority=Priority.MEDIUM,
+            reason="read", requested_at=20.0, fresh_until=fresh_until))
+
+    fresh = sum(1 for t in times if 20.5 < t <= 20.5 + ttl)
+    later = sum(1 for t in times if t > 20.5 + ttl)
+    assert fresh > 0 and later > 0
+    # A first fetch: the reads in the TTL after it lands, and twice those after that.
+    assert values.value(queued(None), 20.0) == fresh + 2 * later
+    # A renewal buys only the reads the current data does not serve.
+    assert values.value(queued(40.0), 20.0) == sum(1 for t in times if 40.0 < t <= 20.5 + ttl)
+    # The renewal a call made now will want: the reads of the TTL after this one.
+    assert values.refresh_value(queued(None), 20.0) == sum(
+        1 for t in times if 20.0 + ttl < t <= 20.0 + 2 * ttl)
+
+
+def test_a_policy_told_the_values_stays_within_every_limit():
+    short = trace.named("tight", 7, duration=30.0)
+    result = policy_sim.simulate(short, rates=KnownReads(short),
+                                 valuation=KnownValues.of(short, policy_sim.LATENCY))
     assert result.calls and result.fresh > 0
     assert policy_sim.violations(short, result) == []
