@@ -41,6 +41,8 @@ CACHE = Path(__file__).parent / "results" / "optima.json"
 #: The simulator's latency is uniform in 0.2-0.5 s.
 LATENCY = 0.35
 OBJECTIVES = ("fresh", "answered", "critical")
+#: A joint optimum's status when no schedule meets its floors.
+NO_SCHEDULE = "no schedule meets the floors"
 EPS = 1e-9
 
 Call = tuple[int, str]  # (slot, key)
@@ -72,7 +74,7 @@ class Optimum:
 
     @property
     def optimal(self) -> bool:
-        return self.bound == self.value
+        return self.bound == self.value and self.status != NO_SCHEDULE
 
     def as_dict(self) -> dict[str, object]:
         return {"objective": self.objective, "value": self.value, "bound": self.bound,
@@ -258,10 +260,16 @@ def solve_joint(trace: Trace, objective: str, floor_objective: str, floor: float
         n_vars += len(kind_terms)
     counts = limit_rows(trace, columns, rows, n_vars)
     for kind, at_least in ((floor_objective, floor), ("critical", critical_floor)):
+        if at_least > 0 and not terms[kind]:  # no read a call could count: out of reach
+            return Optimum(objective, 0, 0, len(trace.reads), Score(0, 0, 0), [],
+                           time.perf_counter() - began, NO_SCHEDULE)
         if terms[kind]:
             floor_terms = list(terms[kind].values())
             rows.add(list(range(start[kind], start[kind] + len(floor_terms))),
                      [float(v) for v in floor_terms], lower=at_least)
+    if not rows.values:  # no read any call could count: no call is the best schedule
+        return Optimum(objective, 0, 0, len(trace.reads), Score(0, 0, 0), [],
+                       time.perf_counter() - began, "optimal")
     width = n_vars + len(counts)
     weights = np.zeros(width)
     main_terms = list(terms[objective].values())
@@ -276,7 +284,7 @@ def solve_joint(trace: Trace, objective: str, floor_objective: str, floor: float
     value = found.fresh if objective == "fresh" else found.answered
     if result.status == 2:  # infeasible: no schedule reaches the floors
         return Optimum(objective, 0, 0, len(trace.reads), found, [],
-                       time.perf_counter() - began, "no schedule meets the floors")
+                       time.perf_counter() - began, NO_SCHEDULE)
     dual = getattr(result, "mip_dual_bound", None)
     bound = (math.floor(-dual + 1e-3) if dual is not None and math.isfinite(dual)
              else len(trace.reads))

@@ -126,6 +126,8 @@ class KnownValues(Valuation):
         return self.weights.get(order.priority.value, 1.0) * reads * aging
 
     def refresh_value(self, queued: Queued, now: float) -> float:
+        """The renewal a call made now will want: the reads of the TTL after its data's."""
         ttl = self.ttl(queued.order.endpoint)
+        lands = now + self.latency
         return (self.weights.get(queued.order.priority.value, 1.0)
-                * self.between(queued.key, now + ttl, now + 2 * ttl))
+                * self.between(queued.key, lands + ttl, lands + 2 * ttl))

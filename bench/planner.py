@@ -136,6 +136,8 @@ class Replay:
 def replay(trace: Trace, knows: str = "process", weights: Weights = Weights(),
            replan: int = 5, horizon: float = math.inf, time_limit: float = 10.0) -> Replay:
     """Plan and send calls slot by slot over ``trace`` (see the module)."""
+    if replan < 1:
+        raise ValueError(f"replan must be 1 or more seconds, not {replan}")
     if knows not in KNOWS:
         raise ValueError(f"knows must be one of {KNOWS}, not {knows!r}")
     if knows == "process" and trace.process is None:
@@ -174,6 +176,13 @@ def scored(trace: Trace, calls: list[Call]) -> Result:
                   calls=[(float(s), key) for s, key in sorted(calls)])
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -183,7 +192,7 @@ def main() -> None:
     parser.add_argument("--knows", choices=KNOWS, default="process",
                         help="the reads to come: exactly, in expectation from the process, "
                              "or at the workers' estimated rates (default: process)")
-    parser.add_argument("--replan", type=int, default=5,
+    parser.add_argument("--replan", type=positive_int, default=5,
                         help="seconds between plans when no new key is read (default 5)")
     parser.add_argument("--horizon", type=float, default=math.inf,
                         help="seconds of reads ahead the plan counts (default: to the end)")

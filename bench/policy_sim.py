@@ -320,6 +320,11 @@ def main() -> None:
                         help="seconds of reads a first fetch is worth beyond its TTL (the "
                              "service setting answered_bonus)")
     args = parser.parse_args()
+    if args.known_values and args.answered_bonus:
+        parser.error("--answered-bonus is the estimated policy's: --known-values weighs "
+                     "answered reads with --answered-weight")
+    if not args.known_values and args.answered_weight != 1.0:
+        parser.error("--answered-weight needs --known-values")
     from bench.trace import BUILT_IN
 
     names = list(BUILT_IN) if args.trace == "all" else [args.trace]

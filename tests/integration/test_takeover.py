@@ -27,14 +27,14 @@ SYMBOLS = [f"S{i}" for i in range(12)]
 ENDPOINTS = ["ticker", "ls_ratio", "open_interest", "xtrades"]
 
 
-def newest_records(records) -> dict[str, float]:
-    """Each key's newest ``fetched_at`` among data records."""
-    newest: dict[str, float] = {}
+def fetched_at_by_key(records) -> dict[str, set[float]]:
+    """Each key's ``fetched_at`` values among data records."""
+    found: dict[str, set[float]] = {}
     for record in records:
         value = json.loads(record.value)
-        key = f"cryptometer/{value['endpoint']}/{value['symbol']}"
-        newest[key] = max(newest.get(key, 0.0), value["fetched_at"])
-    return newest
+        found.setdefault(f"cryptometer/{value['endpoint']}/{value['symbol']}",
+                         set()).add(value["fetched_at"])
+    return found
 
 
 async def test_sigkill_of_the_owner_mid_load_loses_no_limit_and_no_read(deployment):
@@ -117,19 +117,27 @@ async def test_sigkill_of_the_owner_mid_load_loses_no_limit_and_no_read(deployme
     # "Not ready" only while the survivor took the service over, never after.
     assert all(killed_at <= at <= killed_at + took_over + 5 for at in not_ready), (
         [round(at - killed_at, 1) for at in not_ready], took_over)
-    # The survivor's table is exact: every key holds the newest record of the data topics.
-    # The survivor goes on renewing the keys read, so a record may land after the topics
-    # were read: each round reads them again, until a round finds the table matching.
+    # The survivor's table is exact: every key holds the newest record of the data topics,
+    # or one newer still. The survivor goes on renewing the keys read, so the topics are
+    # read before the table and again after it: what it serves must be at least the
+    # newest of the first reading, and a record of the second (or it was lost or made up).
     def served(key):
         return httpx.get(f"{survivor.url}/cache/{key}", timeout=5).json().get("fetched_at")
+
+    async def data_records():
+        return fetched_at_by_key(await deployment.consume_all(
+            lambda t: t.startswith(deployment.topic("data.cryptometer."))))
 
     deadline, rounds = time.monotonic() + 30, 0
     while True:
         rounds += 1
-        newest = newest_records(await deployment.consume_all(
-            lambda t: t.startswith(deployment.topic("data.cryptometer."))))
+        newest = {key: max(times) for key, times in (await data_records()).items()}
         assert newest, "no data records read back"
-        wrong = {k: (now, at) for k, at in newest.items() if (now := served(k)) != at}
+        table = {key: served(key) for key in newest}
+        recorded = await data_records()
+        wrong = {key: (table[key], at) for key, at in newest.items()
+                 if table[key] is None or table[key] < at
+                 or table[key] not in recorded.get(key, ())}
         if not wrong:
             break
         assert time.monotonic() < deadline, (

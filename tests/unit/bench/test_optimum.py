@@ -88,8 +88,15 @@ def test_a_joint_optimum_can_also_keep_a_floor_of_critical_fresh_reads():
     assert (critical.value, critical.score.critical_fresh, critical.calls[0][1]) == (
         1, 1, "ticker/A")
     beyond = solve_joint(reads, "answered", "fresh", 0, critical_floor=2)
-    assert (beyond.value, beyond.bound, beyond.calls) == (0, 0, [])
+    assert (beyond.value, beyond.bound, beyond.calls, beyond.optimal) == (0, 0, [], False)
     assert beyond.status == "no schedule meets the floors"
+    # A floor no read could count toward is out of reach too, not dropped.
+    plain = tiny([(at, "ls_ratio/B") for at in (5.0, 6.0)], ("1/60",))
+    assert solve_joint(plain, "answered", "fresh", 0, critical_floor=1).status == (
+        "no schedule meets the floors")
+    first_only = tiny([(0.5, "ls_ratio/B")], ("1/60",))
+    assert solve_joint(first_only, "answered", "fresh", 1, after_first_read=True).status == (
+        "no schedule meets the floors")
 
 
 def test_bench_optimum_prints_what_is_left_when_every_target_is_met(capsys):

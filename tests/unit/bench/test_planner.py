@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -41,3 +42,17 @@ def test_knowing_the_process_needs_a_built_in_trace():
     reads = tiny([(1.0, "ls_ratio/B")])
     with pytest.raises(ValueError, match="--knows process needs a built-in one"):
         planner.replay(reads, "process")
+
+
+@pytest.mark.parametrize("knows", planner.KNOWS)
+def test_only_the_reads_knowledge_sees_the_draw_to_come(knows):
+    # The same trace with its reads after 10 s replaced by others: a planner told the
+    # process or the rates plans the same first 10 s; one told the reads does not.
+    full = trace.named("tight", 7, duration=20.0)
+    other = trace.named("tight", 8, duration=20.0)
+    swapped = dataclasses.replace(full, reads=[r for r in full.reads if r.at <= 10.0]
+                                  + [r for r in other.reads if r.at > 10.0])
+    def early(t):
+        return [call for call in planner.replay(t, knows).result.calls if call[0] <= 10.0]
+
+    assert (early(full) == early(swapped)) is (knows != "reads")

@@ -12,6 +12,8 @@ from quotacache.policy.queue import Queued
 from quotacache.streams.records import FetchOrder
 from quotacache.units import Priority
 
+from .test_optimum import tiny
+
 
 def test_known_process_rates_are_the_reads_expected_over_the_ttl_ahead():
     zipf = trace.named("zipf", 7)
@@ -78,7 +80,7 @@ def test_known_values_are_the_reads_a_call_makes_fresh_and_answers():
     assert values.value(queued(40.0), 20.0) == sum(1 for t in times if 40.0 < t <= 20.5 + ttl)
     # The renewal a call made now will want: the reads of the TTL after this one.
     assert values.refresh_value(queued(None), 20.0) == sum(
-        1 for t in times if 20.0 + ttl < t <= 20.0 + 2 * ttl)
+        1 for t in times if 20.5 + ttl < t <= 20.5 + 2 * ttl)
 
 
 def test_a_policy_told_the_values_stays_within_every_limit():
@@ -87,3 +89,26 @@ def test_a_policy_told_the_values_stays_within_every_limit():
                                  valuation=KnownValues.of(short, policy_sim.LATENCY))
     assert result.calls and result.fresh > 0
     assert policy_sim.violations(short, result) == []
+
+
+@pytest.mark.parametrize(("answered_weight", "called"), [(1.0, "xtrades/B"), (0.0, "ls_ratio/A")])
+def test_known_values_choose_the_call_by_the_reads_it_answers(answered_weight, called):
+    # One call in the trace. A has three reads in the TTL after its first fetch, B one,
+    # then five more after it: B's first fetch answers six reads, A's three.
+    reads = [(at, "ls_ratio/A") for at in (1.0, 2.0, 3.0, 4.0)] + [
+        (at, "xtrades/B") for at in (1.2, 3.0, 10.0, 12.0, 14.0, 16.0, 18.0)]
+    one_call = tiny(reads, ("1/60",))
+    result = policy_sim.simulate(one_call, rates=KnownReads(one_call), valuation=KnownValues.of(
+        one_call, policy_sim.LATENCY, answered_weight=answered_weight))
+    assert [key for _, key in result.calls] == [called]
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["--answered-weight", "2"], "--answered-weight needs --known-values"),
+    (["--known-values", "--answered-bonus", "30"], "--answered-bonus is the estimated"),
+])
+def test_an_option_that_would_be_ignored_is_refused(monkeypatch, capsys, argv, says):
+    monkeypatch.setattr("sys.argv", ["policy_sim", *argv])
+    with pytest.raises(SystemExit) as exited:
+        policy_sim.main()
+    assert exited.value.code == 2 and says in capsys.readouterr().err
