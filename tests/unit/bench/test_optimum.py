@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from bench import trace
-from bench.optimum import needed, score, solve, solve_joint, violations
+from bench.optimum import score, solve, solve_joint, violations
+from bench.program import needed
 from bench.trace import Limit, Limits, Read, Trace
 
 
