@@ -30,7 +30,7 @@ from scipy.optimize import Bounds, milp
 
 from bench.optimum import LATENCY, score, served_slots
 from bench.policy_sim import Result, conclude, report
-from bench.program import EPS, Call, Rows, limit_rows
+from bench.program import Call, Rows, limit_rows
 from bench.systems import WAIT
 from bench.trace import BUILT_IN, Read, Trace, named
 from quotacache.policy.demand import ReadRates
@@ -50,9 +50,10 @@ class Weights:
 
 
 def plan(trace: Trace, known: Iterable[tuple[Read, float]], sent: list[Call], slot: int,
-         first_slot: dict[str, int], weights: Weights, time_limit: float) -> list[Call]:
+         weights: Weights, time_limit: float) -> list[Call]:
     """The calls from ``slot`` on that maximise the weighted reads of ``known`` ((read,
-    expected count) pairs), given the calls already ``sent``."""
+    expected count) pairs), given the calls already ``sent``: only keys in ``known``
+    are called, so only keys already read."""
     terms: dict[tuple[str, int, int], float] = defaultdict(float)
     for read, count in known:
         lo, hi = served_slots(read.at, trace.ttl(read), LATENCY, WAIT)
@@ -63,7 +64,7 @@ def plan(trace: Trace, known: Iterable[tuple[Read, float]], sent: list[Call], sl
         terms[read.key, 0, hi] += weights.answered * count
     columns = set(sent)
     for key, lo, hi in terms:
-        columns.update((s, key) for s in range(max(lo, slot, first_slot[key]), hi + 1))
+        columns.update((s, key) for s in range(max(lo, slot), hi + 1))
     ordered = sorted(columns)
     index = {column: i for i, column in enumerate(ordered)}
     by_key: dict[str, list[tuple[int, int]]] = defaultdict(list)
@@ -147,7 +148,6 @@ def replay(trace: Trace, knows: str = "process", weights: Weights = Weights(),
     first_at: dict[str, float] = {}
     for read in trace.reads:
         first_at.setdefault(read.key, read.at)
-    first_slot = {key: math.ceil(at - EPS) for key, at in first_at.items()}
     rates, fed = ReadRates(), 0
     sent: list[Call] = []
     planned: list[Call] = []
@@ -160,9 +160,9 @@ def replay(trace: Trace, knows: str = "process", weights: Weights = Weights(),
         seen = frozenset(key for key, at in first_at.items() if at <= slot)
         if seen != seen_before or slot % replan == 0:
             seen_before = seen
-            known = [(r, 1.0) for r in trace.reads[:fed] if r.key in seen]
+            known = [(r, 1.0) for r in trace.reads[:fed]]  # all of keys seen by now
             known += reads_to_come(trace, knows, seen, slot, fed, rates, horizon)
-            planned = plan(trace, known, sent, slot, first_slot, weights, time_limit)
+            planned = plan(trace, known, sent, slot, weights, time_limit)
             solves += 1
         sent += [(s, key) for s, key in planned if s == slot]
     return Replay(scored(trace, sent), solves)
