@@ -33,13 +33,11 @@ import numpy as np
 from scipy.optimize import Bounds, milp
 
 from bench.program import EPS, Call, Rows, limit_rows, window_slots
-from bench.trace import BUILT_IN, DEFAULT_DURATION, Trace
+from bench.trace import BUILT_IN, DEFAULT_DURATION, LATENCY, Trace
 
 #: Optima already solved, by "<trace>/seed<N>" (a built-in trace of another length than
 #: the default: "<trace>/seed<N>/<seconds>s").
 CACHE = Path(__file__).parent / "results" / "optima.json"
-#: The simulator's latency is uniform in 0.2-0.5 s.
-LATENCY = 0.35
 OBJECTIVES = ("fresh", "answered", "critical")
 #: A joint optimum's status when no schedule meets its floors.
 NO_SCHEDULE = "no schedule meets the floors"

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import Bounds, milp
 
-from bench.optimum import LATENCY, score, served_slots
+from bench.optimum import score, served_slots
 from bench.policy_sim import Result, conclude, report
 from bench.program import Call, Rows, limit_rows
 from bench.systems import WAIT
-from bench.trace import BUILT_IN, Read, Trace, named
+from bench.trace import BUILT_IN, LATENCY, Read, Trace, named
 from quotacache.policy.demand import ReadRates
 
 KNOWS = ("reads", "process", "rates")

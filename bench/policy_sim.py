@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from bench.oracles import KnownProcess, KnownRates, KnownReads, KnownValues
 from bench.systems import WAIT
-from bench.trace import Trace, named
+from bench.trace import LATENCY, Trace, named
 from quotacache.policy.demand import ReadRates
 from quotacache.policy.dispatch import Valuation, select_calls
 from quotacache.policy.health import ServiceHealth
@@ -37,8 +37,6 @@ from quotacache.units import Priority, RateLimit
 
 SERVICE = "cryptometer"
 TICK = 0.25
-#: Seconds from a call to its data (the optimum's ``LATENCY``, without importing scipy).
-LATENCY = 0.35
 
 
 class SimBudget:
@@ -250,7 +248,7 @@ def optima_with_bounds(trace: Trace, seed: int) -> tuple[dict[str, int], dict[st
             {objective: best["bound"] for objective, best in solved.items()})
 
 
-def violations(trace: Trace, result: Result, latency: float = 0.35) -> list[str]:
+def violations(trace: Trace, result: Result, latency: float = LATENCY) -> list[str]:
     """Every window of S seconds in which more than N calls of a scope arrive upstream."""
     scopes: dict[str, list[float]] = {}
     for at, key in result.calls:

@@ -59,6 +59,8 @@ LONGTAIL_SYMBOLS = SYMBOLS + [
     "XMR"]
 #: Seconds a built-in trace lasts unless told.
 DEFAULT_DURATION = 90.0
+#: Seconds from a call to its data: the simulator's latency is uniform in 0.2-0.5 s.
+LATENCY = 0.35
 SYMBOL_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,30}|\*")
 
 

@@ -86,7 +86,7 @@ def test_known_values_are_the_reads_a_call_makes_fresh_and_answers():
 def test_a_policy_told_the_values_stays_within_every_limit():
     short = trace.named("tight", 7, duration=30.0)
     result = policy_sim.simulate(short, rates=KnownReads(short),
-                                 valuation=KnownValues.of(short, policy_sim.LATENCY))
+                                 valuation=KnownValues.of(short, trace.LATENCY))
     assert result.calls and result.fresh > 0
     assert policy_sim.violations(short, result) == []
 
@@ -99,7 +99,7 @@ def test_known_values_choose_the_call_by_the_reads_it_answers(answered_weight, c
         (at, "xtrades/B") for at in (1.2, 3.0, 10.0, 12.0, 14.0, 16.0, 18.0)]
     one_call = tiny(reads, ("1/60",))
     result = policy_sim.simulate(one_call, rates=KnownReads(one_call), valuation=KnownValues.of(
-        one_call, policy_sim.LATENCY, answered_weight=answered_weight))
+        one_call, trace.LATENCY, answered_weight=answered_weight))
     assert [key for _, key in result.calls] == [called]
 
 
