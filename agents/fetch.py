@@ -107,16 +107,9 @@ class FetchDispatcher:
 
     def valuation(self, service: str) -> Valuation:
         config = self.rt.settings.service(service)
-        return Valuation(ttl_of={name: spec.ttl for name, spec in config.endpoints.items()},
-                         weights=config.priority_weights,
-                         latency=self.rt.backlog.latency[service],
-                         answered_bonus=config.answered_bonus,
-                         waiting_miss=config.waiting_miss_worth,
-                         waiting_stale=config.waiting_stale_worth,
-                         margin=config.refresh_margin,
-                         reserve_above=config.reserve_above,
-                         hold_until=self.rt.backlog.first_order_at.get(service, 0.0)
-                         + config.first_fetch_hold)
+        return Valuation.of(config, latency=self.rt.backlog.latency[service],
+                            hold_until=self.rt.backlog.first_order_at.get(service, 0.0)
+                            + config.first_fetch_hold)
 
     async def drain(self, service: str) -> None:
         """Make the calls worth most while health, limits and concurrency allow."""

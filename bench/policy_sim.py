@@ -1,7 +1,8 @@
 """The scheduling policy alone, replayed on a trace in simulated time: seconds, not minutes.
 
 The same pure code the workers run (``quotacache.policy``: read rates, the queue, the
-value-based dispatch, the limits) driven by a simulated clock: reads arrive as the trace
+value-based dispatch, the limits), with the settings the bench's workers run the trace
+with (``service_config``), driven by a simulated clock: reads arrive as the trace
 says, calls complete after ``latency``, and a read of a stale or missing key waits up to
 ``WAIT`` for its refresh, as the bench's reads do; nothing else costs time. It shows
 what the policy can reach before a full benchmark run measures what the pipeline
@@ -20,18 +21,20 @@ import argparse
 import dataclasses
 import heapq
 import itertools
+import tempfile
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bench.oracles import KnownProcess, KnownRates, KnownReads, KnownValues
-from bench.systems import WAIT
+from bench.systems import WAIT, quotacache_config
 from bench.trace import LATENCY, Trace, named
 from quotacache.policy.demand import ReadRates
 from quotacache.policy.dispatch import Valuation, select_calls
 from quotacache.policy.health import ServiceHealth
 from quotacache.policy.limits import Decision, Scope, decide
 from quotacache.policy.queue import REGRADE, FetchQueue
-from quotacache.settings import ServiceConfig
+from quotacache.settings import ServiceConfig, Settings, load_settings
 from quotacache.streams.records import FetchOrder
 from quotacache.units import Priority, RateLimit
 
@@ -42,7 +45,7 @@ TICK = 0.25
 class SimBudget:
     """Exact send times per scope, as the rate limiter table keeps them."""
 
-    def __init__(self, trace: Trace, headroom: float = 0.0, jitter: float = 0.25):
+    def __init__(self, trace: Trace, *, headroom: float, jitter: float):
         self.headroom = headroom
         self.jitter = jitter
         self.service = Scope(SERVICE, tuple(RateLimit(calls=lim.calls, seconds=lim.seconds)
@@ -92,19 +95,29 @@ def priority_of(trace: Trace, endpoint: str) -> Priority:
     return Priority(CRYPTOMETER["endpoints"][endpoint]["priority"])
 
 
+def service_config(trace: Trace) -> tuple[ServiceConfig, Settings]:
+    """The service as the bench's workers run it on ``trace`` (``bench.systems``): the
+    trace's TTLs and limits, every other setting the product's default."""
+    with tempfile.TemporaryDirectory() as work:
+        settings = load_settings(quotacache_config(
+            Path(work) / "quotacache.toml", "policy-sim", None, None, ttls=trace.ttls,
+            limits=trace.limits))
+    return settings.service(SERVICE), settings
+
+
 def simulate(trace: Trace, *, latency: float = LATENCY, valuation: Valuation | None = None,
-             inflight_timeout: float = 30.0, max_in_flight: int = 8,
-             rates: ReadRates | None = None, warmup: float | None = None,
-             wait: float = WAIT,
+             rates: ReadRates | None = None, wait: float = WAIT,
              **valuation_args: object) -> Result:
-    """Replay ``trace``; a read that finds its key stale or missing waits up to ``wait``
-    seconds for the refresh it asked for, as the bench's reads do (``?wait=2``). First
-    fetches wait ``warmup`` after the first order (the ``first_fetch_hold`` setting)."""
-    if warmup is None:
-        warmup = ServiceConfig.model_fields["first_fetch_hold"].default
-    valuation = valuation or Valuation(ttl_of=dict(trace.ttls), latency=latency,
-                                       **valuation_args)
-    budget = SimBudget(trace)
+    """Replay ``trace`` with the workers' settings (``service_config``); a read that
+    finds its key stale or missing waits up to ``wait`` seconds for the refresh it asked
+    for, as the bench's reads do (``?wait=2``). ``valuation_args`` replace fields of the
+    settings' valuation (``Valuation``)."""
+    config, settings = service_config(trace)
+    warmup, max_in_flight = config.first_fetch_hold, config.max_in_flight
+    inflight_timeout = settings.cache.inflight_timeout
+    valuation = valuation or dataclasses.replace(Valuation.of(config, latency=latency),
+                                                 **valuation_args)
+    budget = SimBudget(trace, headroom=config.headroom, jitter=config.arrival_jitter)
     rates = ReadRates() if rates is None else rates
     queue = FetchQueue()
     health = ServiceHealth()
@@ -158,7 +171,8 @@ def simulate(trace: Trace, *, latency: float = LATENCY, valuation: Valuation | N
         def readers(key: str) -> int:  # those a call made now can still answer
             return sum(1 for deadline, *_ in waiting.get(key, ()) if deadline >= now + latency)
 
-        chosen = select_calls(queue, health, budget, now, service=SERVICE, cooldown=30,
+        chosen = select_calls(queue, health, budget, now, service=SERVICE,
+                              cooldown=config.breaker_cooldown,
                               free_slots=max_in_flight - in_flight, valuation=held,
                               waiting=readers)
         for queued in chosen.calls:

@@ -37,6 +37,7 @@ from typing import Protocol
 from quotacache.policy.health import ServiceHealth
 from quotacache.policy.limits import Decision, Scope, allowance, frees_at, used
 from quotacache.policy.queue import FetchQueue, Queued
+from quotacache.settings import ServiceConfig
 from quotacache.streams.records import FetchOrder
 from quotacache.units import Priority
 
@@ -104,6 +105,18 @@ class Valuation:
     #: counted; by default they only order the calls that fit (counted in the room too,
     #: they took the slots of critical refreshes: critical fresh fell 1 point).
     waiting_takes_room: bool = False
+
+    @classmethod
+    def of(cls, config: ServiceConfig, *, latency: float, hold_until: float = 0.0
+           ) -> Valuation:
+        """How a service's settings value its calls (the workers' and the simulation's)."""
+        return cls(ttl_of={name: spec.ttl for name, spec in config.endpoints.items()},
+                   weights=config.priority_weights, latency=latency,
+                   answered_bonus=config.answered_bonus,
+                   waiting_miss=config.waiting_miss_worth,
+                   waiting_stale=config.waiting_stale_worth,
+                   margin=config.refresh_margin, reserve_above=config.reserve_above,
+                   hold_until=hold_until)
 
     def ttl(self, endpoint: str) -> float:
         """The endpoint's TTL (60 s for one the valuation was not told of)."""

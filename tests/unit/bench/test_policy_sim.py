@@ -11,6 +11,7 @@ from bench.oracles import KnownProcess, KnownReads, KnownValues
 from quotacache.policy.queue import Queued
 from quotacache.streams.records import FetchOrder
 from quotacache.units import Priority
+from tests.windows import max_in_any_window
 
 from .test_optimum import tiny
 
@@ -58,6 +59,18 @@ def test_a_policy_told_by_an_oracle_stays_within_every_limit(oracle):
     result = policy_sim.simulate(short, rates=oracle(short))
     assert result.calls and result.fresh > 0
     assert policy_sim.violations(short, result) == []
+
+
+def test_the_simulation_decides_as_the_workers_would_on_the_trace():
+    short = trace.named("tight", 7, duration=30.0)
+    config, _ = policy_sim.service_config(short)
+    assert [str(lim) for lim in config.limits] == [str(lim) for lim in short.limits.service]
+    assert config.endpoints["ticker"].ttl == short.ttls["ticker"]
+    # The workers count each call over its window plus their arrival jitter: bursts a
+    # window apart are a jitter further apart than the upstream's limit alone requires.
+    calls = [at for at, _ in policy_sim.simulate(short).calls]
+    for limit in config.limits:
+        assert max_in_any_window(calls, limit.seconds + config.arrival_jitter) <= limit.calls
 
 
 def test_known_values_are_the_reads_a_call_makes_fresh_and_answers():

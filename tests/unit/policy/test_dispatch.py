@@ -327,3 +327,21 @@ def test_a_read_waiting_for_its_key_ranks_its_call_first_but_takes_no_kept_room(
     # A critical refresh due soon (worth about 12) keeps the only slot: counted with its
     # waiting reader the call would be worth more (16), on its worth alone it is not (6).
     assert chosen({"svc/ls_ratio/WAITED": 1}, planned_rate=0.5) == []
+
+
+def test_a_services_settings_are_how_its_calls_are_valued():
+    from quotacache.settings import load_settings
+
+    config = load_settings(
+        services={"cryptometer": {"answered_bonus": 30.0, "waiting_miss_worth": 7.0,
+                                  "waiting_stale_worth": 3.0, "refresh_margin": 1.5,
+                                  "reserve_above": 2.0,
+                                  "priority_weights": {"critical": 9.0, "high": 3.0,
+                                                       "medium": 1.0, "low": 0.5}}},
+    ).service("cryptometer")
+    valuation = Valuation.of(config, latency=0.3, hold_until=12.0)
+    assert (valuation.latency, valuation.hold_until) == (0.3, 12.0)
+    assert (valuation.answered_bonus, valuation.waiting_miss, valuation.waiting_stale,
+            valuation.margin, valuation.reserve_above) == (30.0, 7.0, 3.0, 1.5, 2.0)
+    assert valuation.weights["critical"] == 9.0 and valuation.weights["low"] == 0.5
+    assert valuation.ttl("ticker") == config.endpoints["ticker"].ttl
