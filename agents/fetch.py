@@ -101,7 +101,8 @@ class FetchDispatcher:
         since the answer came back, answered by now or not."""
         under_way = self.rt.backlog.under_way[feedback.service]
         answered_at = round(feedback.at, 3)
-        since = sum(1 for t in self.rt.limiter.times(feedback.service) if t >= answered_at)
+        since = sum(1 for t in self.rt.limiter.decided(feedback.service)
+                    if t >= answered_at)
         since_under_way = sum(1 for t in under_way if round(t, 3) >= answered_at)
         return len(under_way) + max(0, since - since_under_way)
 
@@ -201,6 +202,8 @@ class FetchDispatcher:
             await rt.topics.send(rt.topics.fetch, order.service, order)
             return
         rt.stats.count("upstream_calls", name)
+        rt.limiter.sent(ServiceBudget(rt.limiter, order.service).scopes(order.endpoint),
+                        decided_at, started)
         try:
             answer = await rt.upstreams[order.service].fetch(order.endpoint, order.symbol,
                                                              started)

@@ -43,7 +43,9 @@ TICK = 0.25
 
 
 class SimBudget:
-    """Exact send times per scope, as the rate limiter table keeps them."""
+    """The times each scope's calls count from, as the workers' limiter has them: a
+    simulated call leaves as it is decided, so its record moves at once to half the
+    arrival jitter before (``RateLimiter.sent``)."""
 
     def __init__(self, trace: Trace, *, headroom: float, jitter: float):
         self.headroom = headroom
@@ -68,7 +70,7 @@ class SimBudget:
         longest = max(lim.seconds for lim in (*self.service.limits, *self.endpoint_limits))
         for scope in self.scopes(endpoint):
             times = self.sent.setdefault(scope.name, [])
-            times.append(now)
+            times.append(now - self.jitter / 2)
             # Calls older than every window count nowhere: forget them (speed only).
             while times and times[0] <= now - longest - self.jitter - 1.0:
                 times.pop(0)

@@ -44,6 +44,10 @@ class RateLimiter:
         self._times = ReadThrough(app, self._table)
         self.journal = CallJournal(journal_dir(settings), worker_name(settings),
                                    horizon=self.horizon + 1.0, fsync=settings.limits_fsync)
+        #: scope -> recorded time -> the earlier times that calls recorded then count
+        #: from, once sent (``sent``). This worker's memory only: the table and the
+        #: journal keep the recorded times, which count longer (safe).
+        self._moved: dict[str, dict[float, list[float]]] = {}
 
     @property
     def name(self) -> str:
@@ -67,8 +71,8 @@ class RateLimiter:
         return Scope(f"{service}/{endpoint}",
                      tuple(self.settings.service(service).limits_for(endpoint)))
 
-    def times(self, scope: str) -> list[float]:
-        """Send times of ``scope``'s recent calls: the table's and the journal's."""
+    def decided(self, scope: str) -> list[float]:
+        """When ``scope``'s recent calls were decided: the table's and the journal's."""
         recorded = self._times.get(scope) or []
         journaled = self.journal.times(scope)
         if not journaled:
@@ -76,6 +80,32 @@ class RateLimiter:
         # Both hold the same calls; calls sent in the same millisecond are several
         # calls, so merge counts per time (the larger of the two), not a set.
         return sorted((Counter(recorded) | Counter(journaled)).elements())
+
+    def times(self, scope: str) -> list[float]:
+        """The times ``scope``'s recent calls count from: when each was decided, or,
+        for a call this worker has sent, half the arrival jitter before it left
+        (``sent``)."""
+        times = self.decided(scope)
+        moved = self._moved.get(scope)
+        if not moved:
+            return times
+        pending = {at: list(earlier) for at, earlier in moved.items()}
+        counted = [pending[t].pop() if pending.get(t) else t for t in times]
+        return sorted(counted)
+
+    def sent(self, scopes: Sequence[Scope], decided_at: float, at: float) -> None:
+        """A call decided at ``decided_at`` left at ``at``: it counts from half the
+        arrival jitter before that, no longer from its decision (policy/limits.py: it
+        arrives within the other half after it left). Never later than its decision."""
+        decided = round(decided_at, 3)
+        jitter = self.settings.service(scopes[0].name).arrival_jitter
+        counts_from = min(decided, round(at - jitter / 2, 3))
+        oldest = at - self.horizon
+        for scope in scopes:
+            moved = self._moved.setdefault(scope.name, {})
+            for old in [t for t in moved if t <= oldest]:
+                del moved[old]
+            moved.setdefault(decided, []).append(counts_from)
 
     def record(self, scopes: Sequence[Scope], now: float) -> None:
         """Count one call in every scope (before it is sent), in the journal and the table."""

@@ -1,23 +1,27 @@
 """The rate limiter's decision: a pure function of (limits, recent calls, now).
 
 Every limit is "at most N calls in any window of S seconds", counted by the upstream when
-calls arrive. We record the send time of each call before sending it. A call sent at
-``s`` arrives at ``s + d`` with ``d`` in ``[d_min, d_min + jitter]``, so the arrivals in
-one upstream window ``[a, a + S)`` were all sent within ``[a - d_min - jitter, a + S -
-d_min)``: a span of ``S + jitter``. The rule:
+calls arrive. Each call counts from a time ``r`` we record: its decision, before it is
+sent. The fetch agent sends it within half the jitter after that or not at all (it is
+decided again), and the network delivers it ``d_min`` plus at most the other half of the
+jitter after it leaves. So a call arrives within ``[r + d_min, r + d_min + jitter]``.
+Once it has left, at ``s``, it arrives by ``s + d_min + jitter / 2``, so its record may
+move back to ``s - jitter / 2`` (never later than the decision; ``RateLimiter.sent``):
+the same interval still holds, and the send half it did not use is freed. The rule:
 
-    a call may be sent at ``now`` only if fewer than N calls were sent in
+    a call may be decided at ``now`` only if fewer than N calls count from times in
     ``(now - S - jitter, now]``.
 
-Bound: take any span of length ``S + jitter`` and the last call sent in it, at ``t``.
-When that call was decided, every earlier send of the span lay in ``(t - S - jitter,
-t]``, and there were fewer than N of them; with it, at most N. So no span of ``S +
-jitter`` ever holds more than N sends, and no upstream window more than N arrivals,
-whatever the order and spacing of the decisions. ``jitter`` (``arrival_jitter``, 0.5 s
-by default) is the spread of delays allowed for: the fetch agent sends a call within
-half of it after the decision or not at all (it is decided again), which leaves the
-other half for the network. Exact send times (not buckets) keep the count tight:
-nothing is counted that the upstream could not count.
+Bound: take any upstream window ``[a, a + S)`` and, of the calls arriving in it, the one
+decided last, at ``t``. It arrives after ``t + d_min``, so ``t < a + S - d_min``. Every
+other call of the window was decided before ``t`` and arrives at or after ``a``; a record,
+moved or not, is never below its call's arrival minus ``d_min + jitter``, so at ``t``
+each of theirs lay in ``[a - d_min - jitter, t]``, inside ``(t - S - jitter, t]``. So
+when the last call was decided, fewer than N others counted, and the window holds at
+most N arrivals, whatever the order and spacing of the decisions and sends. ``jitter``
+(``arrival_jitter``, 0.5 s by default) is the spread of delays allowed for. Exact times
+(not buckets) keep the count tight: nothing is counted that the upstream could not
+count.
 
 A call is allowed only if every limit of every scope (the service's and the endpoint's)
 has room, and it is then recorded in all of them at once. ``headroom`` keeps a fraction of
@@ -32,7 +36,7 @@ from dataclasses import dataclass
 
 from quotacache.units import RateLimit
 
-#: scope -> send times of its recent calls (any order; older ones are ignored).
+#: scope -> the times its recent calls count from (any order; older ones are ignored).
 CallTimes = Callable[[str], Sequence[float]]
 
 

@@ -128,6 +128,21 @@ async def test_a_call_that_cannot_leave_in_time_is_not_sent_but_decided_again(rt
     assert rt.stats.by_endpoint["svc/ticker"]["late_calls"] == 1
 
 
+async def test_a_call_that_left_counts_from_half_the_jitter_before_it_left(rt, clock,
+                                                                          upstream):
+    rt.tasks.hold()
+    async with running(rt, "fetch") as agent:
+        await agent.put(order(), key="svc")
+    clock.advance(0.05)  # it leaves 50 ms after the limiter's yes
+    rt.tasks.release()
+    await rt.tasks.settle()
+    assert len(upstream.requests) == 1
+    jitter = rt.settings.service("svc").arrival_jitter
+    counts_from = round(START + 0.05 - jitter / 2, 3)
+    assert rt.limiter.times("svc") == rt.limiter.times("svc/ticker") == [counts_from]
+    assert rt.limiter.decided("svc") == [START]
+
+
 # -- freshness, planned refreshes, drops --------------------------------------------
 
 async def test_a_planned_refresh_of_a_key_nobody_reads_is_dropped_without_a_call(rt,

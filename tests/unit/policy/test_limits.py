@@ -112,6 +112,50 @@ def test_no_upstream_window_ever_sees_more_calls_than_a_limit(attempts, headroom
             assert max_in_any_window(times, limit.seconds) <= limit.calls, (scope, str(limit))
 
 
+#: A share of the jitter: often at either end, where a window is most crowded.
+SHARE = st.one_of(st.sampled_from([0.0, 1.0]), st.floats(min_value=0.0, max_value=1.0))
+
+
+@given(
+    bursts=st.lists(st.tuples(st.floats(min_value=0.0, max_value=6.0),
+                              st.integers(min_value=1, max_value=12),
+                              st.integers(min_value=0, max_value=4), SHARE, SHARE),
+                    min_size=1, max_size=60),
+    jitter=st.sampled_from([0.0, 0.25, 1.0]),
+    delay=st.floats(min_value=0.0, max_value=5.0),
+)
+@settings(max_examples=300)
+def test_moving_a_sent_calls_record_back_keeps_every_window(bursts, jitter, delay):
+    """Bursts of attempts at one instant, each call leaving up to half the jitter after
+    its decision and arriving up to the other half after it left; once it has left,
+    its record moves back to half the jitter before it left (``RateLimiter.sent``): no
+    window of any limit, counted on arrival, ever holds more calls than the limit."""
+    sent = SendTimes()
+    now = 1_000_000.0
+    leaving = []  # (leaves at, scopes' names, decided at), not yet moved
+    arrivals = defaultdict(list)
+    for gap, size, endpoint_number, wait, spread in bursts:
+        now += gap
+        for left in [c for c in leaving if c[0] <= now]:
+            leaving.remove(left)
+            at, names, decided = left
+            for name in names:
+                sent.sent[name].remove(decided)
+                sent.sent[name].append(min(decided, at - jitter / 2))
+        endpoint = f"e{endpoint_number}"
+        for _ in range(size):
+            if attempt(sent, endpoint, now, jitter=jitter).allowed:
+                leaves = now + wait * jitter / 2
+                leaving.append((leaves, ("svc", f"svc/{endpoint}"), now))
+                arrival = leaves + delay + spread * jitter / 2
+                arrivals["svc"].append(arrival)
+                arrivals[f"svc/{endpoint}"].append(arrival)
+    for scope, times in arrivals.items():
+        limits = SERVICE[1] if scope == "svc" else ENDPOINT_LIMITS
+        for limit in limits:
+            assert max_in_any_window(times, limit.seconds) <= limit.calls, (scope, str(limit))
+
+
 def test_demand_far_above_the_budget_uses_all_of_it_but_never_more():
     sent = SendTimes()
     times = []

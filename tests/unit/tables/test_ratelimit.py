@@ -81,6 +81,41 @@ async def test_a_call_counts_for_its_window_plus_the_arrival_jitter(limiter_for)
     assert not early.allowed and on_time.allowed
 
 
+async def test_a_sent_call_counts_from_half_the_jitter_before_it_left(limiter_for):
+    limiter, run = limiter_for(limits=["1/60"])
+    budget = ServiceBudget(limiter, "svc")
+    await calls(run, budget, "ticker", 1)
+    limiter.sent(budget.scopes("ticker"), NOW, NOW + 0.05)  # it left 50 ms after its slot
+    assert limiter.times("svc") == limiter.times("svc/ticker") == [NOW + 0.05 - JITTER / 2]
+    assert limiter.decided("svc") == [NOW]  # what the answers' hints are compared with
+    fresh = ServiceBudget(limiter, "svc")
+    [early] = await calls(run, fresh, "ticker", 1, now=NOW + 60.05 + JITTER / 2 - 0.001)
+    [on_time] = await calls(run, fresh, "ticker", 1, now=NOW + 60.05 + JITTER / 2)
+    assert not early.allowed and on_time.allowed
+
+
+async def test_a_record_never_moves_later_than_its_decision(limiter_for):
+    limiter, run = limiter_for(limits=["2/60"])
+    budget = ServiceBudget(limiter, "svc")
+    await calls(run, budget, "ticker", 2)  # one drain: both in the same millisecond
+    limiter.sent(budget.scopes("ticker"), NOW, NOW + JITTER)  # later than allowed: no move
+    limiter.sent(budget.scopes("ticker"), NOW, NOW)
+    assert limiter.times("svc") == [NOW - JITTER / 2, NOW]
+
+
+async def test_a_restarted_limiter_counts_sent_calls_from_their_decision(limiter_for):
+    before, run = limiter_for(limits=["1/60"])
+    before.open_journal(NOW)
+    budget = ServiceBudget(before, "svc")
+    await calls(run, budget, "ticker", 1)
+    before.sent(budget.scopes("ticker"), NOW, NOW)
+    before.journal.close()
+    after, run = limiter_for(limits=["1/60"])  # the move was this worker's memory only
+    after.open_journal(NOW + 1)
+    assert after.times("svc") == [NOW]
+    after.journal.close()
+
+
 async def test_headroom_keeps_calls_free_below_each_limit(limiter_for):
     limiter, run = limiter_for(limits=["10/60"], headroom=0.2)
     decisions = await calls(run, ServiceBudget(limiter, "svc"), "ticker", 9)
