@@ -202,13 +202,14 @@ class FetchDispatcher:
             await rt.topics.send(rt.topics.fetch, order.service, order)
             return
         rt.stats.count("upstream_calls", name)
-        rt.limiter.sent(ServiceBudget(rt.limiter, order.service).scopes(order.endpoint),
-                        decided_at, started)
         try:
             answer = await rt.upstreams[order.service].fetch(order.endpoint, order.symbol,
                                                              started)
             rt.backlog.observe_latency(order.service, rt.clock() - started)
+            rt.limiter.answered(order.service, order.endpoint, decided_at, rt.clock())
         except UpstreamError as exc:
+            if exc.status is not None:  # an answer all the same: the upstream counted it
+                rt.limiter.answered(order.service, order.endpoint, decided_at, rt.clock())
             failure: UpstreamError | None = exc
         except Exception as exc:  # a bug must not lose the order silently
             log.exception("fetch of %s failed", name)

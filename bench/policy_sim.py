@@ -32,7 +32,7 @@ from bench.trace import LATENCY, Trace, named
 from quotacache.policy.demand import ReadRates
 from quotacache.policy.dispatch import Valuation, select_calls
 from quotacache.policy.health import ServiceHealth
-from quotacache.policy.limits import Decision, Scope, decide
+from quotacache.policy.limits import Decision, Scope, counts_from, decide
 from quotacache.policy.queue import REGRADE, FetchQueue
 from quotacache.settings import ServiceConfig, Settings, load_settings
 from quotacache.streams.records import FetchOrder
@@ -43,24 +43,26 @@ TICK = 0.25
 
 
 class SimBudget:
-    """The times each scope's calls count from, as the workers' limiter has them: a
-    simulated call leaves as it is decided, so its record moves at once to half the
-    arrival jitter before (``RateLimiter.sent``)."""
+    """The times each scope's calls count from, as the workers' limiter has them: a call
+    answered ``latency`` after its decision counts from a jitter before its answer
+    (``RateLimiter.answered``). Simulated calls always are, and the count from the
+    decision matters only a window later, so the record is the moved one at once."""
 
-    def __init__(self, trace: Trace, *, headroom: float, jitter: float):
+    def __init__(self, trace: Trace, *, headroom: float, jitter: float, latency: float):
         self.headroom = headroom
         self.jitter = jitter
+        self.latency = latency
         self.service = Scope(SERVICE, tuple(RateLimit(calls=lim.calls, seconds=lim.seconds)
                                             for lim in trace.limits.service))
         self.endpoint_limits = tuple(RateLimit(calls=lim.calls, seconds=lim.seconds)
                                      for lim in trace.limits.endpoint)
-        self.sent: dict[str, list[float]] = {}
+        self.counted: dict[str, list[float]] = {}
 
     def scopes(self, endpoint: str) -> list[Scope]:
         return [self.service, Scope(f"{SERVICE}/{endpoint}", self.endpoint_limits)]
 
     def times(self, scope: str) -> list[float]:
-        return self.sent.get(scope, [])
+        return self.counted.get(scope, [])
 
     def check(self, endpoint: str, now: float) -> Decision:
         return decide(self.scopes(endpoint), self.times, now, headroom=self.headroom,
@@ -69,8 +71,8 @@ class SimBudget:
     def record(self, endpoint: str, now: float) -> None:
         longest = max(lim.seconds for lim in (*self.service.limits, *self.endpoint_limits))
         for scope in self.scopes(endpoint):
-            times = self.sent.setdefault(scope.name, [])
-            times.append(now - self.jitter / 2)
+            times = self.counted.setdefault(scope.name, [])
+            times.append(counts_from(now, now + self.latency, self.jitter))
             # Calls older than every window count nowhere: forget them (speed only).
             while times and times[0] <= now - longest - self.jitter - 1.0:
                 times.pop(0)
@@ -119,7 +121,8 @@ def simulate(trace: Trace, *, latency: float = LATENCY, valuation: Valuation | N
     inflight_timeout = settings.cache.inflight_timeout
     valuation = valuation or dataclasses.replace(Valuation.of(config, latency=latency),
                                                  **valuation_args)
-    budget = SimBudget(trace, headroom=config.headroom, jitter=config.arrival_jitter)
+    budget = SimBudget(trace, headroom=config.headroom, jitter=config.arrival_jitter,
+                       latency=latency)
     rates = ReadRates() if rates is None else rates
     queue = FetchQueue()
     health = ServiceHealth()

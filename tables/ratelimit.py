@@ -1,13 +1,13 @@
-"""The rate limiter's state: the send times of recent calls, per scope, in a table.
+"""The rate limiter's state: when recent calls were decided, per scope, in a table.
 
 All fetches of a service arrive on the ``internal.fetch`` partition its name hashes to, and
 the table's changelog partition is that of the event being processed, so one partition
 (one worker at a time) owns all of a service's counts. A worker that takes the partition
 over after a crash restores them from the changelog before it makes any call.
 
-The decision itself is ``policy.limits.decide``; this module only reads and writes send
-times (to the millisecond; older than the longest window they are dropped on the next
-write). Writes must happen inside stream iteration (Faust's rule for table writes). Each
+The decision itself is ``policy.limits.decide``; this module only reads and writes
+decision times (to the millisecond; older than the longest window they are dropped on the
+next write), and keeps in memory how much earlier answered calls count from. Writes must happen inside stream iteration (Faust's rule for table writes). Each
 call is also appended to a durable ``CallJournal`` before it is sent, and a scope's count
 is the union of the table's times and the journal's: spent budget survives the loss of
 the changelog (a memory-only broker restarted, the whole stack restarted).
@@ -24,7 +24,7 @@ from typing import Any
 
 import faust
 
-from quotacache.policy.limits import Decision, Scope, allowance, decide, used
+from quotacache.policy.limits import Decision, Scope, allowance, counts_from, decide, used
 from quotacache.settings import Settings
 from quotacache.tables.journal import CallJournal
 from quotacache.tables.read_through import ReadThrough
@@ -40,13 +40,13 @@ class RateLimiter:
                                           for x in ep.limits or [])]), default=60.0)
         self._table = app.Table("ratelimit", default=list,
                                 partitions=settings.broker.partitions,
-                                help="send times of recent upstream calls per scope")
+                                help="decision times of recent upstream calls per scope")
         self._times = ReadThrough(app, self._table)
         self.journal = CallJournal(journal_dir(settings), worker_name(settings),
                                    horizon=self.horizon + 1.0, fsync=settings.limits_fsync)
         #: scope -> recorded time -> the earlier times that calls recorded then count
-        #: from, once sent (``sent``). This worker's memory only: the table and the
-        #: journal keep the recorded times, which count longer (safe).
+        #: from, once answered (``answered``). This worker's memory only: the table and
+        #: the journal keep the recorded times, which count longer (safe).
         self._moved: dict[str, dict[float, list[float]]] = {}
 
     @property
@@ -82,9 +82,9 @@ class RateLimiter:
         return sorted((Counter(recorded) | Counter(journaled)).elements())
 
     def times(self, scope: str) -> list[float]:
-        """The times ``scope``'s recent calls count from: when each was decided, or,
-        for a call this worker has sent, half the arrival jitter before it left
-        (``sent``)."""
+        """The times ``scope``'s recent calls count from: when each was decided, or, for
+        a call this worker has had the answer of, a jitter before the answer
+        (``answered``)."""
         times = self.decided(scope)
         moved = self._moved.get(scope)
         if not moved:
@@ -93,19 +93,20 @@ class RateLimiter:
         counted = [pending[t].pop() if pending.get(t) else t for t in times]
         return sorted(counted)
 
-    def sent(self, scopes: Sequence[Scope], decided_at: float, at: float) -> None:
-        """A call decided at ``decided_at`` left at ``at``: it counts from half the
-        arrival jitter before that, no longer from its decision (policy/limits.py: it
-        arrives within the other half after it left). Never later than its decision."""
-        decided = round(decided_at, 3)
-        jitter = self.settings.service(scopes[0].name).arrival_jitter
-        counts_from = min(decided, round(at - jitter / 2, 3))
-        oldest = at - self.horizon
-        for scope in scopes:
+    def answered(self, service: str, endpoint: str, decided_at: float,
+                 answered_at: float) -> None:
+        """The call of ``endpoint`` decided at ``decided_at`` was answered at
+        ``answered_at``: the upstream counted it by then, so it counts from a jitter
+        before (``policy.limits.counts_from``), in this worker's memory."""
+        decided = round(decided_at, 3)  # as ``record`` keeps it
+        jitter = self.settings.service(service).arrival_jitter
+        earlier = counts_from(decided, answered_at, jitter)
+        oldest = answered_at - self.horizon
+        for scope in (self.service_scope(service), self.endpoint_scope(service, endpoint)):
             moved = self._moved.setdefault(scope.name, {})
             for old in [t for t in moved if t <= oldest]:
                 del moved[old]
-            moved.setdefault(decided, []).append(counts_from)
+            moved.setdefault(decided, []).append(earlier)
 
     def record(self, scopes: Sequence[Scope], now: float) -> None:
         """Count one call in every scope (before it is sent), in the journal and the table."""

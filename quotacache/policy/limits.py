@@ -4,24 +4,24 @@ Every limit is "at most N calls in any window of S seconds", counted by the upst
 calls arrive. Each call counts from a time ``r`` we record: its decision, before it is
 sent. The fetch agent sends it within half the jitter after that or not at all (it is
 decided again), and the network delivers it ``d_min`` plus at most the other half of the
-jitter after it leaves. So a call arrives within ``[r + d_min, r + d_min + jitter]``.
-Once it has left, at ``s``, it arrives by ``s + d_min + jitter / 2``, so its record may
-move back to ``s - jitter / 2`` (never later than the decision; ``RateLimiter.sent``):
-the same interval still holds, and the send half it did not use is freed. The rule:
+jitter after it leaves. So a call arrives at or before ``r + d_min + jitter``. Once its
+answer is back, at ``R``, the upstream has counted it, at or before ``R``: its record may
+move back to ``R - jitter`` (``counts_from``; never later than the decision), which
+needs no assumption about the network at all. The rule:
 
     a call may be decided at ``now`` only if fewer than N calls count from times in
     ``(now - S - jitter, now]``.
 
 Bound: take any upstream window ``[a, a + S)`` and, of the calls arriving in it, the one
 decided last, at ``t``. It arrives after ``t + d_min``, so ``t < a + S - d_min``. Every
-other call of the window was decided before ``t`` and arrives at or after ``a``; a record,
-moved or not, is never below its call's arrival minus ``d_min + jitter``, so at ``t``
-each of theirs lay in ``[a - d_min - jitter, t]``, inside ``(t - S - jitter, t]``. So
-when the last call was decided, fewer than N others counted, and the window holds at
-most N arrivals, whatever the order and spacing of the decisions and sends. ``jitter``
-(``arrival_jitter``, 0.5 s by default) is the spread of delays allowed for. Exact times
-(not buckets) keep the count tight: nothing is counted that the upstream could not
-count.
+other call of the window was decided at or before ``t`` and arrives at or after ``a``; a
+record, moved or not, is never below its call's arrival minus ``d_min + jitter``, so at
+``t`` each of theirs lay in ``[a - d_min - jitter, t]``, inside ``(t - S - jitter, t]``.
+So when the last call was decided, fewer than N others counted, and the window holds at
+most N arrivals, whatever the order and spacing of the decisions and answers.
+``jitter`` (``arrival_jitter``, 0.5 s by default) is the spread of delays allowed for.
+Exact times (not buckets) keep the count tight: nothing is counted that the upstream
+could not count.
 
 A call is allowed only if every limit of every scope (the service's and the endpoint's)
 has room, and it is then recorded in all of them at once. ``headroom`` keeps a fraction of
@@ -38,6 +38,13 @@ from quotacache.units import RateLimit
 
 #: scope -> the times its recent calls count from (any order; older ones are ignored).
 CallTimes = Callable[[str], Sequence[float]]
+
+
+def counts_from(decided: float, answered: float, jitter: float) -> float:
+    """Where a call decided (and recorded) at ``decided`` counts from once its answer came
+    back at ``answered``: the upstream counted it by then, so from a jitter before that,
+    never later than its decision. Rounded up to the millisecond, as records are kept."""
+    return min(decided, math.ceil((answered - jitter) * 1000.0) / 1000.0)
 
 
 @dataclass(frozen=True)

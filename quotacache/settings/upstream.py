@@ -105,8 +105,8 @@ class ServiceConfig(BaseModel):
     #: Spread of delays between the limiter's decision and the upstream's count: each
     #: limit counts calls over its window plus this (policy/limits.py states the bound).
     #: Half of it is allowed between decision and send (a call later than that is not
-    #: sent but decided again), half for the network; a call that has left counts from
-    #: half of it before it left.
+    #: sent but decided again), half for the network. A call answered counts from this
+    #: much before its answer instead (the upstream counted it by then).
     arrival_jitter: Duration = 0.5
     #: How much a fresh read of each priority is worth when the budget is scarce.
     priority_weights: dict[str, float] = Field(default_factory=lambda: {

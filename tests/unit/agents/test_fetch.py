@@ -64,10 +64,11 @@ async def test_a_waiting_order_is_called_on_a_tick_once_its_window_has_passed(rt
                                                                               upstream):
     await fetch(rt, *(order(symbol=s) for s in "ABCDE"))
     assert len(upstream.requests) == 4
-    clock.advance(60)
+    clock.advance(59.999)
     await fetch(rt, Tick(service="svc"))
-    assert len(upstream.requests) == 4  # the window counts the arrival jitter too
-    clock.advance(0.25)
+    # Answered at once, the calls count from a jitter before their answers: a window on.
+    assert len(upstream.requests) == 4
+    clock.advance(0.001)
     await fetch(rt, Tick(service="svc"))
     assert [r.url.params["symbol"] for r in upstream.requests] == ["A", "B", "C", "D", "E"]
 
@@ -128,19 +129,32 @@ async def test_a_call_that_cannot_leave_in_time_is_not_sent_but_decided_again(rt
     assert rt.stats.by_endpoint["svc/ticker"]["late_calls"] == 1
 
 
-async def test_a_call_that_left_counts_from_half_the_jitter_before_it_left(rt, clock,
-                                                                          upstream):
+async def test_an_answered_call_counts_from_a_jitter_before_its_answer(rt, clock,
+                                                                       upstream):
     rt.tasks.hold()
     async with running(rt, "fetch") as agent:
         await agent.put(order(), key="svc")
-    clock.advance(0.05)  # it leaves 50 ms after the limiter's yes
+    clock.advance(0.05)  # it leaves 50 ms after the limiter's yes, answered at once
     rt.tasks.release()
     await rt.tasks.settle()
     assert len(upstream.requests) == 1
     jitter = rt.settings.service("svc").arrival_jitter
-    counts_from = round(START + 0.05 - jitter / 2, 3)
+    counts_from = round(START + 0.05 - jitter, 3)
     assert rt.limiter.times("svc") == rt.limiter.times("svc/ticker") == [counts_from]
     assert rt.limiter.decided("svc") == [START]
+
+
+async def test_a_call_without_an_answer_counts_from_its_decision(rt, upstream):
+    upstream.answer(httpx.ConnectError("refused"))
+    await fetch(rt, order())
+    assert rt.limiter.times("svc") == [START]  # the upstream may count it any time
+
+
+async def test_a_refusal_is_an_answer_too(rt, upstream):
+    upstream.answer(httpx.Response(503, json={}))
+    await fetch(rt, order())
+    jitter = rt.settings.service("svc").arrival_jitter
+    assert rt.limiter.times("svc") == [round(START - jitter, 3)]
 
 
 # -- freshness, planned refreshes, drops --------------------------------------------

@@ -2,10 +2,10 @@
 
 from collections import defaultdict
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from quotacache.policy.limits import Scope, allowance, decide, frees_at, room
+from quotacache.policy.limits import Scope, allowance, counts_from, decide, frees_at, room
 from quotacache.settings import RateLimit
 from tests.windows import max_in_any_window
 
@@ -119,35 +119,44 @@ SHARE = st.one_of(st.sampled_from([0.0, 1.0]), st.floats(min_value=0.0, max_valu
 @given(
     bursts=st.lists(st.tuples(st.floats(min_value=0.0, max_value=6.0),
                               st.integers(min_value=1, max_value=12),
-                              st.integers(min_value=0, max_value=4), SHARE, SHARE),
+                              st.integers(min_value=0, max_value=4), SHARE, SHARE,
+                              st.one_of(st.just(0.0), st.floats(min_value=0.0,
+                                                                max_value=2.0))),
                     min_size=1, max_size=60),
     jitter=st.sampled_from([0.0, 0.25, 1.0]),
     delay=st.floats(min_value=0.0, max_value=5.0),
 )
-@settings(max_examples=300)
-def test_moving_a_sent_calls_record_back_keeps_every_window(bursts, jitter, delay):
-    """Bursts of attempts at one instant, each call leaving up to half the jitter after
-    its decision and arriving up to the other half after it left; once it has left,
-    its record moves back to half the jitter before it left (``RateLimiter.sent``): no
-    window of any limit, counted on arrival, ever holds more calls than the limit."""
+@example(bursts=[(0.0, 10, 0, 0.0, 1.0, 0.0), (5.9, 1, 1, 0.0, 0.0, 0.0)], jitter=1.0,
+         delay=0.0)  # a record moved even 0.1 s further back lets an 11th call in
+@settings(max_examples=300, deadline=None)
+def test_answered_calls_counted_from_a_jitter_before_their_answer_keep_every_window(
+        bursts, jitter, delay):
+    """Bursts of attempts at one instant; each call leaves up to half the jitter after
+    its decision, arrives ``delay`` plus up to the other half after that, and is
+    answered some time later. From its answer on, its record is ``counts_from``'s: no
+    window of any limit, counted on arrival, ever holds more calls than the limit, and
+    no record is ever later than its decision or earlier than its arrival less the
+    delay and the jitter (the bound's premise)."""
     sent = SendTimes()
     now = 1_000_000.0
-    leaving = []  # (leaves at, scopes' names, decided at), not yet moved
+    unanswered = []  # (answered at, scopes' names, decided at, arrived at)
     arrivals = defaultdict(list)
-    for gap, size, endpoint_number, wait, spread in bursts:
+    for gap, size, endpoint_number, wait, spread, answer in bursts:
         now += gap
-        for left in [c for c in leaving if c[0] <= now]:
-            leaving.remove(left)
-            at, names, decided = left
+        for call in [c for c in unanswered if c[0] <= now]:
+            unanswered.remove(call)
+            answered, names, decided, arrived = call
+            moved = counts_from(decided, answered, jitter)
+            assert arrived - delay - jitter <= moved <= decided
             for name in names:
                 sent.sent[name].remove(decided)
-                sent.sent[name].append(min(decided, at - jitter / 2))
+                sent.sent[name].append(moved)
         endpoint = f"e{endpoint_number}"
         for _ in range(size):
             if attempt(sent, endpoint, now, jitter=jitter).allowed:
-                leaves = now + wait * jitter / 2
-                leaving.append((leaves, ("svc", f"svc/{endpoint}"), now))
-                arrival = leaves + delay + spread * jitter / 2
+                arrival = now + wait * jitter / 2 + delay + spread * jitter / 2
+                unanswered.append((arrival + answer, ("svc", f"svc/{endpoint}"), now,
+                                   arrival))
                 arrivals["svc"].append(arrival)
                 arrivals[f"svc/{endpoint}"].append(arrival)
     for scope, times in arrivals.items():

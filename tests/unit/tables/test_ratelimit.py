@@ -81,16 +81,17 @@ async def test_a_call_counts_for_its_window_plus_the_arrival_jitter(limiter_for)
     assert not early.allowed and on_time.allowed
 
 
-async def test_a_sent_call_counts_from_half_the_jitter_before_it_left(limiter_for):
+async def test_an_answered_call_counts_from_a_jitter_before_its_answer(limiter_for):
     limiter, run = limiter_for(limits=["1/60"])
     budget = ServiceBudget(limiter, "svc")
     await calls(run, budget, "ticker", 1)
-    limiter.sent(budget.scopes("ticker"), NOW, NOW + 0.05)  # it left 50 ms after its slot
-    assert limiter.times("svc") == limiter.times("svc/ticker") == [NOW + 0.05 - JITTER / 2]
+    limiter.answered("svc", "ticker", NOW, NOW + 0.1)  # answered 100 ms after its slot
+    assert limiter.times("svc") == limiter.times("svc/ticker") == [NOW + 0.1 - JITTER]
+    assert limiter.times("svc/ratio") == []
     assert limiter.decided("svc") == [NOW]  # what the answers' hints are compared with
     fresh = ServiceBudget(limiter, "svc")
-    [early] = await calls(run, fresh, "ticker", 1, now=NOW + 60.05 + JITTER / 2 - 0.001)
-    [on_time] = await calls(run, fresh, "ticker", 1, now=NOW + 60.05 + JITTER / 2)
+    [early] = await calls(run, fresh, "ticker", 1, now=NOW + 60.1 - 0.001)
+    [on_time] = await calls(run, fresh, "ticker", 1, now=NOW + 60.1)
     assert not early.allowed and on_time.allowed
 
 
@@ -98,17 +99,16 @@ async def test_a_record_never_moves_later_than_its_decision(limiter_for):
     limiter, run = limiter_for(limits=["2/60"])
     budget = ServiceBudget(limiter, "svc")
     await calls(run, budget, "ticker", 2)  # one drain: both in the same millisecond
-    limiter.sent(budget.scopes("ticker"), NOW, NOW + JITTER)  # later than allowed: no move
-    limiter.sent(budget.scopes("ticker"), NOW, NOW)
-    assert limiter.times("svc") == [NOW - JITTER / 2, NOW]
+    limiter.answered("svc", "ticker", NOW, NOW + JITTER + 1.0)  # a slow answer: no move
+    limiter.answered("svc", "ticker", NOW, NOW)
+    assert limiter.times("svc") == [NOW - JITTER, NOW]
 
 
-async def test_a_restarted_limiter_counts_sent_calls_from_their_decision(limiter_for):
+async def test_a_restarted_limiter_counts_answered_calls_from_their_decision(limiter_for):
     before, run = limiter_for(limits=["1/60"])
     before.open_journal(NOW)
-    budget = ServiceBudget(before, "svc")
-    await calls(run, budget, "ticker", 1)
-    before.sent(budget.scopes("ticker"), NOW, NOW)
+    await calls(run, ServiceBudget(before, "svc"), "ticker", 1)
+    before.answered("svc", "ticker", NOW, NOW)
     before.journal.close()
     after, run = limiter_for(limits=["1/60"])  # the move was this worker's memory only
     after.open_journal(NOW + 1)
