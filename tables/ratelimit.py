@@ -7,10 +7,11 @@ over after a crash restores them from the changelog before it makes any call.
 
 The decision itself is ``policy.limits.decide``; this module only reads and writes
 decision times (to the millisecond; older than the longest window they are dropped on the
-next write), and keeps in memory how much earlier answered calls count from. Writes must happen inside stream iteration (Faust's rule for table writes). Each
-call is also appended to a durable ``CallJournal`` before it is sent, and a scope's count
-is the union of the table's times and the journal's: spent budget survives the loss of
-the changelog (a memory-only broker restarted, the whole stack restarted).
+next write), and keeps in memory how much earlier answered calls count from. Writes must
+happen inside stream iteration (Faust's rule for table writes). Each call is also
+appended to a durable ``CallJournal`` before it is sent, and a scope's count is the union
+of the table's times and the journal's: spent budget survives the loss of the changelog
+(a memory-only broker restarted, the whole stack restarted).
 """
 
 from __future__ import annotations
