@@ -333,9 +333,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float,
                         help="built-in traces' length in seconds (default 90; a new length's "
                              "optima are solved once, up to a minute each, and cached)")
-    parser.add_argument("--answered-bonus", type=float, default=0.0,
+    parser.add_argument("--answered-bonus", type=float,
                         help="seconds of reads a first fetch is worth beyond its TTL (the "
-                             "service setting answered_bonus)")
+                             "service setting answered_bonus; default: the setting's)")
     args = parser.parse_args()
     if args.known_values and args.answered_bonus:
         parser.error("--answered-bonus is the estimated policy's: --known-values weighs "
@@ -360,7 +360,9 @@ def main() -> None:
                 result = simulate(trace, rates=rates, valuation=KnownValues.of(
                     trace, LATENCY, answered_weight=args.answered_weight))
             else:
-                result = simulate(trace, rates=rates, answered_bonus=args.answered_bonus)
+                bonus = ({} if args.answered_bonus is None
+                         else {"answered_bonus": args.answered_bonus})
+                result = simulate(trace, rates=rates, **bonus)
             line, ok = report(trace, seed, result)
             failed += not ok
             print(line, flush=True)

@@ -9,7 +9,7 @@ sent, to a file outside the data dir (which is wiped when the broker is new).
 At start a worker reads the journals of every worker of its app in the same directory
 (one file per worker, so no two processes write one file) and keeps, per scope, the send
 times they recorded within the longest window. The limiter counts the union of the
-table's send times and the journal's: both hold the same calls (to the millisecond), so
+table's decision times and the journal's: both hold the same calls (to the millisecond), so
 the union is the truth whichever of them survived. A call reaches the journal with one
 ``write`` before it is sent, so it survives SIGKILL of the worker (the OS holds the
 bytes); with ``fsync`` set it also survives a power loss, at one disk flush per call.

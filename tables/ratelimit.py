@@ -167,7 +167,8 @@ class ServiceBudget:
         self.service_scope = limiter.service_scope(service)
         #: Each scope's times, read once per decision (one drain asks them for every
         #: queued call; each read copies them, and after a restart merges the journal's).
-        #: ``record`` forgets them; nothing else writes the table while a drain decides.
+        #: ``record`` forgets them; nothing else writes the table while a drain decides
+        #: (``RateLimiter.answered`` runs between drains, and only moves times earlier).
         self._times: dict[str, list[float]] = {}
         #: Each endpoint's decision at one instant, until a call is recorded: a drain
         #: asks it again for every queued call of that endpoint.

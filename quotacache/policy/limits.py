@@ -71,7 +71,7 @@ def allowance(limit: RateLimit, headroom: float = 0.0) -> int:
 
 def in_window(times: Sequence[float], limit: RateLimit, now: float, jitter: float
               ) -> list[float]:
-    """The send times that still count against ``limit`` at ``now``, oldest first."""
+    """The recorded times that still count against ``limit`` at ``now``, oldest first."""
     start = now - limit.seconds - jitter
     return sorted(t for t in times if t > start)
 
