@@ -28,6 +28,15 @@ def attempt(sent, endpoint, now, headroom=0.0, jitter=0.25):
     return decision
 
 
+def assert_every_window_kept(arrivals):
+    """No window of any limit, counted on arrival (scope -> arrival times), holds more
+    calls than the limit."""
+    for scope, times in arrivals.items():
+        limits = SERVICE[1] if scope == "svc" else ENDPOINT_LIMITS
+        for limit in limits:
+            assert max_in_any_window(times, limit.seconds) <= limit.calls, (scope, str(limit))
+
+
 def test_first_calls_are_allowed_up_to_the_tightest_limit():
     sent = SendTimes()
     allowed = [attempt(sent, f"e{i}", 1000.0 + i * 0.01).allowed for i in range(15)]
@@ -106,10 +115,7 @@ def test_no_upstream_window_ever_sees_more_calls_than_a_limit(attempts, headroom
             arrival = now + delay + spread * jitter
             arrivals["svc"].append(arrival)
             arrivals[f"svc/{endpoint}"].append(arrival)
-    for scope, times in arrivals.items():
-        limits = SERVICE[1] if scope == "svc" else ENDPOINT_LIMITS
-        for limit in limits:
-            assert max_in_any_window(times, limit.seconds) <= limit.calls, (scope, str(limit))
+    assert_every_window_kept(arrivals)
 
 
 #: A share of the jitter: often at either end, where a window is most crowded.
@@ -159,10 +165,7 @@ def test_answered_calls_counted_from_a_jitter_before_their_answer_keep_every_win
                                    arrival))
                 arrivals["svc"].append(arrival)
                 arrivals[f"svc/{endpoint}"].append(arrival)
-    for scope, times in arrivals.items():
-        limits = SERVICE[1] if scope == "svc" else ENDPOINT_LIMITS
-        for limit in limits:
-            assert max_in_any_window(times, limit.seconds) <= limit.calls, (scope, str(limit))
+    assert_every_window_kept(arrivals)
 
 
 def test_demand_far_above_the_budget_uses_all_of_it_but_never_more():
