@@ -206,10 +206,7 @@ class FetchDispatcher:
             answer = await rt.upstreams[order.service].fetch(order.endpoint, order.symbol,
                                                              started)
             rt.backlog.observe_latency(order.service, rt.clock() - started)
-            rt.limiter.answered(order.service, order.endpoint, decided_at, rt.clock())
         except UpstreamError as exc:
-            if exc.status is not None:  # an answer all the same: the upstream counted it
-                rt.limiter.answered(order.service, order.endpoint, decided_at, rt.clock())
             failure: UpstreamError | None = exc
         except Exception as exc:  # a bug must not lose the order silently
             log.exception("fetch of %s failed", name)
@@ -220,6 +217,8 @@ class FetchDispatcher:
         finally:
             rt.backlog.under_way[order.service].remove(decided_at)
             rt.backlog.calling.discard(order.key)
+        if failure is None or failure.status is not None:  # answered: the upstream counted it
+            rt.limiter.answered(order.service, order.endpoint, decided_at, rt.clock())
         if failure is not None:
             await self.failed(order, failure)
         else:
